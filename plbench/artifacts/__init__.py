@@ -1,0 +1,1 @@
+"""Artifact files (simulations, priors, runs, reports): formats and crash-safe writes."""

@@ -1,0 +1,132 @@
+"""COCO 2014/2017 instances files (and the built-in synthetic dataset, written in the same format).
+
+Expected layout (the official one)::
+
+    ROOT/
+      annotations/instances_train2017.json   (or instances_train2014.json)
+      annotations/instances_val2017.json
+      train2017/000000000009.jpg ...
+      val2017/...
+
+Classes are the categories sorted by category id (COCO: 80 classes, ids 1..90 with gaps), so the
+class index is the position in that order, never ``id - 1``. An image is positive for each category
+with at least one instance (crowd instances included unless ``include_crowd=False``) and negative for
+every other one: complete labels. Images without any instance are kept (all negative).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from plbench.datasets.base import DatasetSplit, file_fingerprint, register_dataset
+from plbench.errors import InputError
+from plbench.labels import NEG, POS, PartialLabels
+
+YEARS = ("2017", "2014")
+
+
+def find_coco_split(root: Path, split: str) -> tuple[Path, Path]:
+    """Resolve (annotation json, image folder) for ``split`` (``train``, ``val``, or ``train2014`` ...)."""
+    ann_dir = root / "annotations"
+    names = [split] if split[-4:].isdigit() else [split + y for y in YEARS]
+    for name in names:
+        ann = ann_dir / f"instances_{name}.json"
+        if ann.is_file():
+            return ann, root / name
+    tried = ", ".join(str(ann_dir / f"instances_{n}.json") for n in names)
+    raise InputError(
+        root, "annotations", f"no COCO instances file for split {split!r} (looked for {tried})",
+        "point --data-root at the folder that holds annotations/ and the image folders",
+    )
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise InputError(path, "json", f"not valid JSON ({e})", "re-download or regenerate the file") from None
+
+
+def coco_labels(data: dict, path: Path, include_crowd: bool = True) -> tuple[list[int], list[str], list[str], np.ndarray]:
+    """Parse a COCO instances dict.
+
+    Returns:
+        image ids (N,), file names (N,), class names (C,) in category-id order, and the
+        complete int8 (N, C) label matrix.
+    """
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            raise InputError(path, key, f"missing top-level key {key!r}", "use a COCO instances_*.json file")
+    cats = sorted(data["categories"], key=lambda c: c["id"])
+    cat_index = {c["id"]: i for i, c in enumerate(cats)}
+    images = data["images"]
+    img_index = {img["id"]: i for i, img in enumerate(images)}
+    matrix = np.full((len(images), len(cats)), NEG, dtype=np.int8)
+    for ann in data["annotations"]:
+        if not include_crowd and ann.get("iscrowd", 0):
+            continue
+        try:
+            matrix[img_index[ann["image_id"]], cat_index[ann["category_id"]]] = POS
+        except KeyError as e:
+            raise InputError(
+                path, "annotations", f"annotation {ann.get('id')} refers to unknown image or category {e}",
+                "check that the file is a complete COCO instances file",
+            ) from None
+    return (
+        [img["id"] for img in images],
+        [img["file_name"] for img in images],
+        [c["name"] for c in cats],
+        matrix,
+    )
+
+
+def load_coco(root: Path, split: str, *, include_crowd: bool = True, strict: bool = False,
+              dataset_name: str = "coco", **_: object) -> DatasetSplit:
+    """Load a COCO split with pycocotools' parser.
+
+    Args:
+        root: dataset root (see module docstring).
+        split: ``train``/``val`` (newest year found) or an explicit ``train2014``-style name.
+        include_crowd: count ``iscrowd`` instances as positives.
+        strict: a missing image file is an error instead of being counted and dropped.
+    """
+    from pycocotools.coco import COCO
+
+    ann_path, image_dir = find_coco_split(Path(root), split)
+    data = _load_json(ann_path)
+    coco = COCO()
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco.dataset = data
+        coco.createIndex()
+    ids, files, names, matrix = coco_labels(coco.dataset, ann_path, include_crowd)
+    paths = np.array([str(image_dir / f) for f in files], dtype=object)
+    exists = np.array([Path(p).is_file() for p in paths], dtype=bool)
+    missing = int((~exists).sum())
+    if missing and strict:
+        raise InputError(
+            image_dir, "file_name", f"{missing} image files listed in {ann_path.name} are missing "
+            f"(first: {paths[~exists][0]})", "download the images or run without --strict",
+        )
+    labels = PartialLabels.from_dense(
+        matrix[exists], np.asarray(ids)[exists], names, complete=True, validate=False
+    )
+    return DatasetSplit(
+        dataset=dataset_name, split=split, image_paths=paths[exists], labels=labels,
+        fingerprint=file_fingerprint(ann_path), missing_images=missing,
+    )
+
+
+register_dataset("coco")(load_coco)
+
+
+@register_dataset("synthetic")
+def load_synthetic(root: Path, split: str, **options: object) -> DatasetSplit:
+    """The built-in synthetic dataset: plain COCO layout, read by the COCO loader."""
+    options.pop("dataset_name", None)
+    return load_coco(root, split, dataset_name="synthetic", **options)
