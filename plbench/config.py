@@ -1,0 +1,74 @@
+"""Run configuration: a frozen dataclass built by the CLI, saved as ``config.json``, the only engine input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plbench.errors import InputError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (and hence its results)."""
+
+    dataset: str = "synthetic"  # registry name, see plbench.datasets.list_datasets()
+    data_root: str = "data/synthetic"
+    train_split: str = "train"
+    val_split: str = "val"  # evaluated with its own (complete or natural) labels, never simulated
+    dataset_options: dict[str, Any] = field(default_factory=dict)  # loader options (strict, fo_field, ...)
+    simulation: str | None = None  # parquet from `plbench simulate`; None = the dataset's own train labels
+    mode: str = "selective"  # how unannotated labels are treated, see plbench.losses.Mode
+    loss: str = "pasl"  # loss registry name, see plbench.losses.create_loss
+    loss_options: dict[str, Any] = field(default_factory=dict)  # overrides of the loss defaults
+    prior: str | None = None  # prior CSV (Classes,avg_pred) for mode=selective
+    backbone: str = "resnet10t"  # any timm model name
+    pretrained: bool = False  # timm pretrained weights (needs them cached or downloadable)
+    checkpoint: str | None = None  # local backbone weights file (.pt/.pth/.safetensors)
+    head: str = "gap"  # gap | ml-decoder
+    head_options: dict[str, Any] = field(default_factory=dict)
+    image_size: int = 224  # square input side, pixels
+    batch_size: int = 64
+    epochs: int = 10
+    lr: float = 2e-4  # peak learning rate of the one-cycle schedule (CSL uses 2e-4 with Adam)
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.2  # fraction of steps spent rising to the peak LR
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = False  # bf16/fp16 autocast on CUDA
+    workers: int = 0  # DataLoader worker processes
+    preload: bool = False  # decode and resize every image once into memory (small datasets, CPU)
+    cache_dir: str | None = None  # pre-resized image cache from `plbench data cache`
+    max_train_images: int | None = None  # use only the first N training images (quick runs)
+    out_dir: str = "runs"
+    run_name: str | None = None  # default: <dataset>-<labels tag>-<mode>-<backbone>-s<seed>
+    tag: str | None = None  # label-setting tag shown in reports (default: from the simulation file)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str | Path | None = None) -> "TrainConfig":
+        """Build from a dict, rejecting unknown keys (so a typo is never ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InputError(
+                source, unknown[0], f"unknown config key(s) {unknown}", f"use only: {', '.join(sorted(names))}"
+            )
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise InputError(path, "config", f"cannot read a JSON config ({e})", "pass a config.json written by plbench") from None
+        return cls.from_dict(data, path)

@@ -1,0 +1,1 @@
+"""Orchestration of training: data pipeline, model assembly, the training loop, prior estimation."""

@@ -1,0 +1,85 @@
+"""A timm backbone with a swappable multi-label head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from plbench.errors import InputError
+
+
+class MultiLabelClassifier(nn.Module):
+    """``backbone.forward_features`` (B, D, H, W) or (B, L, D) -> ``head`` -> logits (B, C)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone.forward_features(images))
+
+
+def _load_backbone_weights(backbone: nn.Module, checkpoint: Path) -> None:
+    if not checkpoint.is_file():
+        raise InputError(checkpoint, "--checkpoint", "file not found", "pass an existing .pt/.pth/.safetensors file")
+    if checkpoint.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(checkpoint))
+    else:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        for key in ("state_dict", "model"):
+            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+                state = state[key]
+    own = backbone.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise InputError(
+            checkpoint, "state_dict", "no tensor matches the backbone's parameter names and shapes",
+            "pass weights saved from the same timm architecture",
+        )
+    backbone.load_state_dict(usable, strict=False)
+
+
+def build_model(
+    backbone: str,
+    head: str,
+    num_classes: int,
+    *,
+    pretrained: bool = False,
+    checkpoint: str | Path | None = None,
+    head_options: dict[str, Any] | None = None,
+) -> MultiLabelClassifier:
+    """Create ``timm.create_model(backbone)`` without its classifier and attach a plbench head.
+
+    Raises:
+        InputError: unknown backbone or unusable checkpoint.
+        ValueError: unknown head name (lists the available heads).
+    """
+    import timm
+
+    from plbench.heads import create_head
+
+    if not timm.is_model(backbone):
+        close = timm.list_models(f"*{backbone.split('_')[0]}*")[:8]
+        raise InputError(
+            None, "--backbone", f"unknown timm model {backbone!r}",
+            f"pick a name from timm.list_models(){'; close names: ' + ', '.join(close) if close else ''}",
+        )
+    try:
+        net = timm.create_model(backbone, pretrained=pretrained, num_classes=0, global_pool="")
+    except Exception as e:  # timm raises many types when pretrained weights cannot be fetched
+        if not pretrained:
+            raise
+        raise InputError(
+            None, "--pretrained", f"cannot obtain pretrained weights for {backbone!r} ({type(e).__name__}: {e})",
+            "run once with network access to fill the Hugging Face cache, or pass --checkpoint FILE",
+        ) from None
+    if checkpoint is not None:
+        _load_backbone_weights(net, Path(checkpoint))
+    head_module = create_head(head, in_features=net.num_features, num_classes=num_classes, **(head_options or {}))
+    return MultiLabelClassifier(net, head_module)

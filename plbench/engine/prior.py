@@ -1,0 +1,42 @@
+"""Class-prior estimation (CSL, Ben-Baruch et al. 2022): the mean predicted probability of each class
+over the training images, from a model trained in Ignore mode on the same partial labels."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import DataLoader
+
+from plbench.config import TrainConfig
+from plbench.engine.data import ImageLabelDataset
+from plbench.engine.train import load_training_data, predict, resolve_device, train
+
+
+def estimate_prior(config: TrainConfig, *, progress: bool = True, keep_run: bool = False) -> tuple[list[str], np.ndarray]:
+    """Train a temporary Ignore-mode model on ``config``'s training labels and average its predictions.
+
+    Args:
+        config: the run to estimate a prior for; its ``mode``/``prior`` are overridden (ignore, none).
+        keep_run: keep the temporary model's run folder (under ``config.out_dir``) instead of deleting it.
+    Returns:
+        class names (C,) and the prior, float64 (C,) in [0, 1]: mean sigmoid score over training images.
+    """
+    tmp_root = Path(config.out_dir) if keep_run else Path(tempfile.mkdtemp(prefix="plbench-prior-"))
+    prior_config = config.replace(
+        mode="ignore", prior=None, out_dir=str(tmp_root),
+        run_name=None if keep_run else "prior-model",
+    )
+    try:
+        result = train(prior_config, progress=progress)
+        split, labels, paths, _ = load_training_data(config)
+        dataset = ImageLabelDataset(paths, labels, config.image_size, train=False, preload=config.preload)
+        loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.workers)
+        device = resolve_device(config.device)
+        scores, _ = predict(result.model, loader, device, config.amp, progress, desc="prior")
+        return split.class_names, scores.astype(np.float64).mean(axis=0)
+    finally:
+        if not keep_run:
+            shutil.rmtree(tmp_root, ignore_errors=True)

@@ -1,0 +1,28 @@
+"""Learning-rate schedule as a pure function of the step (so a resumed run continues it exactly)."""
+
+from __future__ import annotations
+
+import math
+
+
+def one_cycle_lr(step: int, total_steps: int, peak_lr: float, warmup_fraction: float = 0.2,
+                 start_div: float = 25.0, final_div: float = 1e4) -> float:
+    """One-cycle schedule (Smith 2018), as PyTorch's OneCycleLR with cosine annealing.
+
+    Rises from ``peak_lr / start_div`` to ``peak_lr`` over the first ``warmup_fraction`` of the steps
+    (cosine), then anneals to ``peak_lr / (start_div * final_div)`` (cosine).
+
+    Args:
+        step: 0-based optimizer step.
+        total_steps: number of steps of the whole run (>= 1).
+    """
+    if total_steps <= 1:
+        return peak_lr
+    initial = peak_lr / start_div
+    final = initial / final_div
+    warm = max(1.0, warmup_fraction * total_steps - 1)
+    if step <= warm:
+        pct = step / warm
+        return peak_lr + (initial - peak_lr) * (math.cos(math.pi * pct) + 1) / 2
+    pct = min(1.0, (step - warm) / max(1.0, total_steps - 1 - warm))
+    return final + (peak_lr - final) * (math.cos(math.pi * pct) + 1) / 2
