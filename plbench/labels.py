@@ -34,11 +34,18 @@ class PartialLabels:
     * sparse: ``rows`` int64 (M,), ``cols`` int32 (M,), ``values`` int8 (M,) in {1, 0} listing the
       explicit annotations, sorted by (row, col) without duplicates.
 
-    ``complete=True`` means an entry absent from the sparse arrays is a negative (COCO-like complete
-    labels); ``complete=False`` means it is unannotated. A dense store always holds its codes
-    explicitly (``complete`` is kept as provenance).
+    ``complete=True`` means every entry is annotated: in the sparse layout an absent entry is a
+    negative and only positives are stored (explicit negatives are dropped as redundant); a complete
+    dense matrix holds no -1. ``complete=False`` means an absent sparse entry is unannotated.
 
-    Construct with :meth:`from_dense` or :meth:`from_sparse`.
+    Construct with :meth:`from_dense` or :meth:`from_sparse`; treat the arrays as read-only.
+
+    Example:
+        >>> lab = PartialLabels.from_dense([[1, 0, -1], [-1, -1, 1]], ["a", "b"], ["x", "y", "z"])
+        >>> lab.counts().positives.tolist(), lab.annotated_fraction()
+        ([1, 0, 1], 0.5)
+        >>> lab.to_sparse().batch([1]).tolist()
+        [[-1, -1, 1]]
     """
 
     def __init__(
@@ -71,7 +78,11 @@ class PartialLabels:
         complete: bool = False,
         validate: bool = True,
     ) -> "PartialLabels":
-        """Wrap an int8-compatible (N, C) matrix with values in {1, 0, -1}."""
+        """Wrap an int8-compatible (N, C) matrix with values in {1, 0, -1}.
+
+        Raises:
+            ValueError: wrong shape, a value outside {1, 0, -1}, or a -1 in a ``complete`` matrix.
+        """
         matrix = np.ascontiguousarray(matrix, dtype=LABEL_DTYPE)
         if validate:
             if matrix.ndim != 2:
@@ -86,6 +97,8 @@ class PartialLabels:
                 raise ValueError(
                     f"expected label values in {{1, 0, -1}}, but got {np.unique(matrix[bad])[:5].tolist()}"
                 )
+            if complete and (matrix == UNK).any():
+                raise ValueError("expected no -1 (unannotated) entries in complete labels, but got some")
         return cls(image_ids, class_names, matrix=matrix, complete=complete)
 
     @classmethod
@@ -102,7 +115,12 @@ class PartialLabels:
     ) -> "PartialLabels":
         """Build from explicit (row, col, value) annotations; values in {1, 0}.
 
-        Entries are sorted by (row, col); duplicate (row, col) pairs are an error.
+        Entries are sorted by (row, col) if needed. With ``complete=True`` explicit negatives are
+        dropped (absent already means negative).
+
+        Raises:
+            ValueError: unequal or non-1-D arrays, an index out of range, a value outside {1, 0},
+                or a duplicate (row, col) pair.
         """
         rows = np.asarray(rows, dtype=np.int64)
         cols = np.asarray(cols, dtype=np.int32)
@@ -120,12 +138,18 @@ class PartialLabels:
             bad = (values != POS) & (values != NEG)
             if bad.any():
                 raise ValueError(f"expected sparse values in {{1, 0}}, but got {np.unique(values[bad])[:5].tolist()}")
-        key = rows * c + cols
-        if key.size > 1 and not (np.diff(key) > 0).all():
-            order = np.argsort(key, kind="stable")
-            rows, cols, values, key = rows[order], cols[order], values[order], key[order]
-            if (np.diff(key) == 0).any():
-                raise ValueError("duplicate (image, class) annotations in sparse labels")
+        if complete and values.size and not (values == POS).all():
+            keep = values == POS
+            rows, cols, values = rows[keep], cols[keep], values[keep]
+        if rows.size > 1:
+            key = rows * c + cols
+            step = np.diff(key)
+            if not (step > 0).all():
+                order = np.argsort(key, kind="stable")
+                rows, cols, values, key = rows[order], cols[order], values[order], key[order]
+                step = np.diff(key)
+                if not (step > 0).all():
+                    raise ValueError("duplicate (image, class) annotations in sparse labels")
         return cls(image_ids, class_names, rows=rows, cols=cols, values=values, complete=complete)
 
     # -- shape and layout ---------------------------------------------------------------------
@@ -144,6 +168,11 @@ class PartialLabels:
     @property
     def is_sparse(self) -> bool:
         return self._matrix is None
+
+    @property
+    def num_explicit(self) -> int:
+        """Entries stored explicitly: N*C for dense, M for sparse."""
+        return int(self._matrix.size if self._matrix is not None else self._rows.size)
 
     @property
     def matrix(self) -> np.ndarray:
@@ -171,67 +200,96 @@ class PartialLabels:
         return out
 
     def to_dense_labels(self) -> "PartialLabels":
-        return PartialLabels.from_dense(
-            self.to_dense(), self.image_ids, self.class_names, complete=self.complete, validate=False
-        )
+        """The same labels in the dense layout."""
+        if self._matrix is not None:
+            return self
+        return PartialLabels(self.image_ids, self.class_names, matrix=self.to_dense(), complete=self.complete)
 
     def to_sparse(self) -> "PartialLabels":
-        """Sparse store listing every annotated entry (dense -1 entries become absent; complete=False)."""
+        """The same labels in the sparse layout.
+
+        A complete dense store keeps only its positives (``complete=True``); any other dense store
+        lists every annotated entry (``complete=False``).
+        """
         if self._matrix is None:
             return self
-        r, c = np.nonzero(self._matrix != UNK)
+        if self.complete:
+            r, c = np.nonzero(self._matrix == POS)
+        else:
+            r, c = np.nonzero(self._matrix != UNK)
         return PartialLabels(
             self.image_ids, self.class_names,
             rows=r.astype(np.int64), cols=c.astype(np.int32), values=self._matrix[r, c],
-            complete=False,
+            complete=self.complete,
         )
 
     # -- access -------------------------------------------------------------------------------
+    def _row_spans(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For sparse stores: (output row, position in the sparse arrays) of every entry of rows ``idx``."""
+        starts = np.searchsorted(self._rows, idx, side="left")
+        lengths = np.searchsorted(self._rows, idx, side="right") - starts
+        total = int(lengths.sum())
+        out_rows = np.repeat(np.arange(idx.size, dtype=np.int64), lengths)
+        # position = start of its row + offset inside the row
+        offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return out_rows, np.repeat(starts, lengths) + offsets
+
+    def _check_indices(self, indices: np.ndarray | Sequence[int]) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        n = self.num_images
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"image indices must lie in [0, {n}), but got [{idx.min()}, {idx.max()}]")
+        return np.where(idx < 0, idx + n, idx)
+
     def batch(self, indices: np.ndarray | Sequence[int]) -> np.ndarray:
-        """Dense int8 (len(indices), C) labels of the given image rows (what the training loop asks for)."""
-        idx = np.asarray(indices, dtype=np.int64)
+        """Dense int8 (len(indices), C) labels of the given image rows (what the training loop asks for).
+
+        Raises:
+            IndexError: an index outside [-N, N).
+        """
+        idx = self._check_indices(indices)
         if self._matrix is not None:
             return self._matrix[idx]
         out = np.full((idx.size, self.num_classes), self._absent_code(), dtype=LABEL_DTYPE)
-        starts = np.searchsorted(self._rows, idx, side="left")
-        ends = np.searchsorted(self._rows, idx, side="right")
-        lengths = ends - starts
-        if lengths.sum():
-            out_rows = np.repeat(np.arange(idx.size), lengths)
-            src = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-            out[out_rows, self._cols[src]] = self._values[src]
+        out_rows, src = self._row_spans(idx)
+        out[out_rows, self._cols[src]] = self._values[src]
         return out
 
     def subset(self, indices: np.ndarray | Sequence[int]) -> "PartialLabels":
-        """A new store with the given image rows, in that order."""
-        idx = np.asarray(indices, dtype=np.int64)
+        """A new store with the given image rows, in that order (same layout and ``complete``).
+
+        Raises:
+            IndexError: an index outside [-N, N).
+        """
+        idx = self._check_indices(indices)
+        ids = self.image_ids[idx]
         if self._matrix is not None:
-            return PartialLabels.from_dense(
-                self._matrix[idx], self.image_ids[idx], self.class_names, complete=self.complete, validate=False
-            )
-        dense_part = self.batch(idx)
-        sub = PartialLabels.from_dense(dense_part, self.image_ids[idx], self.class_names, validate=False)
-        sparse = sub.to_sparse()
-        return PartialLabels(
-            sparse.image_ids, self.class_names, rows=sparse._rows, cols=sparse._cols, values=sparse._values,
-            complete=False if not self.complete else False,
+            return PartialLabels(ids, self.class_names, matrix=self._matrix[idx], complete=self.complete)
+        out_rows, src = self._row_spans(idx)
+        labels = PartialLabels(
+            ids, self.class_names, rows=out_rows, cols=self._cols[src], values=self._values[src],
+            complete=self.complete,
         )
+        # entries come out row by row in increasing column order, hence already sorted by (row, col)
+        return labels
 
     def counts(self) -> ClassCounts:
-        """Per-class counts of positives, negatives and unannotated entries."""
-        n = self.num_images
+        """Per-class counts of positives, negatives and unannotated entries (each int64 (C,))."""
+        n, c = self.shape
         if self._matrix is not None:
             pos = (self._matrix == POS).sum(axis=0, dtype=np.int64)
             neg = (self._matrix == NEG).sum(axis=0, dtype=np.int64)
         else:
-            pos = np.bincount(self._cols[self._values == POS], minlength=self.num_classes).astype(np.int64)
-            neg = np.bincount(self._cols[self._values == NEG], minlength=self.num_classes).astype(np.int64)
+            # weights are 0/1 so the float64 sums are exact integers
+            pos = np.bincount(self._cols, weights=self._values, minlength=c).astype(np.int64)
             if self.complete:
                 neg = n - pos
+            else:
+                neg = np.bincount(self._cols, minlength=c).astype(np.int64) - pos
         return ClassCounts(pos, neg, n - pos - neg)
 
     def annotated_fraction(self) -> float:
-        """Fraction of the N x C entries that are annotated (positive or negative)."""
+        """Fraction of the N x C entries that are annotated (positive or negative), in [0, 1]."""
         total = self.num_images * self.num_classes
         if total == 0:
             return 0.0
@@ -239,13 +297,16 @@ class PartialLabels:
         return float((c.positives.sum() + c.negatives.sum()) / total)
 
     def fingerprint(self) -> str:
-        """sha256 hex digest of ids, class names and annotations (layout independent)."""
+        """sha256 hex digest of class names, image ids and annotations; the same for both layouts."""
         h = hashlib.sha256()
+        h.update(b"plbench-labels-v1\x00")
         h.update("\x1f".join(self.class_names).encode())
-        h.update(np.asarray(self.image_ids).astype(str).astype("U").tobytes())
-        sp = self.to_sparse() if not self.complete or self._matrix is not None else self
-        r, c, v = sp.sparse
-        h.update(r.tobytes() + c.tobytes() + v.tobytes())
+        h.update(b"\x00")
+        h.update("\x1f".join(map(str, self.image_ids.tolist())).encode())
+        h.update(b"\x00complete" if self.complete else b"\x00partial")
+        r, c, v = self.to_sparse().sparse
+        for arr in (r.astype("<i8"), c.astype("<i4"), v):
+            h.update(np.ascontiguousarray(arr).data)
         return h.hexdigest()
 
     def __eq__(self, other: object) -> bool:
@@ -255,7 +316,16 @@ class PartialLabels:
             return False
         if not np.array_equal(self.image_ids, other.image_ids):
             return False
-        return bool(np.array_equal(self.to_dense(), other.to_dense()))
+        a, b = self.to_sparse(), other.to_sparse()
+        if a.complete != b.complete:
+            # only equal if the partial one annotates every entry; small enough to compare densely then
+            partial = b if a.complete else a
+            if partial.num_explicit != self.num_images * self.num_classes:
+                return False
+            return bool(np.array_equal(self.to_dense(), other.to_dense()))
+        return all(np.array_equal(x, y) for x, y in zip(a.sparse, b.sparse))
+
+    __hash__ = None  # mutable arrays inside: not hashable
 
     def __repr__(self) -> str:
         layout = "sparse" if self.is_sparse else "dense"
