@@ -1,0 +1,147 @@
+"""The training engine on tiny synthetic data and on the real COCO 2017 sample."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from plbench.config import TrainConfig
+from plbench.engine.train import train
+from plbench.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from plbench.datasets.synthetic import write_synthetic_coco
+
+    root = tmp_path_factory.mktemp("tiny") / "synthetic"
+    write_synthetic_coco(root, train=48, val=24, num_classes=5, image_size=32, seed=3)
+    return root
+
+
+def _config(root, out, **kw):
+    base = dict(dataset="synthetic", data_root=str(root), backbone="resnet10t", head="gap", image_size=32,
+                batch_size=16, epochs=2, lr=1e-3, seed=1, device="cpu", preload=True, out_dir=str(out),
+                mode="ignore")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_run_folder_contents(tiny_data, tmp_path):
+    result = train(_config(tiny_data, tmp_path), progress=False)
+    d = result.run_dir
+    assert d.name == "synthetic-full-ignore-resnet10t-gap-s1"
+    for name in ("config.json", "metrics.jsonl", "last.pt", "best.pt", "predictions.npz", "summary.json"):
+        assert (d / name).is_file(), name
+    lines = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [0, 1]
+    s = json.loads((d / "summary.json").read_text())
+    assert s["val_map"] == lines[-1]["val_map"]
+    assert s["best_val_map"] == max(x["val_map"] for x in lines)
+    pred = np.load(d / "predictions.npz")
+    assert pred["scores"].shape == (24, 5) and pred["scores"].dtype == np.float32
+    assert ((pred["scores"] >= 0) & (pred["scores"] <= 1)).all()
+    assert list(pred["class_names"]) == s["class_names"]
+    # the saved scores reproduce the summary's mAP with an independent per-class AP
+    from sklearn.metrics import average_precision_score
+
+    aps = [average_precision_score(pred["targets"][:, c], pred["scores"][:, c]) for c in range(5)
+           if 0 < pred["targets"][:, c].sum() < 24]
+    assert s["val_map"] == pytest.approx(100 * np.mean(aps), abs=1e-6)
+
+
+def test_same_seed_same_weights(tiny_data, tmp_path):
+    a = train(_config(tiny_data, tmp_path / "a", epochs=1), progress=False)
+    b = train(_config(tiny_data, tmp_path / "b", epochs=1), progress=False)
+    wa, wb = _weights(a.model), _weights(b.model)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    c = train(_config(tiny_data, tmp_path / "c", epochs=1, seed=2), progress=False)
+    assert not all(torch.equal(wa[k], v) for k, v in _weights(c.model).items() if v.is_floating_point())
+
+
+def test_resume_equals_uninterrupted(tiny_data, tmp_path):
+    full = train(_config(tiny_data, tmp_path / "full"), progress=False)
+
+    class Stop(Exception):
+        pass
+
+    def stop(record):
+        raise Stop
+
+    cfg = _config(tiny_data, tmp_path / "cut")
+    with pytest.raises(Stop):
+        train(cfg, progress=False, on_epoch=stop)
+    resumed = train(cfg, progress=False)
+    wf, wr = _weights(full.model), _weights(resumed.model)
+    assert all(torch.equal(wf[k], wr[k]) for k in wf)
+    lines = (resumed.run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [0, 1]
+    # a finished run is returned as is
+    again = train(cfg, progress=False)
+    assert again.summary == resumed.summary
+
+
+def test_other_config_in_same_folder_is_refused(tiny_data, tmp_path):
+    train(_config(tiny_data, tmp_path, epochs=1, run_name="r"), progress=False)
+    with pytest.raises(InputError, match="different configuration"):
+        train(_config(tiny_data, tmp_path, epochs=1, run_name="r", lr=5e-4), progress=False)
+
+
+def test_selective_with_simulation_prior_and_ml_decoder(tiny_data, tmp_path):
+    from plbench.artifacts.simulations import save_simulation
+    from plbench.datasets import load_dataset
+    from plbench.priors import write_prior_csv
+    from plbench.simulate import simulate
+
+    split = load_dataset("synthetic", tiny_data, "train")
+    sim = simulate(split.labels, "fpc", 4, 0)
+    sim_path = tmp_path / "sim.parquet"
+    save_simulation(sim_path, sim, dataset="synthetic", fingerprint=split.fingerprint, scheme="fpc", param=4, seed=0)
+    prior_path = tmp_path / "prior.csv"
+    write_prior_csv(prior_path, split.class_names, np.linspace(0.1, 0.9, 5))
+    cfg = _config(tiny_data, tmp_path / "runs", epochs=1, mode="selective", simulation=str(sim_path),
+                  prior=str(prior_path), head="ml-decoder",
+                  head_options={"num_groups": -1, "embed_dim": 32, "num_heads": 2, "ff_dim": 64})
+    result = train(cfg, progress=False)
+    s = result.summary
+    assert s["labels"] == "fpc4" and s["mode"] == "selective" and s["head"] == "ml-decoder"
+    assert s["train_annotated_fraction"] == pytest.approx(sim.annotated_fraction())
+    assert np.isfinite(s["val_map"])
+
+
+def test_simulation_of_another_dataset_is_refused(tiny_data, tmp_path):
+    from plbench.artifacts.simulations import save_simulation
+    from plbench.datasets import load_dataset
+    from plbench.simulate import simulate
+
+    split = load_dataset("synthetic", tiny_data, "train")
+    sim_path = tmp_path / "sim.parquet"
+    save_simulation(sim_path, simulate(split.labels, "rps", 0.5, 0), dataset="synthetic",
+                    fingerprint="0" * 64, scheme="rps", param=0.5, seed=0)
+    with pytest.raises(InputError, match="fingerprint"):
+        train(_config(tiny_data, tmp_path / "runs", epochs=1, simulation=str(sim_path)), progress=False)
+
+
+def test_prior_estimation(tiny_data, tmp_path):
+    from plbench.engine.prior import estimate_prior
+
+    names, prior = estimate_prior(_config(tiny_data, tmp_path / "runs", epochs=1), progress=False)
+    assert len(names) == 5 and prior.shape == (5,)
+    assert ((prior > 0) & (prior < 1)).all()
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_one_epoch_on_real_coco_sample(real_fixtures, tmp_path):
+    root = real_fixtures / "coco2017_sample"
+    cfg = TrainConfig(dataset="coco", data_root=str(root), backbone="resnet10t", image_size=64, batch_size=16,
+                      epochs=1, device="cpu", out_dir=str(tmp_path), mode="negative")
+    result = train(cfg, progress=False)
+    s = result.summary
+    assert s["num_classes"] == 80 and s["train_images"] == 32 and s["val_images"] == 6
+    assert s["classes_evaluated"] + s["classes_skipped"] == 80
+    assert np.isfinite(s["val_map"])
