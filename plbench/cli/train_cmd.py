@@ -64,6 +64,7 @@ def train_command(
     mode: Annotated[TrainMode, typer.Option(help="How unannotated labels are treated.")] = TrainMode.SELECTIVE,
     prior: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
                                                   help="Prior CSV (Classes,avg_pred) for --mode selective.")] = None,
+    loss: Annotated[str, typer.Option(help="Loss: pasl (partial ASL, uses --mode), asl, bce, an, an_ls, wan, epr, ll_r.")] = "pasl",
     backbone: Backbone = "resnet10t",
     head: Head = HeadName.GAP,
     image_size: ImageSize = 224,
@@ -92,7 +93,7 @@ def train_command(
         cfg = TrainConfig.load(config)
     else:
         cfg = _config(
-            dataset=dataset, data_root=data_root, simulation=simulation, mode=mode, prior=prior, backbone=backbone,
+            dataset=dataset, data_root=data_root, simulation=simulation, mode=mode, prior=prior, loss=loss, backbone=backbone,
             head=head, image_size=image_size, batch_size=batch_size, epochs=epochs, lr=lr, seed=seed, device=device,
             pretrained=pretrained, checkpoint=checkpoint, max_train_images=max_train_images, preload=preload,
             workers=workers, amp=amp, train_split=train_split, val_split=val_split, out_dir=str(out),

@@ -215,7 +215,11 @@ def train(
         config.backbone, config.head, len(class_names), pretrained=config.pretrained,
         checkpoint=config.checkpoint, head_options=config.head_options,
     ).to(device)
-    criterion = create_loss(config.loss, mode=config.mode, prior=load_prior(config, class_names), **config.loss_options)
+    try:
+        criterion = create_loss(config.loss, mode=config.mode, prior=load_prior(config, class_names),
+                                **config.loss_options)
+    except ValueError as e:
+        raise InputError(None, "--loss/--mode", str(e), "pick a loss and mode from `plbench train --help`") from None
     criterion = criterion.to(device)
     optimizer = torch.optim.Adam(parameter_groups(model, config.weight_decay), lr=config.lr)
 
@@ -248,6 +252,8 @@ def train(
     for epoch in range(start_epoch, config.epochs):
         torch.manual_seed(config.seed * 100_003 + epoch)  # dropout etc.: depends on (seed, epoch) only
         train_set.set_epoch(epoch)
+        if hasattr(criterion, "set_epoch"):  # losses with a schedule (large-loss rejection)
+            criterion.set_epoch(epoch)
         order = epoch_order(len(train_set), config.seed, epoch).tolist()
         loader = DataLoader(train_set, batch_size=config.batch_size, sampler=order, num_workers=config.workers)
         model.train()
