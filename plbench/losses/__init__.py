@@ -1,0 +1,40 @@
+"""Partial-label losses: CSL's P-ASL with its modes, ASL, BCE and the single-positive losses.
+
+Targets are (B, C) with ``1`` positive, ``0`` annotated negative, ``-1`` unannotated. The math lives in
+:mod:`plbench.losses.functional`; :mod:`plbench.losses.modules` holds thin ``nn.Module`` wrappers, and
+:func:`create_loss` builds one by name.
+"""
+
+from plbench.losses.functional import (
+    Mode,
+    WEIGHT_RULES,
+    assume_negative_loss,
+    asymmetric_loss,
+    binary_cross_entropy,
+    expected_positive_regularized_loss,
+    large_loss_rejection_loss,
+    partial_asymmetric_loss,
+    smallest_k_mask,
+    weight_rule,
+)
+from plbench.losses.modules import (
+    AssumeNegativeLoss,
+    AsymmetricLoss,
+    BCELoss,
+    ExpectedPositiveRegularizedLoss,
+    LabelSmoothedAssumeNegativeLoss,
+    LargeLossRejectionLoss,
+    PartialAsymmetricLoss,
+    PartialLoss,
+    WeightedAssumeNegativeLoss,
+)
+from plbench.losses.registry import LOSSES, create_loss, list_losses, register_loss
+
+__all__ = [
+    "Mode", "WEIGHT_RULES", "weight_rule", "smallest_k_mask",
+    "partial_asymmetric_loss", "asymmetric_loss", "binary_cross_entropy", "assume_negative_loss",
+    "expected_positive_regularized_loss", "large_loss_rejection_loss",
+    "PartialLoss", "PartialAsymmetricLoss", "AsymmetricLoss", "BCELoss", "AssumeNegativeLoss",
+    "LabelSmoothedAssumeNegativeLoss", "WeightedAssumeNegativeLoss", "ExpectedPositiveRegularizedLoss",
+    "LargeLossRejectionLoss", "LOSSES", "create_loss", "list_losses", "register_loss",
+]
