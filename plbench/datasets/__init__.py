@@ -10,6 +10,9 @@ from pathlib import Path
 
 from plbench.datasets.base import DATASETS, DatasetSplit, file_fingerprint, register_dataset
 from plbench.datasets import coco as _coco  # noqa: F401  (registers "coco" and "synthetic")
+from plbench.datasets import lvis as _lvis  # noqa: F401  (registers "lvis")
+from plbench.datasets import openimages as _openimages  # noqa: F401  (registers "openimages")
+from plbench.datasets import fiftyone_ as _fiftyone  # noqa: F401  (registers "fiftyone"; imports fiftyone lazily)
 
 
 def list_datasets() -> list[str]:

@@ -1,0 +1,192 @@
+"""LVIS v1 (the lvis-api JSON format), with its images in the COCO 2017 folders.
+
+Expected layout::
+
+    ROOT/
+      lvis_v1_train.json   (or annotations/lvis_v1_train.json)
+      lvis_v1_val.json
+      train2017/000000391895.jpg ...   (COCO 2017 images; LVIS val uses images of both folders)
+      val2017/...
+
+Each image's file is found from its ``coco_url`` (``.../train2017/000000391895.jpg`` ->
+``ROOT/train2017/000000391895.jpg``), falling back to ``file_name`` in the split's own folder.
+
+Classes are the categories sorted by id (1,203 in v1). Labels per image (natural partial labels):
+
+* positive: every category with at least one annotation on the image, and every category in the
+  image's ``not_exhaustive_category_ids``. Not-exhaustive categories are present in the image but
+  not every instance was boxed; at image level they are plain positives (the flag only matters for
+  detection, where an unboxed instance must not count as a false positive);
+* negative: ``neg_category_ids`` (verified absent);
+* unannotated: everything else.
+
+A category both negative and positive on the same image is a contradiction in the file and raises
+:class:`~plbench.errors.InputError`. ``class_groups`` holds the LVIS frequency groups ``rare``,
+``common``, ``frequent`` (int64 class indices, from each category's ``frequency`` r/c/f).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+
+from plbench.datasets.base import DatasetSplit, file_fingerprint, register_dataset
+from plbench.errors import InputError
+from plbench.labels import NEG, POS, PartialLabels
+
+log = logging.getLogger(__name__)
+
+FREQUENCY_GROUPS = {"r": "rare", "c": "common", "f": "frequent"}
+SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val"}
+
+
+def find_lvis_file(root: Path, split: str) -> Path:
+    """Resolve ``lvis_v1_{split}.json`` in ``root`` or ``root/annotations``."""
+    name = SPLIT_ALIASES.get(split, split)
+    candidates = [root / f"lvis_v1_{name}.json", root / "annotations" / f"lvis_v1_{name}.json"]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise InputError(root, "annotations", f"no LVIS v1 file for split {split!r} (looked for "
+                     f"{', '.join(map(str, candidates))})",
+                     "point --data-root at the folder holding lvis_v1_train.json / lvis_v1_val.json")
+
+
+def _image_path(root: Path, img: dict, split: str) -> Path:
+    url = img.get("coco_url")
+    if url:
+        parts = Path(urlparse(url).path).parts
+        if len(parts) >= 2:
+            return root / parts[-2] / parts[-1]
+    if "file_name" in img:
+        return root / f"{split}2017" / img["file_name"]
+    raise InputError(None, "images", f"image {img.get('id')} has neither coco_url nor file_name",
+                     "use an unmodified lvis_v1_*.json file")
+
+
+def lvis_labels(data: dict, path: Path) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray,
+                                                  dict[str, np.ndarray]]:
+    """Parse an LVIS dict to sparse labels.
+
+    Returns:
+        image ids int64 (N,), class names (C,) in category-id order, rows int64 (M,),
+        cols int32 (M,), values int8 (M,) (sorted by (row, col), unique) and the frequency groups.
+
+    Raises:
+        InputError: missing keys, unknown image/category ids, a category both positive and negative,
+            or a category without a valid ``frequency``.
+    """
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            raise InputError(path, key, f"missing top-level key {key!r}", "use an lvis_v1_*.json file")
+    cats = sorted(data["categories"], key=lambda c: c["id"])
+    cat_ids = np.array([c["id"] for c in cats], dtype=np.int64)
+    if np.unique(cat_ids).size != cat_ids.size:
+        raise InputError(path, "categories", "expected unique category ids, but some repeat",
+                         "use an unmodified lvis_v1_*.json file")
+    groups: dict[str, list[int]] = {g: [] for g in FREQUENCY_GROUPS.values()}
+    for i, c in enumerate(cats):
+        f = c.get("frequency")
+        if f not in FREQUENCY_GROUPS:
+            raise InputError(path, "categories.frequency", f"expected 'r', 'c' or 'f' for category {c['id']} "
+                             f"({c.get('name')}), but got {f!r}", "use the LVIS v1 category list")
+        groups[FREQUENCY_GROUPS[f]].append(i)
+    images = data["images"]
+    img_ids = np.array([img["id"] for img in images], dtype=np.int64)
+    n, num_classes = len(images), len(cats)
+
+    def to_index(sorted_ids: np.ndarray, order: np.ndarray, query: np.ndarray, what: str, field: str) -> np.ndarray:
+        pos = np.searchsorted(sorted_ids, query)
+        pos = np.clip(pos, 0, max(len(sorted_ids) - 1, 0))
+        bad = (sorted_ids[pos] != query) if len(sorted_ids) else np.ones(len(query), bool)
+        if bad.any():
+            raise InputError(path, field, f"expected known {what} ids, but got {int(bad.sum())} unknown "
+                             f"(first: {int(query[bad][0])})", "use a complete, unmodified lvis_v1_*.json file")
+        return order[pos]
+
+    img_order = np.argsort(img_ids, kind="stable")
+    img_sorted = img_ids[img_order]
+    if n > 1 and (np.diff(img_sorted) == 0).any():
+        raise InputError(path, "images", "expected unique image ids, but some repeat", "use an unmodified file")
+    cat_order = np.arange(num_classes)  # cats already sorted by id
+
+    anns = data["annotations"]
+    pos_rows = to_index(img_sorted, img_order, np.fromiter((a["image_id"] for a in anns), np.int64, len(anns)),
+                        "image", "annotations.image_id")
+    pos_cols = to_index(cat_ids, cat_order, np.fromiter((a["category_id"] for a in anns), np.int64, len(anns)),
+                        "category", "annotations.category_id")
+
+    def per_image(key: str) -> tuple[np.ndarray, np.ndarray]:
+        lengths = np.fromiter((len(img.get(key, ())) for img in images), np.int64, n)
+        flat = np.fromiter((c for img in images for c in img.get(key, ())), np.int64, int(lengths.sum()))
+        rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
+        return rows, to_index(cat_ids, cat_order, flat, "category", f"images.{key}")
+
+    ne_rows, ne_cols = per_image("not_exhaustive_category_ids")
+    neg_rows, neg_cols = per_image("neg_category_ids")
+
+    pos_key = np.unique(np.concatenate([pos_rows * num_classes + pos_cols, ne_rows * num_classes + ne_cols]))
+    neg_key = np.unique(neg_rows * num_classes + neg_cols)
+    clash = np.intersect1d(pos_key, neg_key, assume_unique=True)
+    if clash.size:
+        r, c = divmod(int(clash[0]), num_classes)
+        raise InputError(path, "images.neg_category_ids", f"expected negatives disjoint from positives, but "
+                         f"{clash.size} (image, category) pairs are both (first: image {int(img_ids[r])}, "
+                         f"category {int(cat_ids[c])})", "use an unmodified lvis_v1_*.json file")
+    key = np.concatenate([pos_key, neg_key])
+    vals = np.concatenate([np.full(pos_key.size, POS, np.int8), np.full(neg_key.size, NEG, np.int8)])
+    order = np.argsort(key, kind="stable")
+    key, vals = key[order], vals[order]
+    rows, cols = np.divmod(key, num_classes)
+    group_idx = {g: np.asarray(v, dtype=np.int64) for g, v in groups.items()}
+    return img_ids, [c["name"] for c in cats], rows, cols.astype(np.int32), vals, group_idx
+
+
+def _drop_rows(keep: np.ndarray, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray):
+    new_index = np.cumsum(keep) - 1
+    m = keep[rows]
+    return new_index[rows[m]], cols[m], vals[m]
+
+
+@register_dataset("lvis")
+def load_lvis(root: Path, split: str, *, strict: bool = False, **_: object) -> DatasetSplit:
+    """Load an LVIS v1 split as natural partial labels (see module docstring).
+
+    Args:
+        root: dataset root (see module docstring).
+        split: ``train`` or ``val`` (``validation`` accepted).
+        strict: a missing image file is an error instead of being counted and dropped.
+
+    Raises:
+        InputError: missing or malformed file, contradictory labels, or (``strict``) missing images.
+    """
+    root = Path(root)
+    path = find_lvis_file(root, split)
+    try:
+        with open(path, "rb") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise InputError(path, "json", f"not valid JSON ({e})", "re-download the LVIS annotations") from None
+    ids, names, rows, cols, vals, groups = lvis_labels(data, path)
+    canonical = SPLIT_ALIASES.get(split, split)
+    paths = np.array([str(_image_path(root, img, canonical)) for img in data["images"]], dtype=object)
+    del data
+    exists = np.array([Path(p).is_file() for p in paths], dtype=bool)
+    missing = int((~exists).sum())
+    if missing:
+        if strict:
+            raise InputError(root, "coco_url", f"{missing} of {len(paths)} images listed in {path.name} are "
+                             f"missing (first: {paths[~exists][0]})",
+                             "download the COCO 2017 train and val images, or run without --strict")
+        log.warning("%s: %d of %d images are missing (first: %s); they are left out",
+                    path.name, missing, len(paths), paths[~exists][0])
+        rows, cols, vals = _drop_rows(exists, rows, cols, vals)
+    labels = PartialLabels.from_sparse(rows, cols, vals, ids[exists], names, complete=False, validate=False)
+    return DatasetSplit(
+        dataset="lvis", split=split, image_paths=paths[exists], labels=labels,
+        fingerprint=file_fingerprint(path), class_groups=groups, missing_images=missing,
+    )

@@ -1,0 +1,179 @@
+"""OpenImages V6 loader: real column layout, class mapping, duplicates, unknown MIDs, missing images."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from plbench.datasets import load_dataset
+from plbench.datasets.openimages import class_names_for, read_class_descriptions, read_class_list
+from plbench.errors import InputError
+from plbench.labels import NEG, POS, UNK
+
+HEADER = "ImageID,Source,LabelName,Confidence\n"
+DESCRIPTIONS = """LabelName,DisplayName
+/m/01g317,Person
+/m/0199g,Bicycle
+/m/0k4j,Car
+/m/01yrx,Cat
+/m/0bt9lr,Dog
+/m/018xm,Ball
+/m/0156sn,Ball
+"""
+
+
+def write_root(tmp_path: Path, rows: str, *, trainable: str | None = "/m/0k4j\n/m/01g317\n/m/0bt9lr\n/m/01yrx\n",
+               images: tuple[str, ...] = ("img_c", "img_a", "img_b"), split_file: str = "validation") -> Path:
+    root = tmp_path / "oi"
+    root.mkdir()
+    (root / "oidv6-class-descriptions.csv").write_text(DESCRIPTIONS)
+    if trainable is not None:
+        (root / "oidv6-classes-trainable.txt").write_text(trainable)
+    name = {"validation": "validation-annotations-human-imagelabels.csv",
+            "train": "oidv6-train-annotations-human-imagelabels.csv"}[split_file]
+    (root / name).write_text(HEADER + rows)
+    folder = root / split_file
+    folder.mkdir()
+    for stem in images:
+        (folder / f"{stem}.jpg").write_bytes(b"\xff\xd8")
+    return root
+
+
+ROWS = """img_c,verification,/m/01g317,1
+img_c,verification,/m/0k4j,0
+img_a,crowdsource-verification,/m/0bt9lr,1
+img_a,verification,/m/0bt9lr,1
+img_a,verification,/m/0199g,1
+img_b,verification,/m/01yrx,0
+img_b,verification,/m/01yrx,1
+img_b,verification,/m/0k4j,0
+"""
+
+
+def test_positive_negative_unannotated_with_trainable_order(tmp_path, caplog):
+    root = write_root(tmp_path, ROWS)
+    with caplog.at_level(logging.INFO):
+        ds = load_dataset("openimages", root, "val")
+    labels = ds.labels
+    assert labels.is_sparse and not labels.complete
+    # Class order is the trainable file's order, not the description file's.
+    assert ds.class_names == ["Car", "Person", "Dog", "Cat"]
+    # Images sorted by id.
+    assert labels.image_ids.tolist() == ["img_a", "img_b", "img_c"]
+    assert [Path(p).name for p in ds.image_paths] == ["img_a.jpg", "img_b.jpg", "img_c.jpg"]
+    assert all(Path(p).parent == root / "validation" for p in ds.image_paths)
+    expected = np.array([
+        # Car  Person Dog  Cat
+        [UNK, UNK, POS, UNK],  # img_a: Dog twice (merged), Bicycle outside the class set (skipped)
+        [NEG, UNK, UNK, POS],  # img_b: Cat 0 and 1 -> positive wins
+        [NEG, POS, UNK, UNK],  # img_c
+    ], dtype=np.int8)
+    np.testing.assert_array_equal(labels.to_dense(), expected)
+    assert ds.missing_images == 0
+    text = caplog.text
+    assert "skipped 1 of 8 rows" in text and "/m/0199g" in text
+    assert "merged 2 duplicate rows; 1 (image, class) pairs had both" in text
+
+
+def test_missing_images_counted_or_strict(tmp_path, caplog):
+    root = write_root(tmp_path, ROWS, images=("img_a", "img_c"))
+    ds = load_dataset("openimages", root, "validation")
+    assert ds.missing_images == 1
+    assert ds.labels.image_ids.tolist() == ["img_a", "img_c"]
+    np.testing.assert_array_equal(ds.labels.to_dense()[1], [NEG, POS, UNK, UNK])  # rows re-indexed
+    assert "1 of 3 images are missing" in caplog.text
+    with pytest.raises(InputError, match=r"1 of 3 images listed in validation-annotations.* are missing.*img_b"):
+        load_dataset("openimages", root, "validation", strict=True)
+    ds = load_dataset("openimages", root, "validation", check_images=False)
+    assert len(ds) == 3 and ds.missing_images == 0
+
+
+def test_without_trainable_uses_all_described_classes_and_disambiguates(tmp_path):
+    root = write_root(tmp_path, ROWS, trainable=None)
+    ds = load_dataset("openimages", root, "val")
+    assert ds.class_names == ["Person", "Bicycle", "Car", "Cat", "Dog", "Ball (/m/018xm)", "Ball (/m/0156sn)"]
+    dense = ds.labels.to_dense()
+    assert dense[0, 1] == POS  # Bicycle now in the class set
+
+
+def test_class_list_option_and_csv_class_list(tmp_path):
+    root = write_root(tmp_path, ROWS)
+    lst = tmp_path / "classes.csv"
+    lst.write_text("LabelName,DisplayName\n/m/01yrx,Cat\n/m/0199g,Bicycle\n")
+    ds = load_dataset("openimages", root, "val", class_list=lst)
+    assert ds.class_names == ["Cat", "Bicycle"]
+    np.testing.assert_array_equal(ds.labels.to_dense(), [[UNK, POS], [POS, UNK], [UNK, UNK]])
+
+
+def test_bad_confidence_header_and_split(tmp_path):
+    root = write_root(tmp_path, "img_a,machine,/m/0k4j,0.7\n")
+    with pytest.raises(InputError, match=r"Confidence: expected 1 \(positive\) or 0 \(negative\), but got 0.7"):
+        load_dataset("openimages", root, "val")
+    (root / "validation-annotations-human-imagelabels.csv").write_text("ImageID,Label\nx,/m/0k4j\n")
+    with pytest.raises(InputError, match="expected columns ImageID,LabelName,Confidence"):
+        load_dataset("openimages", root, "val")
+    with pytest.raises(InputError, match="expected one of train, val, validation, test, but got 'dev'"):
+        load_dataset("openimages", root, "dev")
+    shutil.rmtree(root / "validation")
+    (root / "validation-annotations-human-imagelabels.csv").write_text(HEADER + ROWS)
+    with pytest.raises(InputError, match="expected the validation image folder"):
+        load_dataset("openimages", root, "val")
+
+
+def test_csl_data_csv_long_and_wide(tmp_path):
+    root = write_root(tmp_path, ROWS)
+    (root / "validation-annotations-human-imagelabels.csv").unlink()
+    (root / "data.csv").write_text(
+        "ImageID,split,LabelName,Confidence\n"
+        "img_a,val,/m/0bt9lr,1\nimg_b,val,/m/01yrx,0\nimg_c,train,/m/0k4j,1\n")
+    ds = load_dataset("openimages", root, "validation")
+    assert ds.labels.image_ids.tolist() == ["img_a", "img_b"]
+    np.testing.assert_array_equal(ds.labels.to_dense(), [[UNK, UNK, POS, UNK], [UNK, UNK, UNK, NEG]])
+    (root / "data.csv").write_text(
+        "ImageID,split,positive_labels,negative_labels\n"
+        "img_a,validation,\"['/m/0bt9lr', '/m/01g317']\",/m/0k4j\n"
+        "img_b,validation,,\n"
+        "img_c,train,/m/0k4j,\n")
+    ds = load_dataset("openimages", root, "val")
+    assert ds.labels.image_ids.tolist() == ["img_a", "img_b"]  # img_b kept though it has no label
+    np.testing.assert_array_equal(ds.labels.to_dense(), [[NEG, POS, POS, UNK], [UNK, UNK, UNK, UNK]])
+
+
+def test_real_class_descriptions(real_fixtures):
+    path = real_fixtures / "openimages" / "oidv6-class-descriptions.csv"
+    desc = read_class_descriptions(path)
+    assert len(desc) == 19994
+    assert desc["/m/0100nhbf"] == "Sprenger's tulip"
+    assert desc["/m/01c_0l"] == "Ducks, geese and swans"  # quoted field with commas
+    assert desc["/m/01g317"] == "Person"
+    mids = list(desc)
+    names = class_names_for(mids, desc)
+    assert len(set(names)) == len(names) == 19994
+    assert names[mids.index("/m/018xm")] == "Ball (/m/018xm)"
+    assert names[mids.index("/m/01g317")] == "Person"
+
+
+def test_real_descriptions_through_loader(real_fixtures, tmp_path):
+    root = tmp_path / "oi"
+    (root / "validation").mkdir(parents=True)
+    shutil.copy(real_fixtures / "openimages" / "oidv6-class-descriptions.csv", root)
+    (root / "validation-annotations-human-imagelabels.csv").write_text(
+        HEADER + "0001eeaf4aed83f9,verification,/m/01c_0l,1\n0001eeaf4aed83f9,verification,/m/0100nhbf,0\n")
+    (root / "validation" / "0001eeaf4aed83f9.jpg").write_bytes(b"")
+    ds = load_dataset("openimages", root, "val")
+    assert ds.num_classes == 19994
+    dense = ds.labels.batch([0])[0]
+    assert ds.class_names[int(np.flatnonzero(dense == POS)[0])] == "Ducks, geese and swans"
+    assert ds.class_names[int(np.flatnonzero(dense == NEG)[0])] == "Sprenger's tulip"
+    assert (dense == UNK).sum() == 19992
+
+
+def test_read_class_list_rejects_non_mids(tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_text("/m/01\nPerson\n")
+    with pytest.raises(InputError, match="expected MIDs such as /m/01g317, but got 'Person'"):
+        read_class_list(p)
