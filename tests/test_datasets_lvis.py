@@ -1,0 +1,140 @@
+"""LVIS v1 loader: negative and not-exhaustive semantics, id-order classes, frequency groups, images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from plbench.datasets import load_dataset
+from plbench.errors import InputError
+from plbench.labels import NEG, POS, UNK
+
+CATS = [  # shuffled on purpose: class order must follow the ids
+    {"id": 30, "name": "zebra", "synset": "zebra.n.01", "frequency": "f", "image_count": 10},
+    {"id": 2, "name": "apple", "synset": "apple.n.01", "frequency": "r", "image_count": 1},
+    {"id": 17, "name": "kite", "synset": "kite.n.03", "frequency": "c", "image_count": 5},
+    {"id": 5, "name": "bus", "synset": "bus.n.01", "frequency": "f", "image_count": 9},
+]
+
+
+def lvis_file(images: list[dict], anns: list[dict], cats: list[dict] = CATS) -> dict:
+    return {"info": {}, "licenses": [], "images": images, "annotations": anns, "categories": cats}
+
+
+def image(iid: int, folder: str, neg=(), not_exhaustive=()) -> dict:
+    return {"id": iid, "coco_url": f"http://images.cocodataset.org/{folder}/{iid:012d}.jpg",
+            "height": 10, "width": 10, "neg_category_ids": list(neg),
+            "not_exhaustive_category_ids": list(not_exhaustive)}
+
+
+def write(root: Path, split: str, data: dict, make_images: bool = True, under_annotations: bool = False) -> None:
+    folder = root / "annotations" if under_annotations else root
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"lvis_v1_{split}.json").write_text(json.dumps(data))
+    if make_images:
+        for img in data["images"]:
+            parts = img["coco_url"].split("/")
+            (root / parts[-2]).mkdir(exist_ok=True)
+            (root / parts[-2] / parts[-1]).write_bytes(b"\xff\xd8")
+
+
+def sample_data() -> dict:
+    images = [
+        image(7, "train2017", neg=[2], not_exhaustive=[5]),
+        image(3, "val2017", neg=[17, 30]),
+        image(9, "train2017", not_exhaustive=[30]),  # not exhaustive without any box: still positive
+        image(4, "train2017"),  # no annotation at all: every class unannotated
+    ]
+    anns = [
+        {"id": 1, "image_id": 7, "category_id": 5, "bbox": [0, 0, 1, 1]},
+        {"id": 2, "image_id": 7, "category_id": 5, "bbox": [1, 1, 1, 1]},
+        {"id": 3, "image_id": 7, "category_id": 17, "bbox": [0, 0, 1, 1]},
+        {"id": 4, "image_id": 3, "category_id": 2, "bbox": [0, 0, 1, 1]},
+    ]
+    return lvis_file(images, anns)
+
+
+def test_semantics_order_and_paths(tmp_path):
+    write(tmp_path, "val", sample_data())
+    ds = load_dataset("lvis", tmp_path, "val")
+    assert ds.class_names == ["apple", "bus", "kite", "zebra"]  # ids 2, 5, 17, 30
+    labels = ds.labels
+    assert not labels.complete and labels.is_sparse
+    assert labels.image_ids.tolist() == [7, 3, 9, 4]  # file order
+    expected = np.array([
+        # apple bus kite zebra
+        [NEG, POS, POS, UNK],  # 7: bus boxed twice and not exhaustive, kite boxed, apple verified absent
+        [POS, UNK, NEG, NEG],  # 3
+        [UNK, UNK, UNK, POS],  # 9: zebra only flagged not exhaustive
+        [UNK, UNK, UNK, UNK],  # 4
+    ], dtype=np.int8)
+    np.testing.assert_array_equal(labels.to_dense(), expected)
+    assert [str(Path(p).relative_to(tmp_path)) for p in ds.image_paths] == [
+        "train2017/000000000007.jpg", "val2017/000000000003.jpg",
+        "train2017/000000000009.jpg", "train2017/000000000004.jpg"]
+    assert {k: v.tolist() for k, v in ds.class_groups.items()} == {"rare": [0], "common": [2], "frequent": [1, 3]}
+    assert ds.missing_images == 0 and len(ds.fingerprint) == 64
+
+
+def test_annotations_folder_and_missing_images(tmp_path, caplog):
+    data = sample_data()
+    write(tmp_path, "train", data, under_annotations=True)
+    (tmp_path / "val2017" / "000000000003.jpg").unlink()
+    ds = load_dataset("lvis", tmp_path, "train")
+    assert ds.missing_images == 1
+    assert ds.labels.image_ids.tolist() == [7, 9, 4]
+    np.testing.assert_array_equal(ds.labels.to_dense()[1], [UNK, UNK, UNK, POS])  # rows re-indexed
+    assert "1 of 4 images are missing" in caplog.text
+    with pytest.raises(InputError, match=r"1 of 4 images listed in lvis_v1_train.json are missing"):
+        load_dataset("lvis", tmp_path, "train", strict=True)
+
+
+def test_contradiction_and_unknown_ids(tmp_path):
+    data = sample_data()
+    data["images"][1]["neg_category_ids"] = [2]  # image 3 has a box of category 2
+    write(tmp_path, "val", data)
+    with pytest.raises(InputError, match=r"1 \(image, category\) pairs are both \(first: image 3, category 2\)"):
+        load_dataset("lvis", tmp_path, "val")
+    data = sample_data()
+    data["annotations"].append({"id": 9, "image_id": 7, "category_id": 99})
+    write(tmp_path, "val", data)
+    with pytest.raises(InputError, match=r"annotations.category_id: expected known category ids, but got 1 "
+                                         r"unknown \(first: 99\)"):
+        load_dataset("lvis", tmp_path, "val")
+    data = sample_data()
+    data["categories"][0]["frequency"] = "x"
+    write(tmp_path, "val", data)
+    with pytest.raises(InputError, match="expected 'r', 'c' or 'f' for category 30"):
+        load_dataset("lvis", tmp_path, "val")
+    with pytest.raises(InputError, match="no LVIS v1 file for split 'train'"):
+        load_dataset("lvis", tmp_path / "nowhere", "train")
+
+
+def test_real_category_list(real_fixtures, tmp_path):
+    cats = json.loads((real_fixtures / "lvis_v1_categories.json").read_text())
+    rng = np.random.default_rng(0)
+    shuffled = [cats[i] for i in rng.permutation(len(cats))]
+    by_name = {c["name"]: c["id"] for c in cats}
+    images = [image(1, "train2017", neg=[by_name["zebra"]]), image(2, "val2017")]
+    anns = [{"id": 1, "image_id": 1, "category_id": by_name["aerosol_can"]},
+            {"id": 2, "image_id": 2, "category_id": 1203}]
+    write(tmp_path, "train", lvis_file(images, anns, shuffled))
+    ds = load_dataset("lvis", tmp_path, "train")
+    assert ds.num_classes == 1203
+    assert ds.class_names == [c["name"] for c in sorted(cats, key=lambda c: c["id"])]
+    sizes = {k: len(v) for k, v in ds.class_groups.items()}
+    assert sizes == {"rare": 337, "common": 461, "frequent": 405}
+    all_idx = np.sort(np.concatenate(list(ds.class_groups.values())))
+    np.testing.assert_array_equal(all_idx, np.arange(1203))
+    freq = {c["name"]: c["frequency"] for c in cats}
+    assert all(freq[ds.class_names[i]] == "r" for i in ds.class_groups["rare"])
+    dense = ds.labels.to_dense()
+    assert dense[0, ds.class_names.index("aerosol_can")] == POS
+    assert dense[0, ds.class_names.index("zebra")] == NEG
+    assert dense[1, 1202] == POS
+    counts = ds.labels.counts()
+    assert counts.positives.sum() == 2 and counts.negatives.sum() == 1
+    assert counts.unannotated.sum() == 2 * 1203 - 3
