@@ -8,6 +8,7 @@ from __future__ import annotations
 from plbench.cli.app import app
 from plbench.cli import simulate_cmd as _simulate  # noqa: F401
 from plbench.cli import data_cmd as _data  # noqa: F401
+from plbench.cli import synthetic_cmd as _synthetic  # noqa: F401
 from plbench.cli import train_cmd as _train  # noqa: F401
 from plbench.cli import report_cmd as _report  # noqa: F401
 from plbench.cli import demo_cmd as _demo  # noqa: F401

@@ -442,7 +442,7 @@ def write_synthetic_coco(
         train, val: number of images per split (>= 1, < 1,000,000).
         num_classes: number of classes K, in [1, 80].
         image_size: square image side in pixels, in [32, 1024].
-        seed: image seed (the class design depends on ``num_classes`` only).
+        seed: image seed, >= 0 (the class design depends on ``num_classes`` only).
         progress: show a tqdm bar on stderr.
     Returns:
         A JSON-able summary: ``out_dir``; ``images`` and ``annotations`` per split; ``classes`` in
@@ -462,6 +462,8 @@ def write_synthetic_coco(
             raise ValueError(f"{name} must lie in [1, {SPLIT_ID_OFFSET['val'] - 1}], but got {n}")
     if not 32 <= image_size <= 1024:
         raise ValueError(f"image_size must lie in [32, 1024], but got {image_size}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, but got {seed}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(out, "--out", "expected a folder (or a new path), but got an existing file",
