@@ -1,1 +1,99 @@
-"""(filled in by its issue)"""
+"""``plbench data info`` and ``plbench data cache``: inspect a dataset, pre-resize its images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from plbench.cli.app import command, data_app
+
+DatasetName = Annotated[str, typer.Option("--dataset", help="Dataset loader: coco, lvis, openimages, fiftyone, synthetic.")]
+DataRoot = Annotated[Path, typer.Option(help="Dataset root folder, as its publisher ships it.")]
+FoDataset = Annotated[Optional[str], typer.Option(help="FiftyOne dataset name (--dataset fiftyone).")]
+FoField = Annotated[Optional[str], typer.Option(help="FiftyOne Classifications field of positive labels.")]
+FoNegatives = Annotated[Optional[str], typer.Option(help="FiftyOne Classifications field of negative labels.")]
+ClassList = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
+                                                   help="OpenImages: file of MIDs fixing the classes.")]
+Strict = Annotated[bool, typer.Option(help="Missing or undecodable images are errors instead of being counted.")]
+
+
+def _check_dataset(name: str) -> str:
+    from plbench.datasets import list_datasets
+
+    if name not in list_datasets():
+        raise typer.BadParameter(f"expected one of {', '.join(list_datasets())}, but got {name!r}",
+                                 param_hint="--dataset")
+    return name
+
+
+def dataset_options(fo_dataset: str | None, fo_field: str | None, fo_negatives: str | None,
+                    class_list: Path | None, strict: bool) -> dict:
+    """Loader keyword options from the common CLI options (``None`` values left out)."""
+    opts = {"fo_dataset": fo_dataset, "fo_field": fo_field, "fo_negatives": fo_negatives,
+            "class_list": class_list, "strict": strict}
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+@command(data_app, "info")
+def info_command(
+    dataset: DatasetName,
+    data_root: DataRoot = Path("."),
+    split: Annotated[Optional[list[str]], typer.Option(help="Split(s) to show (repeatable).")] = None,
+    top: Annotated[int, typer.Option(min=0, help="How many most/least frequent classes to list.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON records instead of text.")] = False,
+    fo_dataset: FoDataset = None,
+    fo_field: FoField = None,
+    fo_negatives: FoNegatives = None,
+    class_list: ClassList = None,
+    strict: Strict = False,
+) -> None:
+    """Images, classes, annotations, annotated fraction and the most/least frequent classes per split."""
+    from plbench.datasets import load_dataset
+    from plbench.datasets.summary import format_summary, summarize_split
+
+    _check_dataset(dataset)
+    opts = dataset_options(fo_dataset, fo_field, fo_negatives, class_list, strict)
+    summaries = [summarize_split(load_dataset(dataset, data_root, s, **opts), top=top)
+                 for s in (split or ["train", "val"])]
+    if as_json:
+        typer.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
+    else:
+        typer.echo("\n\n".join(format_summary(s) for s in summaries))
+
+
+def default_cache_dir(data_root: Path, dataset: str, split: str, size: int) -> Path:
+    """Where ``plbench data cache`` writes by default: ``DATA_ROOT/plbench_cache/<dataset>-<split>-<size>``."""
+    return Path(data_root) / "plbench_cache" / f"{dataset}-{split}-{size}"
+
+
+@command(data_app, "cache")
+def cache_command(
+    dataset: DatasetName,
+    data_root: DataRoot = Path("."),
+    split: Annotated[str, typer.Option(help="Split to cache.")] = "train",
+    size: Annotated[int, typer.Option(min=16, help="Side of the cached square images, pixels.")] = 224,
+    out: Annotated[Optional[Path], typer.Option(file_okay=False,
+                                                help="Cache folder; default DATA_ROOT/plbench_cache/DATASET-SPLIT-SIZE.")] = None,
+    workers: Annotated[int, typer.Option(min=0, help="Decoding processes (0: all CPUs).")] = 0,
+    fo_dataset: FoDataset = None,
+    fo_field: FoField = None,
+    fo_negatives: FoNegatives = None,
+    class_list: ClassList = None,
+    strict: Strict = False,
+) -> None:
+    """Decode and resize a split's images once into a memory-mapped uint8 cache."""
+    from plbench.datasets import load_dataset
+    from plbench.datasets.images import build_image_cache
+
+    _check_dataset(dataset)
+    opts = dataset_options(fo_dataset, fo_field, fo_negatives, class_list, strict)
+    ds = load_dataset(dataset, data_root, split, **opts)
+    target = out or default_cache_dir(data_root, dataset, split, size)
+    cache = build_image_cache(ds.image_paths.tolist(), size, target, workers=workers or None,
+                              strict=strict, progress=True)
+    typer.echo(f"cached {len(cache):,} images of {size}x{size} into {target}"
+               + (f"; {len(cache.failed):,} could not be decoded (zero rows, listed in index.json)"
+                  if cache.failed else ""))
