@@ -240,8 +240,8 @@ class ImageCache:
             raise InputError(data, "size", f"expected {want} bytes for {n} images of {size}px, but got {got}", fix)
         paths = [str(p) for p in index["paths"]]
         if expected_paths is not None and [str(p) for p in expected_paths] != paths:
-            raise InputError(root, "paths", f"the cache holds {n} other images than the {len(expected_paths)} "
-                             "the dataset lists (another split, or the dataset changed)", fix)
+            raise InputError(root, "paths", f"expected the {len(expected_paths)} images the dataset lists, in "
+                             f"order, but the cache holds {n} other ones (another split, or the dataset changed)", fix)
         return cls(root=root, size=size, paths=paths, failed=[int(i) for i in index["failed"]])
 
     @property
