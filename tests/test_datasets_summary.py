@@ -1,0 +1,68 @@
+"""`plbench data info` / `data cache`: summary records (exact counts), text, JSON, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from plbench.cli import app
+from plbench.datasets.base import DatasetSplit
+from plbench.datasets.images import ImageCache
+from plbench.datasets.summary import format_summary, summarize_split
+from plbench.labels import PartialLabels
+
+from test_datasets_lvis import sample_data, write  # tests/ is on sys.path (no package)
+
+
+def test_summary_counts_sparse_partial():
+    labels = PartialLabels.from_sparse(
+        rows=[0, 0, 1, 2, 2, 2], cols=[0, 2, 2, 0, 1, 2], values=[1, 0, 1, 1, 0, 1],
+        image_ids=[10, 11, 12, 13], class_names=["a", "b", "c"], complete=False)
+    split = DatasetSplit("x", "train", np.array(["p"] * 4, dtype=object), labels, "f" * 64,
+                         class_groups={"rare": np.array([1])}, missing_images=2)
+    s = summarize_split(split, top=2)
+    assert (s.images, s.classes, s.positives, s.negatives) == (4, 3, 4, 2)
+    assert s.annotated_fraction == 6 / 12
+    assert [(r.name, r.positives, r.negatives) for r in s.most_frequent] == [("a", 2, 0), ("c", 2, 1)]  # tie: lower index first
+    assert [(r.name, r.positives) for r in s.least_frequent] == [("b", 0), ("a", 2)]
+    assert s.groups == {"rare": 1} and s.missing_images == 2 and not s.complete
+    text = format_summary(s)
+    assert "x / train: 4 images, 3 classes (partial labels)" in text
+    assert "annotations: 4 positive, 2 negative; annotated fraction 0.5000" in text
+    assert "missing image files: 2" in text and "class groups: rare 1" in text
+
+
+def test_data_info_cli_lvis(tmp_path):
+    write(tmp_path, "val", sample_data())
+    write(tmp_path, "train", sample_data())
+    runner = CliRunner()
+    res = runner.invoke(app, ["data", "info", "--dataset", "lvis", "--data-root", str(tmp_path), "--top", "2"])
+    assert res.exit_code == 0, res.output
+    assert "lvis / train: 4 images, 4 classes (partial labels)" in res.output
+    assert "lvis / val: 4 images" in res.output
+    assert "annotations: 4 positive, 3 negative; annotated fraction 0.4375" in res.output
+    assert "class groups: rare 1, common 1, frequent 2" in res.output
+    res = runner.invoke(app, ["data", "info", "--dataset", "lvis", "--data-root", str(tmp_path), "--split", "val",
+                              "--json"])
+    rec = json.loads(res.output)
+    assert len(rec) == 1 and rec[0]["positives"] == 4 and rec[0]["most_frequent"][0]["name"] == "apple"
+    res = runner.invoke(app, ["data", "info", "--dataset", "lvis", "--data-root", str(tmp_path / "no")])
+    assert res.exit_code == 2 and "no LVIS v1 file for split 'train'" in res.output
+    assert "Traceback" not in res.output
+    res = runner.invoke(app, ["data", "info", "--dataset", "imagenet"])
+    flat = " ".join(res.output.replace("│", " ").split())  # the usage-error box wraps lines
+    assert res.exit_code == 2 and "expected one of coco, fiftyone, lvis, openimages" in flat
+
+
+def test_data_cache_cli_real_coco(real_fixtures, tmp_path):
+    root = real_fixtures / "coco2017_sample"
+    out = tmp_path / "cache"
+    res = CliRunner().invoke(app, ["data", "cache", "--dataset", "coco", "--data-root", str(root), "--split", "val",
+                                   "--size", "32", "--out", str(out), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert f"cached 6 images of 32x32 into {out}" in res.output
+    cache = ImageCache.open(out)
+    assert cache.size == 32 and len(cache) == 6 and cache.failed == []
+    assert all(p.startswith(str(root / "val2017")) for p in cache.paths)
