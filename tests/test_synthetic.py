@@ -186,7 +186,7 @@ def test_long_tail_and_cooccurring_pairs() -> None:
     present = np.zeros((n, K), dtype=bool)
     class_triples = {(c.colour, c.texture, c.shape) for c in design.classes}
     for i in range(n):
-        objects = syn._sample_objects(rng, design)
+        objects = syn.sample_objects(rng, design)
         labelled = [o for o in objects if o.class_index >= 0]
         assert 1 <= len(labelled) <= syn.MAX_OBJECTS and objects[0].class_index >= 0
         for o in objects:

@@ -181,15 +181,24 @@ def design_classes(num_classes: int) -> SyntheticDesign:
 # -- per-image content --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class _Object:
+class SyntheticObject:
+    """One object to draw: its attributes and the index of its class in ``design.classes``.
+
+    ``class_index`` is -1 for an unannotated decoy.
+    """
+
     colour: str
     texture: str
     shape: str
-    class_index: int  # -1 for an unannotated decoy
+    class_index: int
 
 
-def _sample_objects(rng: np.random.Generator, design: SyntheticDesign) -> list[_Object]:
-    """The annotated objects (1..MAX_OBJECTS) and 0..2 decoys of one image, in drawing order."""
+def sample_objects(rng: np.random.Generator, design: SyntheticDesign) -> list[SyntheticObject]:
+    """The objects of one image, bottom first: 1..MAX_OBJECTS annotated ones, then 0..2 decoys mixed in.
+
+    Each class is present with its prevalence (plus the pair rule); a present class gets 1 to 3
+    instances. The first object is always an annotated one (it is always placed, so no image is empty).
+    """
     classes = design.classes
     prevalence = np.array([c.prevalence for c in classes])
     present = rng.random(len(classes)) < prevalence
@@ -204,7 +213,7 @@ def _sample_objects(rng: np.random.Generator, design: SyntheticDesign) -> list[_
         pool = multi if multi.size else np.flatnonzero(counts)
         counts[rng.choice(pool)] -= 1
     objects = [
-        _Object(classes[k].colour, classes[k].texture, classes[k].shape, int(k))
+        SyntheticObject(classes[k].colour, classes[k].texture, classes[k].shape, int(k))
         for k in np.flatnonzero(counts) for _ in range(counts[k])
     ]
     taken = {(c.colour, c.texture, c.shape) for c in classes}
@@ -215,7 +224,7 @@ def _sample_objects(rng: np.random.Generator, design: SyntheticDesign) -> list[_
         options = (list(COLOURS), list(TEXTURES), list(SHAPES))[which]
         attrs[which] = options[rng.integers(len(options))]
         if tuple(attrs) not in taken:  # a near miss of some class, never a class itself
-            objects.append(_Object(attrs[0], attrs[1], attrs[2], -1))
+            objects.append(SyntheticObject(attrs[0], attrs[1], attrs[2], -1))
     order = rng.permutation(len(objects))
     first = next(i for i in order if objects[i].class_index >= 0)  # first drawn is always kept
     order = [first] + [i for i in order if i != first]
@@ -316,7 +325,7 @@ def _jitter(rng: np.random.Generator, rgb: tuple[int, int, int]) -> tuple[int, i
     return tuple(int(x) for x in out)  # type: ignore[return-value]
 
 
-def render_image(rng: np.random.Generator, objects: Sequence[_Object], size: int
+def _render_image(rng: np.random.Generator, objects: Sequence[SyntheticObject], size: int
                  ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Draw one image.
 
@@ -332,7 +341,7 @@ def render_image(rng: np.random.Generator, objects: Sequence[_Object], size: int
     img = np.asarray(_background(rng, size), dtype=np.float32).copy()
     owner = np.full((size, size), -1, dtype=np.int16)
     areas: list[int] = []
-    placed: list[tuple[_Object, list[float]]] = []
+    placed: list[tuple[SyntheticObject, list[float]]] = []
     for obj in objects:
         diameter = size * math.exp(rng.uniform(math.log(0.22), math.log(0.45)))
         ok = False
@@ -365,7 +374,8 @@ def render_image(rng: np.random.Generator, objects: Sequence[_Object], size: int
         mix = _texture_mix(obj.texture, u, v, period)[..., None]
         primary = np.asarray(_jitter(rng, COLOURS[obj.colour]), dtype=np.float32)
         secondary = primary * rng.uniform(0.2, 0.4)
-        light = 1.0 + 0.15 * (dx * math.cos(theta * 1.7) + dy * math.sin(theta * 1.7)) / max(r, 1.0)
+        light_dir = rng.uniform(0, 2 * np.pi)  # soft shading, so flat colour is not a per-pixel cue
+        light = 1.0 + 0.15 * (dx * math.cos(light_dir) + dy * math.sin(light_dir)) / max(r, 1.0)
         colour = (primary * (1 - mix) + secondary * mix) * light[..., None]
         a = alpha[..., None]
         patch = img[y0:y0 + side, x0:x0 + side]
@@ -417,9 +427,9 @@ def image_file_name(split: str, index: int) -> tuple[int, str]:
 
 def generate_image(design: SyntheticDesign, seed: int, split: str, index: int, image_size: int
                    ) -> tuple[bytes, list[dict[str, Any]]]:
-    """JPEG bytes and annotation records (see :func:`render_image`) of one image; pure function."""
+    """JPEG bytes and annotation records (see :func:`_render_image`) of one image; pure function."""
     rng = np.random.default_rng([seed, SPLITS.index(split), index])
-    rgb, records = render_image(rng, _sample_objects(rng, design), image_size)
+    rgb, records = _render_image(rng, sample_objects(rng, design), image_size)
     return _encode_jpeg(rgb), records
 
 
