@@ -21,7 +21,8 @@ CATS = [  # shuffled on purpose: class order must follow the ids
 
 
 def lvis_file(images: list[dict], anns: list[dict], cats: list[dict] = CATS) -> dict:
-    return {"info": {}, "licenses": [], "images": images, "annotations": anns, "categories": cats}
+    return {"info": {}, "licenses": [], "images": images, "annotations": anns,
+            "categories": [dict(c) for c in cats]}  # copies: tests edit them
 
 
 def image(iid: int, folder: str, neg=(), not_exhaustive=()) -> dict:
