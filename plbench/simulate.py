@@ -59,14 +59,19 @@ def sample_without_replacement(rng: np.random.Generator, population: int, k: int
     if 2 * k > population:
         return np.sort(rng.permutation(population)[:k])
     draws = np.empty(0, dtype=np.int64)
-    distinct = 0
-    while distinct < k:
+    while True:
         # enough draws to expect k distinct values: each draw is new with probability >= (pop - k) / pop
-        extra = int(np.ceil((k - distinct) * population / (population - k))) + 8
+        missing = k if draws.size == 0 else k - distinct
+        extra = int(np.ceil(missing * population / (population - k))) + 8
         draws = np.concatenate([draws, rng.integers(0, population, size=extra, dtype=np.int64)])
-        values, first = np.unique(draws, return_index=True)
-        distinct = values.size
-    return np.sort(values[np.argsort(first, kind="stable")[:k]])
+        order = np.argsort(draws, kind="stable")
+        ordered = draws[order]
+        is_first = np.empty(draws.size, dtype=bool)  # first occurrence of its value, by draw position
+        is_first[order] = np.concatenate(([True], ordered[1:] != ordered[:-1]))
+        first_positions = np.flatnonzero(is_first)
+        distinct = first_positions.size
+        if distinct >= k:
+            return np.sort(draws[first_positions[:k]])
 
 
 def _complement_select(positives: np.ndarray, ranks: np.ndarray) -> np.ndarray:
