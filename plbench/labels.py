@@ -265,13 +265,12 @@ class PartialLabels:
         ids = self.image_ids[idx]
         if self._matrix is not None:
             return PartialLabels(ids, self.class_names, matrix=self._matrix[idx], complete=self.complete)
+        # entries come out row by row in increasing column order, hence already sorted by (row, col)
         out_rows, src = self._row_spans(idx)
-        labels = PartialLabels(
+        return PartialLabels(
             ids, self.class_names, rows=out_rows, cols=self._cols[src], values=self._values[src],
             complete=self.complete,
         )
-        # entries come out row by row in increasing column order, hence already sorted by (row, col)
-        return labels
 
     def counts(self) -> ClassCounts:
         """Per-class counts of positives, negatives and unannotated entries (each int64 (C,))."""

@@ -202,8 +202,12 @@ def simulate_rps(labels: PartialLabels, p: float, seed: int) -> PartialLabels:
     if not labels.is_sparse:
         matrix = labels.matrix
         annotated = matrix != UNK
-        hide = np.zeros(matrix.shape, dtype=bool)
-        hide[annotated] = rng.random(int(np.count_nonzero(annotated))) < p
+        num_annotated = int(np.count_nonzero(annotated))
+        if num_annotated == matrix.size:  # same draws, without the boolean scatter
+            hide = rng.random(matrix.shape) < p
+        else:
+            hide = np.zeros(matrix.shape, dtype=bool)
+            hide[annotated] = rng.random(num_annotated) < p
         out = np.where(hide, np.int8(UNK), matrix).astype(LABEL_DTYPE, copy=False)
         return PartialLabels(labels.image_ids, labels.class_names, matrix=out, complete=False)
     rows, cols, values = labels.sparse
