@@ -43,7 +43,7 @@ def summarise(before: PartialLabels, after: PartialLabels, out: Path, seconds: f
 
 @command(app, "simulate")
 def simulate_command(
-    dataset: Annotated[str, typer.Option(help="Dataset loader name (see `plbench data list`): coco, lvis, openimages, synthetic ...")],
+    dataset: Annotated[str, typer.Option(help="Dataset loader: coco, lvis, openimages, fiftyone, synthetic.")],
     data_root: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Dataset root folder.")],
     scheme: Annotated[Scheme, typer.Option(help="fpc: n positives and n negatives per class; rps: hide each "
                                                 "annotation with probability p; spl: one positive per image.")],
