@@ -238,3 +238,24 @@ def test_scheme_registry():
         simulate(arithmetic_labels(), "spl", None, -1)
     assert simulate(arithmetic_labels(), "fpc", 20.0, 7) == simulate_fpc(arithmetic_labels(), 20, 7)
     assert sim.normalise_param("fpc", 1000.0) == 1000 and sim.normalise_param("spl", 3) is None
+
+
+def test_fpc_complete_sparse_never_builds_the_dense_matrix():
+    import tracemalloc
+
+    n, c = 2_000_000, 50  # dense int8 matrix: 100 MB
+    rows = np.arange(0, n, 1000, dtype=np.int64)  # 2,000 images, positive for class (row // 1000) % c
+    labels = PartialLabels.from_sparse(rows, (rows // 1000) % c, np.ones(rows.size), np.arange(n),
+                                       [f"c{i}" for i in range(c)], complete=True)
+    tracemalloc.start()
+    try:
+        out = simulate_fpc(labels, 100, seed=0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10e6
+    counts = out.counts()
+    assert counts.positives.tolist() == [40] * c and counts.negatives.tolist() == [100] * c
+    r, k, v = out.sparse
+    negatives = v == NEG
+    assert not np.isin(r[negatives] * c + k[negatives], rows * c + (rows // 1000) % c).any()

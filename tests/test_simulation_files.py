@@ -250,3 +250,13 @@ def test_cli_on_real_coco_sample(real_fixtures, tmp_path):
     assert labels.shape == (32, 80) and meta["dataset"] == "coco"
     kept = labels.num_explicit
     assert 1280 - 5 * 40 < kept < 1280 + 5 * 40  # Binomial(2560, 0.5): sd = 25.3
+
+
+def test_many_row_groups_load_the_same(tmp_path):
+    labels = partial_labels()
+    path = save(tmp_path / "x.parquet", labels)
+    table = pq.read_table(path)
+    pq.write_table(table, tmp_path / "chunked.parquet", row_group_size=7)
+    assert pq.ParquetFile(tmp_path / "chunked.parquet").num_row_groups == 5
+    back, _ = load_simulation(tmp_path / "chunked.parquet")
+    assert back == labels
