@@ -59,10 +59,10 @@ def sample_without_replacement(rng: np.random.Generator, population: int, k: int
     if 2 * k > population:
         return np.sort(rng.permutation(population)[:k])
     draws = np.empty(0, dtype=np.int64)
+    distinct = 0
     while True:
         # enough draws to expect k distinct values: each draw is new with probability >= (pop - k) / pop
-        missing = k if draws.size == 0 else k - distinct
-        extra = int(np.ceil(missing * population / (population - k))) + 8
+        extra = int(np.ceil((k - distinct) * population / (population - k))) + 8
         draws = np.concatenate([draws, rng.integers(0, population, size=extra, dtype=np.int64)])
         order = np.argsort(draws, kind="stable")
         ordered = draws[order]
