@@ -10,7 +10,7 @@ def test_small_demo_end_to_end(tmp_path):
                             image_size=32, epochs=1, prior_epochs=1, batch_size=32, fpc=10, rps=0.8)
     said = []
     paths = run_demo(settings, progress=False, say=said.append)
-    assert said[0].startswith("[1/11]") and said[-1].startswith("done in")
+    assert said[0].startswith("[1/13]") and said[-1].startswith("done in")
     md = paths["md"].read_text()
     assert md.splitlines()[2].startswith("Regenerate with: `plbench demo --out ")
     for row in ("| full |", "| fpc10 |", "| rps0.8 |"):

@@ -66,7 +66,9 @@ def info_command(
 
 def default_cache_dir(data_root: Path, dataset: str, split: str, size: int) -> Path:
     """Where ``plbench data cache`` writes by default: ``DATA_ROOT/plbench_cache/<dataset>-<split>-<size>``."""
-    return Path(data_root) / "plbench_cache" / f"{dataset}-{split}-{size}"
+    from plbench.datasets.images import cache_folder
+
+    return cache_folder(Path(data_root) / "plbench_cache", dataset, split, size)
 
 
 @command(data_app, "cache")

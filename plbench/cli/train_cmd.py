@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from plbench.cli.app import app, command
+from plbench.cli.data_cmd import ClassList, FoDataset, FoField, FoNegatives, Strict, dataset_options
 from plbench.config import TrainConfig
 
 
@@ -43,13 +44,17 @@ Preload = Annotated[bool, typer.Option(help="Decode all images into memory once 
 Workers = Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")]
 Amp = Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")]
 Split = Annotated[str, typer.Option(help="Split name.")]
+CacheDir = Annotated[Optional[Path], typer.Option(file_okay=False, help="Image-cache root from `plbench data cache` "
+                                                  "(holds <dataset>-<split>-<size>/), e.g. DATA_ROOT/plbench_cache.")]
 
 
 def _config(**kw: object) -> TrainConfig:
     kw["data_root"] = str(kw["data_root"])
-    for key in ("simulation", "prior", "checkpoint"):
+    for key in ("simulation", "prior", "checkpoint", "cache_dir"):
         if kw.get(key) is not None:
             kw[key] = str(kw[key])
+    kw["dataset_options"] = {k: str(v) if isinstance(v, Path) else v
+                             for k, v in dict(kw.get("dataset_options") or {}).items()}  # type: ignore[call-overload]
     for key in ("mode", "head"):
         if isinstance(kw.get(key), Enum):
             kw[key] = kw[key].value  # type: ignore[union-attr]
@@ -81,6 +86,12 @@ def train_command(
     amp: Amp = False,
     train_split: Split = "train",
     val_split: Split = "val",
+    cache_dir: CacheDir = None,
+    strict: Strict = False,
+    fo_dataset: FoDataset = None,
+    fo_field: FoField = None,
+    fo_negatives: FoNegatives = None,
+    class_list: ClassList = None,
     out: Annotated[Path, typer.Option(help="Folder of run folders.")] = Path("runs"),
     run_name: Annotated[Optional[str], typer.Option(help="Run folder name (default derived from the config).")] = None,
     config: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
@@ -97,7 +108,8 @@ def train_command(
             head=head, image_size=image_size, batch_size=batch_size, epochs=epochs, lr=lr, seed=seed, device=device,
             pretrained=pretrained, checkpoint=checkpoint, max_train_images=max_train_images, preload=preload,
             workers=workers, amp=amp, train_split=train_split, val_split=val_split, out_dir=str(out),
-            run_name=run_name,
+            run_name=run_name, cache_dir=cache_dir,
+            dataset_options=dataset_options(fo_dataset, fo_field, fo_negatives, class_list, strict),
         )
     result = train(cfg)
     s = result.summary
@@ -126,6 +138,12 @@ def estimate_prior_command(
     amp: Amp = False,
     train_split: Split = "train",
     val_split: Split = "val",
+    cache_dir: CacheDir = None,
+    strict: Strict = False,
+    fo_dataset: FoDataset = None,
+    fo_field: FoField = None,
+    fo_negatives: FoNegatives = None,
+    class_list: ClassList = None,
     out: Annotated[Optional[Path], typer.Option(dir_okay=False, help="Prior CSV to write (default priors/<name>.csv).")] = None,
 ) -> None:
     """Estimate class priors with a temporary Ignore-mode model; writes `Classes,avg_pred` CSV."""
@@ -136,7 +154,8 @@ def estimate_prior_command(
         dataset=dataset, data_root=data_root, simulation=simulation, mode="ignore", backbone=backbone, head=head,
         image_size=image_size, batch_size=batch_size, epochs=epochs, lr=lr, seed=seed, device=device,
         pretrained=pretrained, checkpoint=checkpoint, max_train_images=max_train_images, preload=preload,
-        workers=workers, amp=amp, train_split=train_split, val_split=val_split,
+        workers=workers, amp=amp, train_split=train_split, val_split=val_split, cache_dir=cache_dir,
+        dataset_options=dataset_options(fo_dataset, fo_field, fo_negatives, class_list, strict),
     )
     names, prior = estimate_prior(cfg)
     if out is None:

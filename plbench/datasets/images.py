@@ -94,6 +94,12 @@ def resize_square(img: Image.Image, size: int) -> np.ndarray:
 # -- cache --------------------------------------------------------------------------------------------
 
 
+def cache_folder(cache_root: str | Path, dataset: str, split: str, size: int) -> Path:
+    """The cache of one split at one size: ``CACHE_ROOT/<dataset>-<split>-<size>``."""
+    return Path(cache_root) / f"{dataset}-{split}-{size}"
+
+
+
 def _decode_chunk(args: tuple[str, int, int, Sequence[str], int]) -> list[int]:
     """Worker: decode images ``start..start+len(paths)`` into the memmap; return failed indices."""
     data_path, count, size, paths, start = args

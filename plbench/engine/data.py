@@ -6,37 +6,43 @@ resumed run sees exactly the samples an uninterrupted run would have seen.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from plbench.labels import PartialLabels
+
+if TYPE_CHECKING:
+    from plbench.datasets.images import ImageCache
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def decode_resized(path: str, size: int) -> np.ndarray:
-    """Decode an image (EXIF orientation applied, RGB) and resize it to uint8 (size, size, 3)."""
-    from plbench.datasets.images import load_image
+def decode_resized(path: str, size: int, strict: bool = True) -> np.ndarray | None:
+    """Decode an image (EXIF orientation applied, RGB) and resize it to uint8 (size, size, 3).
 
-    image = load_image(path)
-    return np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    Returns None for an undecodable file when ``strict`` is false (the loader logs it).
+    """
+    from plbench.datasets.images import load_image, resize_square
+
+    image = load_image(path, strict=strict, draft_size=size)
+    return None if image is None else resize_square(image, size)
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) -> normalised float32 (3, H, W)."""
-    x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float().div_(255.0)
+    x = torch.from_numpy(np.array(pixels, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0)
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     return (x - mean) / std
 
 
 class ImageLabelDataset(Dataset):
-    """Items are ``(image float32 (3, S, S), labels int8 (C,), index int)``.
+    """Items are ``(image float32 (3, S, S), labels int8 (C,), index int)``, or None for an image that
+    cannot be decoded when ``strict`` is false (use :func:`plbench.datasets.images.collate_skip_none`).
 
     Args:
         paths: (N,) image paths aligned with ``labels`` rows.
@@ -44,7 +50,9 @@ class ImageLabelDataset(Dataset):
         image_size: square side S in pixels.
         train: apply augmentation (random horizontal flip) when true.
         seed: base seed of the augmentation.
-        preload: decode and resize every image once into a uint8 (N, S, S, 3) array.
+        preload: decode and resize every image once into memory (small datasets).
+        cache: a pre-resized :class:`plbench.datasets.images.ImageCache` of exactly these paths at size S.
+        strict: an undecodable image raises instead of being skipped.
     """
 
     def __init__(
@@ -56,18 +64,26 @@ class ImageLabelDataset(Dataset):
         train: bool,
         seed: int = 0,
         preload: bool = False,
+        cache: "ImageCache | None" = None,
+        strict: bool = False,
     ) -> None:
         if len(paths) != labels.num_images:
             raise ValueError(f"{len(paths)} image paths but {labels.num_images} label rows")
-        self.paths = list(paths)
+        self.paths = [str(p) for p in paths]
         self.labels = labels
         self.image_size = image_size
         self.train = train
         self.seed = seed
+        self.strict = strict
         self.epoch = 0
-        self._pixels: np.ndarray | None = None
-        if preload:
-            self._pixels = np.stack([decode_resized(p, image_size) for p in self.paths]) if self.paths else None
+        self.cache = cache
+        if cache is not None:
+            if cache.paths != self.paths or cache.size != image_size:
+                raise ValueError("the image cache holds other images or another size; rebuild it with "
+                                 "`plbench data cache`")
+        self._pixels: list[np.ndarray | None] | None = None
+        if preload and cache is None:
+            self._pixels = [decode_resized(p, image_size, strict) for p in self.paths]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -75,13 +91,17 @@ class ImageLabelDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def pixels(self, index: int) -> np.ndarray:
+    def pixels(self, index: int) -> np.ndarray | None:
+        if self.cache is not None:
+            return self.cache.get(index) if self.cache.ok[index] else None
         if self._pixels is not None:
             return self._pixels[index]
-        return decode_resized(self.paths[index], self.image_size)
+        return decode_resized(self.paths[index], self.image_size, self.strict)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int] | None:
         pixels = self.pixels(index)
+        if pixels is None:
+            return None
         if self.train:
             rng = np.random.default_rng((self.seed, self.epoch, index))
             if rng.random() < 0.5:

@@ -81,5 +81,6 @@ def build_model(
         ) from None
     if checkpoint is not None:
         _load_backbone_weights(net, Path(checkpoint))
-    head_module = create_head(head, in_features=net.num_features, num_classes=num_classes, **(head_options or {}))
+    # the CLI spells heads with dashes (--head ml-decoder), the registry with underscores
+    head_module = create_head(head.replace("-", "_"), in_features=net.num_features, num_classes=num_classes, **(head_options or {}))
     return MultiLabelClassifier(net, head_module)

@@ -8,11 +8,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import DataLoader
 
 from plbench.config import TrainConfig
-from plbench.engine.data import ImageLabelDataset
-from plbench.engine.train import load_training_data, predict, resolve_device, train
+from plbench.engine.train import load_training_data, make_dataset, make_loader, predict, resolve_device, train
 
 
 def estimate_prior(config: TrainConfig, *, progress: bool = True, keep_run: bool = False) -> tuple[list[str], np.ndarray]:
@@ -32,10 +30,9 @@ def estimate_prior(config: TrainConfig, *, progress: bool = True, keep_run: bool
     try:
         result = train(prior_config, progress=progress)
         split, labels, paths, _ = load_training_data(config)
-        dataset = ImageLabelDataset(paths, labels, config.image_size, train=False, preload=config.preload)
-        loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.workers)
+        loader = make_loader(make_dataset(config, config.train_split, paths, labels, train=False), config)
         device = resolve_device(config.device)
-        scores, _ = predict(result.model, loader, device, config.amp, progress, desc="prior")
+        scores, _, _ = predict(result.model, loader, device, config.amp, progress, desc="prior")
         return split.class_names, scores.astype(np.float64).mean(axis=0)
     finally:
         if not keep_run:

@@ -117,39 +117,67 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
 
 @torch.no_grad()
 def predict(model: nn.Module, loader: DataLoader, device: torch.device, amp: bool = False,
-            progress: bool = False, desc: str = "eval") -> tuple[np.ndarray, np.ndarray]:
-    """Sigmoid scores float32 (N, C) and labels int8 (N, C) over a loader, in dataset order."""
+            progress: bool = False, desc: str = "eval") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sigmoid scores float32 (N', C), labels int8 (N', C) and dataset indices int64 (N',) over a loader.
+
+    N' < N when undecodable images were skipped (non-strict loading).
+    """
     from tqdm.auto import tqdm
 
     was_training = model.training
     model.eval()
-    scores, targets = [], []
-    for images, labels, _ in tqdm(loader, desc=desc, leave=False, disable=not progress):
+    scores, targets, indices = [], [], []
+    for images, labels, index in tqdm(loader, desc=desc, leave=False, disable=not progress):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
             logits = model(images.to(device, non_blocking=True))
         scores.append(torch.sigmoid(logits.float()).cpu().numpy())
         targets.append(labels.numpy())
+        indices.append(index.numpy())
     model.train(was_training)
     n_cls = loader.dataset.labels.num_classes  # type: ignore[attr-defined]
     if not scores:
-        return np.zeros((0, n_cls), np.float32), np.zeros((0, n_cls), np.int8)
-    return np.concatenate(scores), np.concatenate(targets)
+        return np.zeros((0, n_cls), np.float32), np.zeros((0, n_cls), np.int8), np.zeros(0, np.int64)
+    return np.concatenate(scores), np.concatenate(targets), np.concatenate(indices).astype(np.int64)
+
+
+def make_dataset(config: TrainConfig, split_name: str, paths: np.ndarray, labels: PartialLabels,
+                 *, train: bool) -> ImageLabelDataset:
+    """The torch dataset of one split, reading from the pre-resized cache when ``config.cache_dir`` is set."""
+    from plbench.datasets.images import ImageCache, cache_folder
+
+    cache = None
+    if config.cache_dir is not None:
+        folder = cache_folder(config.cache_dir, config.dataset, split_name, config.image_size)
+        if not folder.is_dir():
+            raise InputError(folder, "--cache-dir", "no image cache for this split and size",
+                             f"run `plbench data cache --dataset {config.dataset} --split {split_name} "
+                             f"--size {config.image_size}` first")
+        cache = ImageCache.open(folder, expected_paths=list(map(str, paths)))
+    strict = bool(config.dataset_options.get("strict", False))
+    return ImageLabelDataset(paths, labels, config.image_size, train=train, seed=config.seed,
+                             preload=config.preload, cache=cache, strict=strict)
+
+
+def make_loader(dataset: ImageLabelDataset, config: TrainConfig, order: list[int] | None = None) -> DataLoader:
+    from plbench.datasets.images import collate_skip_none
+
+    return DataLoader(dataset, batch_size=config.batch_size, sampler=order, shuffle=False,
+                      num_workers=config.workers, collate_fn=collate_skip_none)
 
 
 def evaluate_scores(scores: np.ndarray, targets: np.ndarray, class_groups: dict[str, np.ndarray]) -> dict[str, Any]:
-    """mAP (percent), per-class AP, and mAP per class group."""
-    from plbench.metrics import average_precision_per_class, f1_scores
+    """mAP (percent), per-class AP (percent, None when skipped), CF1/OF1 etc., and mAP per class group."""
+    from plbench.metrics import f1_scores, mean_average_precision
 
-    ap = average_precision_per_class(scores, targets)
-    valid = ~np.isnan(ap)
+    result = mean_average_precision(scores, targets)
+    ap = result.ap
     out: dict[str, Any] = {
-        "map": float(np.mean(ap[valid]) * 100) if valid.any() else float("nan"),
-        "classes_evaluated": int(valid.sum()),
-        "classes_skipped": int((~valid).sum()),
+        "map": float(result),
+        "classes_evaluated": result.num_evaluated,
+        "classes_skipped": result.num_skipped,
         "ap_per_class": [None if np.isnan(a) else float(a * 100) for a in ap],
     }
-    f1 = f1_scores(scores, targets, threshold=0.5)
-    out.update({k: float(v) for k, v in (f1.items() if isinstance(f1, dict) else zip(("cf1", "of1"), f1))})
+    out.update({k: float(v) for k, v in f1_scores(scores, targets, threshold=0.5)._asdict().items()})
     for group, idx in class_groups.items():
         g = ap[np.asarray(idx, dtype=np.int64)]
         g = g[~np.isnan(g)]
@@ -223,11 +251,9 @@ def train(
     criterion = criterion.to(device)
     optimizer = torch.optim.Adam(parameter_groups(model, config.weight_decay), lr=config.lr)
 
-    train_set = ImageLabelDataset(train_paths, train_labels, config.image_size, train=True, seed=config.seed,
-                                  preload=config.preload)
-    val_set = ImageLabelDataset(val_split.image_paths, val_split.labels, config.image_size, train=False,
-                                preload=config.preload)
-    val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=config.workers)
+    train_set = make_dataset(config, config.train_split, train_paths, train_labels, train=True)
+    val_set = make_dataset(config, config.val_split, val_split.image_paths, val_split.labels, train=False)
+    val_loader = make_loader(val_set, config)
     steps_per_epoch = max(1, -(-len(train_set) // config.batch_size))
     total_steps = steps_per_epoch * config.epochs
 
@@ -248,14 +274,14 @@ def train(
     if metrics_path.exists():
         history = [json.loads(ln) for ln in metrics_path.read_text().splitlines() if ln.strip()]
         history = [h for h in history if h["epoch"] < start_epoch]
-    scores = targets = None
+    scores = targets = val_index = None
     for epoch in range(start_epoch, config.epochs):
         torch.manual_seed(config.seed * 100_003 + epoch)  # dropout etc.: depends on (seed, epoch) only
         train_set.set_epoch(epoch)
         if hasattr(criterion, "set_epoch"):  # losses with a schedule (large-loss rejection)
             criterion.set_epoch(epoch)
         order = epoch_order(len(train_set), config.seed, epoch).tolist()
-        loader = DataLoader(train_set, batch_size=config.batch_size, sampler=order, num_workers=config.workers)
+        loader = make_loader(train_set, config, order)
         model.train()
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         bar = tqdm(loader, desc=f"{run_dir.name} epoch {epoch + 1}/{config.epochs}", leave=False,
@@ -277,7 +303,7 @@ def train(
             seen += images.shape[0]
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
         train_time = time.perf_counter() - t0
-        scores, targets = predict(model, val_loader, device, config.amp, progress, desc="validate")
+        scores, targets, val_index = predict(model, val_loader, device, config.amp, progress, desc="validate")
         ev = evaluate_scores(scores, targets, val_split.class_groups)
         record = {
             "epoch": epoch, "train_loss_per_image": loss_sum / max(seen, 1), "lr_end": lr,
@@ -299,21 +325,21 @@ def train(
             on_epoch(record)
 
     if scores is None:  # resumed after the last epoch but before the summary was written
-        scores, targets = predict(model, val_loader, device, config.amp, progress, desc="validate")
+        scores, targets, val_index = predict(model, val_loader, device, config.amp, progress, desc="validate")
     ev = evaluate_scores(scores, targets, val_split.class_groups)
     with atomic_path(run_dir / "predictions.npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(
                 f, scores=scores.astype(np.float32), targets=targets.astype(np.int8),
-                image_paths=np.asarray(val_split.image_paths, dtype=str),
-                image_ids=np.asarray(val_split.labels.image_ids), class_names=np.asarray(class_names, dtype=str),
+                image_paths=np.asarray(val_split.image_paths, dtype=str)[val_index],
+                image_ids=np.asarray(val_split.labels.image_ids)[val_index], class_names=np.asarray(class_names, dtype=str),
             )
     counts = train_labels.counts()
     summary = {
         "run": run_dir.name, "dataset": config.dataset, "labels": tag, "mode": config.mode, "loss": config.loss,
         "backbone": config.backbone, "head": config.head, "image_size": config.image_size,
         "epochs": config.epochs, "seed": config.seed, "train_images": train_labels.num_images,
-        "val_images": len(val_set), "num_classes": len(class_names),
+        "val_images": int(len(val_index)), "val_images_skipped": len(val_set) - int(len(val_index)), "num_classes": len(class_names),
         "train_annotated_fraction": train_labels.annotated_fraction(),
         "train_positives": int(counts.positives.sum()), "train_negatives": int(counts.negatives.sum()),
         "val_map": ev["map"], "best_val_map": best_map,
