@@ -68,7 +68,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads (default: torch's choice); 1 is steadier on a loaded machine")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     scores, targets = make_data(args.n, args.c, args.unknown, args.seed)
     print(f"# mAP benchmark: N={args.n} C={args.c} unknown={args.unknown} torch threads={torch.get_num_threads()} "

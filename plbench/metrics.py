@@ -8,8 +8,8 @@ the tensor lives).
 Average precision is scikit-learn's ``average_precision_score`` (step-wise, no interpolation):
 ``AP = (1/P) * sum over positives i of precision at threshold s_i``, where precision at threshold
 ``t`` = #positives with score >= t / #entries with score >= t, so tied scores form one threshold.
-On the CPU each class's annotated scores are sorted once (numpy's vectorised sort, classes shared by
-threads) and its positives ranked by bisection. On a GPU the classes are processed in batches without
+On the CPU each class's annotated scores at or above its lowest positive are sorted once (numpy's
+vectorised sort, faster than an argsort) and its positives ranked by bisection. On a GPU the classes are processed in batches without
 sorting whole columns: the positives are sorted (``topk``), every entry is located among them with
 ``searchsorted``, and a histogram of those locations gives the number of entries at or above each
 positive's score. Counts are integers; the ratio and the mean are float64.
@@ -113,26 +113,17 @@ def _ap_column_numpy(s: np.ndarray, t: np.ndarray) -> float:
     return float(np.mean(pos_at_or_above / at_or_above))
 
 
-def _ap_cpu(s: np.ndarray, t: np.ndarray, cols: np.ndarray, threads: int) -> np.ndarray:
-    # numpy's vectorised sort beats torch's on CPU; columns are independent, so threads share them
+def _ap_cpu(s: np.ndarray, t: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """AP of the given (evaluable) columns; blocks of columns are transposed so each class is contiguous."""
     out = np.empty(cols.size)
-    block = 64
-
-    def work(start: int) -> None:
+    block = max(16, (1 << 24) // max(s.shape[0], 1) // 4)  # ~16 MiB of float32 per transposed block
+    for start in range(0, cols.size, block):
         idx = cols[start : start + block]
-        s_block, t_block = np.ascontiguousarray(s[:, idx].T), np.ascontiguousarray(t[:, idx].T)
+        # a run of consecutive classes is a slice: a cheaper copy than a fancy-index gather
+        sel = slice(idx[0], idx[-1] + 1) if idx[-1] - idx[0] + 1 == idx.size else idx
+        s_block, t_block = np.ascontiguousarray(s[:, sel].T), np.ascontiguousarray(t[:, sel].T)
         for j in range(idx.size):
             out[start + j] = _ap_column_numpy(s_block[j], t_block[j])
-
-    starts = range(0, cols.size, block)
-    if threads > 1 and cols.size > block:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(work, starts))
-    else:
-        for start in starts:
-            work(start)
     return out
 
 
@@ -169,7 +160,7 @@ def average_precision_per_class(
     n_neg = (t == NEG).sum(0)
     cols = np.flatnonzero((n_pos > 0) & (n_neg > 0))
     if cols.size:
-        ap[cols] = _ap_cpu(s, t, cols, torch.get_num_threads())
+        ap[cols] = _ap_cpu(s, t, cols)
     return ap
 
 
