@@ -104,24 +104,68 @@ def _ap_columns(s: Tensor, t: Tensor) -> Tensor:
 
 
 def _ap_column_numpy(s: np.ndarray, t: np.ndarray) -> float:
-    """AP of one class on the CPU: sort its annotated scores once, rank the positives by bisection."""
+    """AP of one class on the CPU from its scores ``s`` (-inf at unannotated entries) and targets ``t``.
+
+    Needed per positive: the number of annotated entries at or above its score. Entries below the lowest
+    positive never count. Large float32 columns of positive scores (probabilities) are counted with a
+    histogram over the float bits (O(n), about one cell per two entries), sorting only the entries that
+    share a cell with a positive; otherwise the candidates are sorted. Both are exact.
+    """
     pos = np.sort(s[t == POS])
-    # entries below the lowest positive never count: leave them out of the sort
-    annotated = np.sort(s[(t != UNK) & (s >= pos[0])])
-    at_or_above = annotated.size - np.searchsorted(annotated, pos, side="left")
     pos_at_or_above = pos.size - np.searchsorted(pos, pos, side="left")  # ties among positives
+    if s.dtype == np.float32 and pos[0] > 0 and s.size >= 4096 and pos.size * 4 <= s.size:
+        at_or_above = _at_or_above_by_histogram(s, pos)
+    else:
+        cand = np.sort(s[s >= pos[0]])  # also drops the -inf of unannotated entries
+        at_or_above = cand.size - np.searchsorted(cand, pos, side="left")
     return float(np.mean(pos_at_or_above / at_or_above))
+
+
+def _at_or_above_by_histogram(s: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """For sorted float32 ``pos`` > 0: how many entries of ``s`` are >= each (int64 (P,)).
+
+    The bit patterns of positive floats, read as integers, sort like the values; everything below the
+    lowest positive (negative floats, -inf, zeros included) falls into cell 0 and is never counted.
+    """
+    k = s.view(np.int32)
+    kp = pos.view(np.int32).astype(np.int64)
+    k0 = int(kp[0])
+    span = int(np.float32(s.max()).view(np.int32)) - k0 + 1
+    shift = max(0, (span - 1).bit_length() - min(16, max(10, s.size.bit_length() - 1)))
+    step = 1 << shift
+    cells = (np.maximum(k, k0 - step) - (k0 - step)) >> shift  # key cell + 1, or 0 below k0; no overflow
+    n_cells = ((span - 1) >> shift) + 1
+    counts = np.bincount(cells, minlength=n_cells + 1)
+    up_to = np.cumsum(counts[1:])  # entries in key cells <= c
+    pos_cells = (kp - k0) >> shift
+    shared = np.zeros(n_cells + 1, dtype=bool)
+    shared[pos_cells + 1] = True
+    near = np.sort(k[shared[cells]]).astype(np.int64)  # entries sharing a cell with some positive
+    next_start = k0 + ((pos_cells + 1) << shift)
+    # above the positive's cell: from the histogram; inside it: exact, among the sorted shared entries
+    inside = np.searchsorted(near, next_start, side="left") - np.searchsorted(near, kp, side="left")
+    return (up_to[-1] - up_to[pos_cells]) + inside
+
+
+def _transpose_columns(a: np.ndarray, sel: slice | np.ndarray, width: int) -> np.ndarray:
+    """``a[:, sel].T`` as a contiguous (width, N) array, copied in row tiles that stay in cache."""
+    out = np.empty((width, a.shape[0]), dtype=a.dtype if a.dtype != np.float16 else np.float32)
+    tile = 256
+    for r in range(0, a.shape[0], tile):
+        out[:, r : r + tile] = a[r : r + tile, sel].T
+    return out
 
 
 def _ap_cpu(s: np.ndarray, t: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """AP of the given (evaluable) columns; blocks of columns are transposed so each class is contiguous."""
     out = np.empty(cols.size)
-    block = max(16, (1 << 24) // max(s.shape[0], 1) // 4)  # ~16 MiB of float32 per transposed block
+    block = 128
     for start in range(0, cols.size, block):
         idx = cols[start : start + block]
         # a run of consecutive classes is a slice: a cheaper copy than a fancy-index gather
         sel = slice(idx[0], idx[-1] + 1) if idx[-1] - idx[0] + 1 == idx.size else idx
-        s_block, t_block = np.ascontiguousarray(s[:, sel].T), np.ascontiguousarray(t[:, sel].T)
+        s_block, t_block = _transpose_columns(s, sel, idx.size), _transpose_columns(t, sel, idx.size)
+        np.putmask(s_block, t_block == UNK, -np.inf)
         for j in range(idx.size):
             out[start + j] = _ap_column_numpy(s_block[j], t_block[j])
     return out

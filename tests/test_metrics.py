@@ -48,6 +48,32 @@ def test_ap_equals_sklearn_with_ties_and_unknowns(backend, levels, seed):
     np.testing.assert_allclose(ap, sklearn_ap(s, t), rtol=0, atol=1e-12, equal_nan=True)
 
 
+@pytest.mark.parametrize("kind", ["probabilities", "coarse", "zeros_at_negatives", "wide_range", "logits"])
+def test_ap_equals_sklearn_on_large_float32_columns(kind):
+    # >= 4096 entries per class, few positives: positive float32 scores take the CPU path's
+    # histogram-over-float-bits branch; logits (negative scores) the sorting branch
+    rng = np.random.default_rng(11)
+    n, c = 12000, 4
+    prevalence = np.array([0.002, 0.01, 0.04, 0.2])
+    t = (rng.random((n, c)) < prevalence).astype(np.int8)
+    t[rng.random((n, c)) < 0.2] = -1
+    z = rng.normal(size=(n, c)) + 1.5 * t
+    p = 1 / (1 + np.exp(-z))
+    if kind == "probabilities":
+        s = p
+    elif kind == "coarse":  # heavy ties inside histogram cells, across positives and negatives
+        s = np.round(p * 200) / 200 + 0.001
+    elif kind == "zeros_at_negatives":  # +0.0 and -0.0 below every positive
+        s = np.where((t != 1) & (rng.random((n, c)) < 0.3), np.where(rng.random((n, c)) < 0.5, -0.0, 0.0), p)
+    elif kind == "wide_range":  # scores over 30 decades, denormal-adjacent
+        s = 10.0 ** (-30 * rng.random((n, c)) * (1 - 0.5 * (t == 1)))
+    else:
+        s = z
+    s = s.astype(np.float32)
+    np.testing.assert_allclose(average_precision_per_class(s, t), sklearn_ap(s, t), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(average_precision_per_class(s, t, backend="torch"), sklearn_ap(s, t), atol=1e-12)
+
+
 def test_ap_many_classes_chunked_torch_path():
     # enough classes to need several chunks on the batched path, with very different positive counts
     rng = np.random.default_rng(3)
