@@ -60,6 +60,7 @@ def run_demo(settings: DemoSettings, *, progress: bool = True, say: Callable[[st
     """Run the demo; returns the report paths."""
     from plbench.artifacts.simulations import default_simulation_path, save_simulation
     from plbench.datasets import load_dataset
+    from plbench.datasets.images import build_image_cache, cache_folder
     from plbench.datasets.synthetic import write_synthetic_coco
     from plbench.engine.prior import estimate_prior
     from plbench.engine.train import train
@@ -79,16 +80,21 @@ def run_demo(settings: DemoSettings, *, progress: bool = True, say: Callable[[st
         stage += 1
         say(f"[{stage}/{total}] {text}  ({time.perf_counter() - t0:.0f} s)")
 
-    step(f"writing synthetic data to {data_root}")
+    step(f"writing synthetic data to {data_root} and caching it at {settings.image_size} px")
     write_synthetic_coco(
         data_root, train=settings.train_images, val=settings.val_images, num_classes=settings.num_classes,
         image_size=settings.data_image_size, seed=settings.seed, progress=progress,
     )
     split = load_dataset("synthetic", data_root, "train")
+    # decode and resize every image once; all trainings then read the memory-mapped cache
+    cache_root = data_root / "plbench_cache"
+    for name, paths in (("train", split.image_paths), ("val", load_dataset("synthetic", data_root, "val").image_paths)):
+        build_image_cache(paths, settings.image_size, cache_folder(cache_root, "synthetic", name, settings.image_size),
+                          workers=1)
     base = TrainConfig(
         dataset="synthetic", data_root=str(data_root), backbone=settings.backbone, head=settings.head,
         image_size=settings.image_size, batch_size=settings.batch_size, epochs=settings.epochs, lr=settings.lr,
-        seed=settings.seed, device="cpu", preload=True, out_dir=str(out / "runs"),
+        seed=settings.seed, device="cpu", cache_dir=str(cache_root), out_dir=str(out / "runs"),
     )
     runs = []
     step("training the fully-labelled upper bound")
