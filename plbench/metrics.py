@@ -8,11 +8,14 @@ the tensor lives).
 Average precision is scikit-learn's ``average_precision_score`` (step-wise, no interpolation):
 ``AP = (1/P) * sum over positives i of precision at threshold s_i``, where precision at threshold
 ``t`` = #positives with score >= t / #entries with score >= t, so tied scores form one threshold.
-On the CPU each class's annotated scores at or above its lowest positive are sorted once (numpy's
-vectorised sort, faster than an argsort) and its positives ranked by bisection. On a GPU the classes are processed in batches without
-sorting whole columns: the positives are sorted (``topk``), every entry is located among them with
-``searchsorted``, and a histogram of those locations gives the number of entries at or above each
-positive's score. Counts are integers; the ratio and the mean are float64.
+On the CPU (numpy), per class: entries below the lowest positive never count and are dropped; for
+probability-like scores (float32, all positives > 0) the rest are counted with a histogram over the
+float bits, O(n), sorting only the few entries that share a histogram cell with a positive; other
+columns are sorted once (numpy's vectorised sort, much faster than an argsort) and the positives
+ranked by bisection. On a GPU (torch) the classes are processed in batches without sorting whole
+columns: the positives are sorted (``topk``), every entry is located among them with ``searchsorted``,
+and a histogram of those locations gives the number of entries at or above each positive's score.
+Counts are integers; the ratio and the mean are float64.
 """
 
 from __future__ import annotations
@@ -240,6 +243,9 @@ class MAPResult(float):
         obj = super().__new__(cls, value)
         obj.ap, obj.num_evaluated, obj.num_skipped = ap, int(valid.sum()), int((~valid).sum())
         return obj
+
+    def __reduce__(self) -> tuple:
+        return (MAPResult, (self.ap,))
 
     def __repr__(self) -> str:
         return f"MAPResult({float(self):.4f}%, evaluated={self.num_evaluated}, skipped={self.num_skipped})"

@@ -111,6 +111,10 @@ def test_skipped_classes_are_nan_and_counted():
     assert isinstance(res, MAPResult) and isinstance(res, float)
     assert float(res) == pytest.approx(500 / 6)  # percent
     assert (res.num_evaluated, res.num_skipped) == (1, 3)
+    import pickle
+
+    again = pickle.loads(pickle.dumps(res))
+    assert float(again) == float(res) and again.num_skipped == 3
     all_skipped = mean_average_precision(s[:, 1:], t[:, 1:])
     assert np.isnan(all_skipped) and all_skipped.num_skipped == 3
 
