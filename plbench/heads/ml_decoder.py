@@ -165,8 +165,9 @@ class MLDecoderHead(nn.Module):
         g = tgt.shape[1]
 
         q = self.q_proj(tgt).view(tgt.shape[0], g, h, d).transpose(1, 2).expand(b, -1, -1, -1)  # (B, h, G, d)
-        kv = self.kv_proj(memory).view(b, length, 2, h, d).permute(2, 0, 3, 1, 4)  # (2, B, h, L, d)
-        attn = F.scaled_dot_product_attention(q, kv[0], kv[1], dropout_p=p)  # (B, h, G, d)
+        # unbind (not kv[0], kv[1]): its backward stacks the two gradients instead of zero-filling twice
+        k, v = self.kv_proj(memory).view(b, length, 2, h, d).permute(2, 0, 3, 1, 4).unbind(0)  # (B, h, L, d)
+        attn = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # (B, h, G, d)
         attn = attn.transpose(1, 2).reshape(b, g, e)
         tgt = self.norm2(tgt + F.dropout(self.out_proj(attn), p, self.training))  # (B, G, E)
         ff = self.ff2(F.dropout(F.relu(self.ff1(tgt)), p, self.training))
