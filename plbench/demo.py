@@ -19,8 +19,8 @@ class DemoSettings:
     """Size of the demo; the defaults finish in about 5 minutes on a 2-core CPU."""
 
     out: str = "."  # writes out/data, out/simulations, out/priors, out/runs, out/reports/demo
-    train_images: int = 2000
-    val_images: int = 500
+    train_images: int = 1600
+    val_images: int = 400
     num_classes: int = 20
     data_image_size: int = 96  # size of the generated JPEGs, pixels
     image_size: int = 64  # training input size, pixels

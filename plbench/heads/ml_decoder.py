@@ -29,9 +29,9 @@ class MLDecoderHead(nn.Module):
     Args:
         in_features: D, the backbone's ``num_features``.
         num_classes: C.
-        num_groups: G, the number of queries. ``-1`` means one group per class (full decoding,
-            G = C); a value above C is capped at C, as in the original. (The authors' code maps a
-            negative value to 100, which is our default.)
+        num_groups: G, the number of queries; a value above C is capped at C, and a negative value
+            (``-1``) means 100, both as in the authors' code (so the same settings give the same
+            parameter count). Full decoding (one query per class) is ``num_groups=num_classes``.
         embed_dim: E, the decoder width.
         num_heads: attention heads (E must be divisible by it).
         ff_dim: F, the feed-forward width.
@@ -83,12 +83,9 @@ class MLDecoderHead(nn.Module):
             )
             self.query = None
         else:
-            if num_groups == -1:
-                groups = self.num_classes
-            elif num_groups >= 1:
-                groups = min(int(num_groups), self.num_classes)
-            else:
-                raise ValueError(f"expected num_groups >= 1 or -1 (one per class), but got {num_groups}")
+            if num_groups == 0:
+                raise ValueError(f"expected num_groups >= 1 or negative (100 groups), but got {num_groups}")
+            groups = min(100 if num_groups < 0 else int(num_groups), self.num_classes)
             self.num_groups = groups
             self.group_size = math.ceil(self.num_classes / groups)
             # fixed queries: a parameter with requires_grad=False, as in the original (same count)
