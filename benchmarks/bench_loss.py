@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import torch
 
+from _timing import median_time
 from plbench.losses import PartialAsymmetricLoss
 
 
@@ -44,23 +43,6 @@ def research_style_pasl(logits, targets, prior, gamma_pos=0.0, gamma_neg=3.0, ga
         w = torch.pow(1 - xs_pos * t_pos - xs_neg * (t_neg + t_unann),
                       gamma_pos * t_pos + gamma_neg * t_neg + gamma_unann * t_unann)
     return -(bce * w * weights).sum()
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def median_time(fn, repeats: int, device: torch.device) -> float:
-    fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from _timing import median_time
 from plbench.heads import MLDecoderHead
 
 
@@ -58,11 +57,6 @@ class LoopMLDecoder(nn.Module):
         return logits
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def time_step(model: nn.Module, x: torch.Tensor, repeats: int, amp: torch.dtype | None) -> float:
     device = x.device
 
@@ -72,16 +66,7 @@ def time_step(model: nn.Module, x: torch.Tensor, repeats: int, amp: torch.dtype 
             out = model(x)
         out.float().sum().backward()
 
-    for _ in range(2):
-        step()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_time(step, repeats, device, warmup=2)
 
 
 def main() -> None:
