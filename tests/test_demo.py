@@ -7,7 +7,7 @@ from plbench.demo import DemoSettings, run_demo
 
 def test_small_demo_end_to_end(tmp_path):
     settings = DemoSettings(out=str(tmp_path), train_images=120, val_images=60, num_classes=6, data_image_size=48,
-                            image_size=32, epochs=1, prior_epochs=1, batch_size=32, fpc=10, rps=0.8)
+                            image_size=32, epochs=1, batch_size=32, fpc=10, rps=0.8)
     said = []
     paths = run_demo(settings, progress=False, say=said.append)
     assert said[0].startswith("[1/13]") and said[-1].startswith("done in")

@@ -18,12 +18,11 @@ def demo_command(
     val_images: Annotated[int, typer.Option(min=20)] = _D.val_images,
     num_classes: Annotated[int, typer.Option(min=2)] = _D.num_classes,
     epochs: Annotated[int, typer.Option(min=1)] = _D.epochs,
-    prior_epochs: Annotated[int, typer.Option(min=1)] = _D.prior_epochs,
     seed: Annotated[int, typer.Option()] = _D.seed,
 ) -> None:
-    """Synthetic data -> FPC/RPS simulation -> priors -> Ignore/Negative/Selective training -> report."""
+    """Synthetic data -> FPC/RPS simulation -> Negative/Ignore/Selective training (prior from the Ignore run) -> report."""
     from plbench.demo import run_demo
 
     settings = _D(out=str(out), train_images=train_images, val_images=val_images, num_classes=num_classes,
-                            epochs=epochs, prior_epochs=prior_epochs, seed=seed)
+                            epochs=epochs, seed=seed)
     run_demo(settings, say=lambda s: typer.echo(s, err=True))

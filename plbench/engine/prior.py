@@ -8,9 +8,22 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from plbench.config import TrainConfig
 from plbench.engine.train import load_training_data, make_dataset, make_loader, predict, resolve_device, train
+
+
+def prior_from_model(config: TrainConfig, model: torch.nn.Module, *, progress: bool = True) -> tuple[list[str], np.ndarray]:
+    """Average a trained model's sigmoid scores over ``config``'s training images.
+
+    Returns:
+        class names (C,) and the prior, float64 (C,) in [0, 1].
+    """
+    split, labels, paths, _ = load_training_data(config)
+    loader = make_loader(make_dataset(config, config.train_split, paths, labels, train=False), config)
+    scores, _, _ = predict(model, loader, resolve_device(config.device), config.amp, progress, desc="prior")
+    return split.class_names, scores.astype(np.float64).mean(axis=0)
 
 
 def estimate_prior(config: TrainConfig, *, progress: bool = True, keep_run: bool = False) -> tuple[list[str], np.ndarray]:
@@ -29,11 +42,7 @@ def estimate_prior(config: TrainConfig, *, progress: bool = True, keep_run: bool
     )
     try:
         result = train(prior_config, progress=progress)
-        split, labels, paths, _ = load_training_data(config)
-        loader = make_loader(make_dataset(config, config.train_split, paths, labels, train=False), config)
-        device = resolve_device(config.device)
-        scores, _, _ = predict(result.model, loader, device, config.amp, progress, desc="prior")
-        return split.class_names, scores.astype(np.float64).mean(axis=0)
+        return prior_from_model(config, result.model, progress=progress)
     finally:
         if not keep_run:
             shutil.rmtree(tmp_root, ignore_errors=True)
