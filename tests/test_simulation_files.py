@@ -14,31 +14,11 @@ from typer.testing import CliRunner
 
 import plbench
 from plbench.artifacts.simulations import default_simulation_path, load_simulation, save_simulation
+from plbench.cli import app
 from plbench.datasets import load_dataset
 from plbench.errors import InputError
 from plbench.labels import NEG, POS, UNK, PartialLabels
 from plbench.simulate import simulate
-
-
-def _register_simulate_command() -> None:
-    """Import our command module; if a colleague's command module breaks ``plbench.cli``, load ours alone."""
-    try:
-        import plbench.cli.simulate_cmd  # noqa: F401  (registers the command on the shared app)
-    except ImportError:
-        import importlib
-        import sys
-        import types
-
-        for name in [m for m in sys.modules if m == "plbench.cli" or m.startswith("plbench.cli.")]:
-            del sys.modules[name]
-        package = types.ModuleType("plbench.cli")
-        package.__path__ = [str(Path(plbench.__file__).parent / "cli")]
-        sys.modules["plbench.cli"] = package
-        importlib.import_module("plbench.cli.simulate_cmd")
-
-
-_register_simulate_command()
-from plbench.cli.app import app  # noqa: E402
 
 FP = "f" * 64
 
