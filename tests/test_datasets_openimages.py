@@ -77,6 +77,12 @@ def test_positive_negative_unannotated_with_trainable_order(tmp_path, caplog):
     text = caplog.text
     assert "skipped 1 of 8 rows" in text and "/m/0199g" in text
     assert "merged 2 duplicate rows; 1 (image, class) pairs had both" in text
+    assert ds.notes == {"rows_outside_class_list": 1, "duplicate_rows_merged": 2,
+                        "conflicting_pairs_kept_positive": 1}
+    from plbench.datasets.summary import format_summary, summarize_split
+
+    shown = format_summary(summarize_split(ds))
+    assert "rows outside class list: 1" in shown and "duplicate rows merged: 2" in shown
 
 
 def test_missing_images_counted_or_strict(tmp_path, caplog):

@@ -26,6 +26,8 @@ class DatasetSplit:
             so they are never applied to another dataset.
         class_groups: optional named groups of class indices (LVIS ``rare``/``common``/``frequent``).
         missing_images: number of listed images whose file is absent (kept out of ``image_paths``).
+        notes: counts of input rows or labels the loader skipped or merged, by reason (e.g.
+            ``rows_outside_class_list``), so nothing is dropped without being reported.
     """
 
     dataset: str
@@ -35,6 +37,7 @@ class DatasetSplit:
     fingerprint: str
     class_groups: dict[str, np.ndarray] = field(default_factory=dict)
     missing_images: int = 0
+    notes: dict[str, int] = field(default_factory=dict)
 
     @property
     def class_names(self) -> list[str]:

@@ -192,7 +192,9 @@ def load_fiftyone(root: Path, split: str, *, fo_dataset: str | None = None, fo_f
     h = hashlib.sha256(f"fiftyone\x1f{fo_dataset}\x1f{fo_field}\x1f{fo_negatives}".encode())
     h.update(labels.fingerprint().encode())
     return DatasetSplit(dataset="fiftyone", split=split, image_paths=paths_arr[exists], labels=labels,
-                        fingerprint=h.hexdigest(), missing_images=missing)
+                        fingerprint=h.hexdigest(), missing_images=missing,
+                        notes={k: v for k, v in (("labels_outside_class_list", int(unknown)),
+                                                 ("conflicting_labels_kept_positive", int(conflicts))) if v})
 
 
 # -- export -------------------------------------------------------------------------------------------

@@ -424,5 +424,8 @@ def load_openimages(root: Path, split: str, *, class_list: str | Path | None = N
     labels = PartialLabels.from_sparse(rows, cols, vals, image_ids, class_names_for(mids, descriptions),
                                        complete=False, validate=False)
     sources = [p for p in (desc_path, list_path, labels_path) if p is not None]
+    notes = {"rows_outside_class_list": int(skipped_rows), "duplicate_rows_merged": int(stats.duplicate_rows),
+             "conflicting_pairs_kept_positive": int(stats.conflicting_pairs)}
     return DatasetSplit(dataset="openimages", split=split, image_paths=paths, labels=labels,
-                        fingerprint=file_fingerprint(*sources), missing_images=missing)
+                        fingerprint=file_fingerprint(*sources), missing_images=missing,
+                        notes={k: v for k, v in notes.items() if v})

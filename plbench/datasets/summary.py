@@ -43,6 +43,7 @@ class SplitSummary:
     most_frequent: list[ClassFrequency] = field(default_factory=list)
     least_frequent: list[ClassFrequency] = field(default_factory=list)
     groups: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,6 +71,7 @@ def summarize_split(split: DatasetSplit, top: int = 5) -> SplitSummary:
         annotated_fraction=split.labels.annotated_fraction(), missing_images=split.missing_images,
         most_frequent=[rec(i) for i in most], least_frequent=[rec(i) for i in least],
         groups={g: int(len(v)) for g, v in split.class_groups.items()},
+        notes=dict(split.notes),
     )
 
 
@@ -83,6 +85,8 @@ def format_summary(s: SplitSummary) -> str:
     ]
     if s.missing_images:
         lines.append(f"  missing image files: {s.missing_images:,} (left out)")
+    for reason, count in s.notes.items():
+        lines.append(f"  {reason.replace('_', ' ')}: {count:,}")
     if s.groups:
         lines.append("  class groups: " + ", ".join(f"{g} {n}" for g, n in s.groups.items()))
     for title, recs in (("most frequent", s.most_frequent), ("least frequent", s.least_frequent)):
