@@ -6,12 +6,15 @@ Negative / Ignore / Selective training per simulation, plus a fully-labelled upp
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from plbench.config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,9 @@ def paper_gap_note(s: DemoSettings) -> str:
     )
 
 
-def run_demo(settings: DemoSettings, *, progress: bool = True, say: Callable[[str], None] = print) -> dict[str, Path]:
-    """Run the demo; returns the report paths."""
+def run_demo(settings: DemoSettings, *, progress: bool = True, say: Callable[[str], None] | None = None) -> dict[str, Path]:
+    """Run the demo; returns the report paths. ``say`` receives one line per stage (default: logging)."""
+    say = say or log.info
     from plbench.artifacts.simulations import default_simulation_path, save_simulation
     from plbench.datasets import load_dataset
     from plbench.datasets.images import build_image_cache, cache_folder
