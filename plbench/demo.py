@@ -72,7 +72,7 @@ def run_demo(settings: DemoSettings, *, progress: bool = True, say: Callable[[st
     from plbench.datasets.synthetic import write_synthetic_coco
     from plbench.engine.prior import prior_from_model
     from plbench.engine.train import train
-    from plbench.priors import write_prior_csv
+    from plbench.priors import default_prior_path, write_prior_csv
     from plbench.report import write_report
     from plbench.simulate import simulate
 
@@ -114,7 +114,7 @@ def run_demo(settings: DemoSettings, *, progress: bool = True, say: Callable[[st
         save_simulation(sim_path, labels, dataset="synthetic", fingerprint=split.fingerprint, scheme=scheme,
                         param=param, seed=settings.seed)
         cfg = base.replace(simulation=str(sim_path))
-        prior_path = out / "priors" / f"synthetic-{scheme}{param:g}-{settings.backbone}-s{settings.seed}.csv"
+        prior_path = default_prior_path("synthetic", sim_path, settings.backbone, settings.seed, root=out / "priors")
         # Ignore mode first: that run is the CSL prior model, so it is not trained twice
         prior_ready = False
         for mode in sorted(settings.modes, key=lambda m: m != "ignore"):

@@ -220,3 +220,15 @@ def _names(names: list[str], limit: int = 5) -> str:
 
 __all__ = ["HEADER", "PriorTable", "format_prior_csv", "match_prior", "read_prior_csv", "read_prior_table",
            "write_prior_csv"]
+
+
+def default_prior_path(dataset: str, simulation: str | Path | None, backbone: str, seed: int,
+                       root: str | Path = "priors") -> Path:
+    """Where ``plbench estimate-prior`` writes by default.
+
+    ``priors/<simulation file stem>-<backbone>-s<seed>.csv`` for simulated labels (the stem already names
+    the dataset, scheme, parameter and simulation seed), ``priors/<dataset>-natural-<backbone>-s<seed>.csv``
+    for a dataset's own labels.
+    """
+    stem = Path(simulation).stem if simulation is not None else f"{dataset}-natural"
+    return Path(root) / f"{stem}-{backbone.replace('/', '_')}-s{seed}.csv"

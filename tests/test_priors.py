@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -123,3 +125,12 @@ def test_match_prior_without_path():
     np.testing.assert_array_equal(match_prior(table, ["y", "x"]), [0.7, 0.2])
     with pytest.raises(InputError, match="lacks 1 of the dataset's classes: 'z'"):
         match_prior(table, ["x", "y", "z"])
+
+
+def test_default_prior_path_names_the_label_setting():
+    from plbench.priors import default_prior_path
+
+    assert default_prior_path("coco", "simulations/coco-fpc1000-s0.parquet", "resnet50", 1) == \
+        Path("priors/coco-fpc1000-s0-resnet50-s1.csv")
+    assert default_prior_path("lvis", None, "hf-hub:timm/vit_b", 0, root="out") == \
+        Path("out/lvis-natural-hf-hub:timm_vit_b-s0.csv")

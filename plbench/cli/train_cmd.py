@@ -148,7 +148,7 @@ def estimate_prior_command(
 ) -> None:
     """Estimate class priors with a temporary Ignore-mode model; writes `Classes,avg_pred` CSV."""
     from plbench.engine.prior import estimate_prior
-    from plbench.priors import write_prior_csv
+    from plbench.priors import default_prior_path, write_prior_csv
 
     cfg = _config(
         dataset=dataset, data_root=data_root, simulation=simulation, mode="ignore", backbone=backbone, head=head,
@@ -159,7 +159,6 @@ def estimate_prior_command(
     )
     names, prior = estimate_prior(cfg)
     if out is None:
-        tag = simulation.stem if simulation is not None else "full"
-        out = Path("priors") / f"{dataset}-{tag}-{backbone.replace('/', '_')}-s{seed}.csv"
+        out = default_prior_path(dataset, simulation, backbone, seed)
     write_prior_csv(out, names, prior)
     typer.echo(f"wrote {out}: {len(names)} classes, mean prior {prior.mean():.4f}")
