@@ -62,6 +62,20 @@ class TrainConfig:
             raise InputError(
                 source, unknown[0], f"unknown config key(s) {unknown}", f"use only: {', '.join(sorted(names))}"
             )
+        defaults = cls()
+        for key, value in data.items():
+            expected = type(getattr(defaults, key))
+            if getattr(defaults, key) is None:  # optional fields: None or a plain value
+                ok = value is None or isinstance(value, (str, int, float))
+            elif expected is float:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            elif expected is int:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            else:
+                ok = isinstance(value, expected)
+            if not ok:
+                raise InputError(source, key, f"expected {expected.__name__}, but got {value!r}",
+                                 "correct the value in the config file")
         return cls(**data)
 
     @classmethod

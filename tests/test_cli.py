@@ -56,3 +56,37 @@ def test_train_estimate_prior_report(tmp_path):
     # the saved config reproduces the run through --config (a finished run is returned, not retrained)
     r = runner.invoke(app, ["train", "--config", str(run / "config.json")])
     assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--device", "gpu"], "expected auto, cpu, cuda or cuda:N, but got 'gpu'"),
+    (["--loss-option", "gamma_neg"], "expected KEY=VALUE, but got 'gamma_neg'"),
+    (["--loss", "epr"], "expected_num_pos"),
+    (["--loss-option", "gamma_nope=1"], "gamma_nope"),
+])
+def test_bad_training_options_exit_2(real_fixtures, tmp_path, args, message):
+    base = ["train", "--dataset", "coco", "--data-root", str(real_fixtures / "coco2017_sample"),
+            "--epochs", "1", "--image-size", "32", "--out", str(tmp_path)]
+    result = runner.invoke(app, base + args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_negative_seed_is_a_usage_error(tmp_path):
+    result = runner.invoke(app, ["train", "--seed", "-1", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "greater than or equal to 0" in result.output
+
+
+def test_loss_options_reach_the_config(tmp_path):
+    from plbench.cli.train_cmd import parse_key_values
+
+    assert parse_key_values(["gamma_neg=4", "clip=0.05", "name=x", "flag=true"], "--loss-option") == \
+        {"gamma_neg": 4, "clip": 0.05, "name": "x", "flag": True}
+
+
+def test_config_with_wrong_type_is_named(tmp_path):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"epochs": "3"}))
+    result = runner.invoke(app, ["train", "--config", str(cfg)])
+    assert result.exit_code == 2
+    assert "epochs: expected int, but got '3'" in result.output

@@ -145,3 +145,79 @@ def test_one_epoch_on_real_coco_sample(real_fixtures, tmp_path):
     assert s["num_classes"] == 80 and s["train_images"] == 32 and s["val_images"] == 6
     assert s["classes_evaluated"] + s["classes_skipped"] == 80
     assert np.isfinite(s["val_map"])
+
+
+def test_single_positive_simulation_trains(tiny_data, tmp_path):
+    from plbench.artifacts.simulations import save_simulation
+    from plbench.datasets import load_dataset
+    from plbench.simulate import simulate
+
+    split = load_dataset("synthetic", tiny_data, "train")
+    sim_path = tmp_path / "spl.parquet"
+    save_simulation(sim_path, simulate(split.labels, "spl", None, 0), dataset="synthetic",
+                    fingerprint=split.fingerprint, scheme="spl", param=None, seed=0)
+    result = train(_config(tiny_data, tmp_path / "runs", epochs=1, simulation=str(sim_path)), progress=False)
+    assert result.summary["labels"] == "spl"
+    assert result.run_dir.name == "synthetic-spl-ignore-resnet10t-gap-s1"
+
+
+def test_changed_data_is_not_resumed(tmp_path):
+    from plbench.datasets.synthetic import write_synthetic_coco
+
+    root = tmp_path / "data"
+    write_synthetic_coco(root, train=20, val=10, num_classes=3, image_size=32, seed=0)
+    cfg = _config(root, tmp_path / "runs", epochs=1)
+    train(cfg, progress=False)
+    write_synthetic_coco(root, train=20, val=10, num_classes=3, image_size=32, seed=1)  # same paths, new data
+    with pytest.raises(InputError, match="differ from those this run was trained on"):
+        train(cfg, progress=False)
+
+
+def test_cache_prefix_and_undecodable_images_are_skipped(tmp_path):
+    from plbench.datasets import load_dataset
+    from plbench.datasets.images import build_image_cache, cache_folder
+    from plbench.datasets.synthetic import write_synthetic_coco
+
+    root = tmp_path / "data"
+    write_synthetic_coco(root, train=20, val=10, num_classes=3, image_size=32, seed=0)
+    val = load_dataset("synthetic", root, "val")
+    broken = val.image_paths[4]
+    with open(broken, "r+b") as f:  # truncate the JPEG: undecodable
+        f.truncate(100)
+    train_paths = load_dataset("synthetic", root, "train").image_paths
+    build_image_cache(train_paths, 32, cache_folder(root / "cache", "synthetic", "train", 32), workers=1)
+    # the training images come from the cache (a prefix of it), the validation images are decoded
+    cfg = _config(root, tmp_path / "runs", epochs=1, batch_size=4, max_train_images=13, preload=False)
+    result = train(cfg, progress=False)  # 13 = 3 batches of 4 + 1: a last batch of one is dropped (BatchNorm)
+    s = result.summary
+    assert s["train_images"] == 13 and s["val_images"] == 9 and s["val_images_skipped"] == 1
+    pred = np.load(result.run_dir / "predictions.npz", allow_pickle=False)
+    assert broken not in set(pred["image_paths"]) and len(pred["image_paths"]) == 9
+    # a batch made only of undecodable images is skipped
+    from plbench.engine.train import make_dataset, make_loader, predict
+
+    one = cfg.replace(batch_size=1)
+    loader = make_loader(make_dataset(one, "val", val.image_paths, val.labels, train=False), one)
+    scores, targets, index = predict(result.model, loader, torch.device("cpu"))
+    assert index.tolist() == [0, 1, 2, 3, 5, 6, 7, 8, 9] and scores.shape == (9, 3)
+    np.testing.assert_array_equal(targets, val.labels.to_dense()[index])
+    # reading the training split from the cache: 12 of its 20 rows
+
+    ds = make_dataset(cfg.replace(cache_dir=str(root / "cache")), "train", train_paths[:12],
+                      load_dataset("synthetic", root, "train").labels.subset(np.arange(12)), train=False)
+    assert ds.cache is not None and len(ds) == 12
+    x, y, i = ds[11]
+    assert x.shape == (3, 32, 32) and i == 11
+
+
+def test_checkpoint_of_another_architecture_is_refused(tiny_data, tmp_path):
+    import timm
+
+    other = tmp_path / "other.pt"
+    torch.save(timm.create_model("resnet18", num_classes=0).state_dict(), other)
+    with pytest.raises(InputError, match="tensors match by name"):
+        train(_config(tiny_data, tmp_path / "runs", epochs=1, checkpoint=str(other)), progress=False)
+    own = tmp_path / "own.pt"
+    torch.save({"state_dict": timm.create_model("resnet10t", num_classes=7).state_dict()}, own)
+    result = train(_config(tiny_data, tmp_path / "runs2", epochs=1, checkpoint=str(own)), progress=False)
+    assert np.isfinite(result.summary["val_map"])

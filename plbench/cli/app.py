@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 from typing import Any, Callable
 
 import typer
@@ -44,7 +43,3 @@ def command(target: typer.Typer, name: str | None = None, **kwargs: Any) -> Call
         return fn
 
     return deco
-
-
-def echo_err(message: str) -> None:
-    print(message, file=sys.stderr)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from plbench.cli.app import app, command
+from plbench.datasets.synthetic import MAX_CLASSES
 from plbench.demo import DemoSettings as _D
 
 
@@ -16,9 +17,9 @@ def demo_command(
     out: Annotated[Path, typer.Option(help="Base folder: data/, simulations/, priors/, runs/, reports/demo/ go here.")] = Path("."),
     train_images: Annotated[int, typer.Option(min=50)] = _D.train_images,
     val_images: Annotated[int, typer.Option(min=20)] = _D.val_images,
-    num_classes: Annotated[int, typer.Option(min=2)] = _D.num_classes,
+    num_classes: Annotated[int, typer.Option(min=2, max=MAX_CLASSES)] = _D.num_classes,
     epochs: Annotated[int, typer.Option(min=1)] = _D.epochs,
-    seed: Annotated[int, typer.Option()] = _D.seed,
+    seed: Annotated[int, typer.Option(min=0)] = _D.seed,
 ) -> None:
     """Synthetic data -> FPC/RPS simulation -> Negative/Ignore/Selective training (prior from the Ignore run) -> report."""
     from plbench.demo import run_demo

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
 from plbench.cli.app import app, command
 from plbench.cli.data_cmd import ClassList, FoDataset, FoField, FoNegatives, Strict, dataset_options
 from plbench.config import TrainConfig
+from plbench.errors import InputError
 
 
 class TrainMode(str, Enum):
@@ -35,7 +37,7 @@ ImageSize = Annotated[int, typer.Option(min=16, help="Square input size, pixels.
 BatchSize = Annotated[int, typer.Option(min=1)]
 Epochs = Annotated[int, typer.Option(min=1)]
 Lr = Annotated[float, typer.Option(min=0.0, help="Peak learning rate (one-cycle).")]
-Seed = Annotated[int, typer.Option(help="Seed of initialisation, data order and augmentation.")]
+Seed = Annotated[int, typer.Option(min=0, help="Seed of initialisation, data order and augmentation.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Pretrained = Annotated[bool, typer.Option(help="Start from timm's pretrained weights (must be cached locally).")]
 Checkpoint = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Local backbone weights file.")]
@@ -46,6 +48,20 @@ Amp = Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")]
 Split = Annotated[str, typer.Option(help="Split name.")]
 CacheDir = Annotated[Optional[Path], typer.Option(file_okay=False, help="Image-cache root from `plbench data cache` "
                                                   "(holds <dataset>-<split>-<size>/), e.g. DATA_ROOT/plbench_cache.")]
+
+
+def parse_key_values(items: list[str], option: str) -> dict[str, object]:
+    """``["gamma_neg=4", "name=x"]`` -> ``{"gamma_neg": 4, "name": "x"}`` (values parsed as JSON when they can be)."""
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise InputError(None, option, f"expected KEY=VALUE, but got {item!r}", f"write e.g. {option} gamma_neg=4")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
 
 
 def _config(**kw: object) -> TrainConfig:
@@ -70,6 +86,8 @@ def train_command(
     prior: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
                                                   help="Prior CSV (Classes,avg_pred) for --mode selective.")] = None,
     loss: Annotated[str, typer.Option(help="Loss: pasl (partial ASL, uses --mode), asl, bce, an, an_ls, wan, epr, ll_r.")] = "pasl",
+    loss_option: Annotated[Optional[List[str]], typer.Option(
+        help="Loss hyper-parameter KEY=VALUE (repeatable), e.g. gamma_neg=4, expected_num_pos=2.9 for epr.")] = None,
     backbone: Backbone = "resnet10t",
     head: Head = HeadName.GAP,
     image_size: ImageSize = 224,
@@ -104,7 +122,8 @@ def train_command(
         cfg = TrainConfig.load(config)
     else:
         cfg = _config(
-            dataset=dataset, data_root=data_root, simulation=simulation, mode=mode, prior=prior, loss=loss, backbone=backbone,
+            dataset=dataset, data_root=data_root, simulation=simulation, mode=mode, prior=prior, loss=loss,
+            loss_options=parse_key_values(loss_option or [], "--loss-option"), backbone=backbone,
             head=head, image_size=image_size, batch_size=batch_size, epochs=epochs, lr=lr, seed=seed, device=device,
             pretrained=pretrained, checkpoint=checkpoint, max_train_images=max_train_images, preload=preload,
             workers=workers, amp=amp, train_split=train_split, val_split=val_split, out_dir=str(out),

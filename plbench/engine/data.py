@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from plbench.errors import InputError
 from plbench.labels import PartialLabels
 
 if TYPE_CHECKING:
@@ -77,10 +78,16 @@ class ImageLabelDataset(Dataset):
         self.strict = strict
         self.epoch = 0
         self.cache = cache
+        self._cache_ok: np.ndarray | None = None
         if cache is not None:
-            if cache.paths != self.paths or cache.size != image_size:
-                raise ValueError("the image cache holds other images or another size; rebuild it with "
-                                 "`plbench data cache`")
+            # a prefix is fine: --max-train-images keeps the first N images of the cached split
+            if cache.paths[: len(self.paths)] != self.paths or cache.size != image_size:
+                raise InputError(
+                    cache.root, "index.json", f"the image cache holds other images or another size than the "
+                    f"{len(self.paths)} images at {image_size} px asked for",
+                    "rebuild it with `plbench data cache` for this split and --image-size",
+                )
+            self._cache_ok = np.asarray(cache.ok, dtype=bool)
         self._pixels: list[np.ndarray | None] | None = None
         if preload and cache is None:
             self._pixels = [decode_resized(p, image_size, strict) for p in self.paths]
@@ -93,7 +100,12 @@ class ImageLabelDataset(Dataset):
 
     def pixels(self, index: int) -> np.ndarray | None:
         if self.cache is not None:
-            return self.cache.get(index) if self.cache.ok[index] else None
+            if self._cache_ok[index]:  # type: ignore[index]
+                return self.cache.get(index)
+            if self.strict:
+                raise InputError(self.paths[index], "image", "the image cache recorded this file as undecodable",
+                                 "re-download the file and rebuild the cache, or run without --strict")
+            return None
         if self._pixels is not None:
             return self._pixels[index]
         return decode_resized(self.paths[index], self.image_size, self.strict)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,8 @@ import torch
 from torch import nn
 
 from plbench.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 class MultiLabelClassifier(nn.Module):
@@ -37,12 +40,16 @@ def _load_backbone_weights(backbone: nn.Module, checkpoint: Path) -> None:
                 state = state[key]
     own = backbone.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
+    # the classifier of a full-model checkpoint is expected to be left out; most of the rest must match
+    if len(usable) < 0.9 * len(own):
+        missing = [k for k in own if k not in usable][:3]
         raise InputError(
-            checkpoint, "state_dict", "no tensor matches the backbone's parameter names and shapes",
-            "pass weights saved from the same timm architecture",
+            checkpoint, "state_dict", f"only {len(usable)} of the backbone's {len(own)} tensors match by name "
+            f"and shape (unmatched, e.g. {', '.join(missing)})",
+            "pass weights saved from the same timm architecture (timm names, e.g. from timm.create_model)",
         )
     backbone.load_state_dict(usable, strict=False)
+    log.info("loaded %d of %d backbone tensors from %s", len(usable), len(own), checkpoint)
 
 
 def build_model(
@@ -82,5 +89,9 @@ def build_model(
     if checkpoint is not None:
         _load_backbone_weights(net, Path(checkpoint))
     # the CLI spells heads with dashes (--head ml-decoder), the registry with underscores
-    head_module = create_head(head.replace("-", "_"), in_features=net.num_features, num_classes=num_classes, **(head_options or {}))
+    try:
+        head_module = create_head(head.replace("-", "_"), in_features=net.num_features, num_classes=num_classes,
+                                  **(head_options or {}))
+    except (ValueError, TypeError) as e:
+        raise InputError(None, "--head / head_options", str(e), "pick a head and options from `plbench train --help`") from None
     return MultiLabelClassifier(net, head_module)

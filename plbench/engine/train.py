@@ -49,7 +49,11 @@ class RunResult:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(None, "--device", f"expected auto, cpu, cuda or cuda:N, but got {name!r}",
+                         "pass one of those") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(None, "--device", f"{name!r} requested but CUDA is not available", "use --device cpu")
     return device
@@ -61,12 +65,15 @@ def labels_tag(config: TrainConfig, meta: dict[str, Any] | None) -> str:
         return config.tag
     if meta is None:
         return "full" if config.simulation is None else Path(config.simulation).stem
-    return f"{meta['scheme']}{meta['param']:g}"
+    from plbench.artifacts.simulations import format_param
+
+    return f"{meta['scheme']}{format_param(meta['param'])}"
 
 
 def default_run_name(config: TrainConfig, tag: str) -> str:
     backbone = config.backbone.replace("/", "_")
-    return f"{config.dataset}-{tag}-{config.mode}-{backbone}-{config.head}-s{config.seed}"
+    loss = "" if config.loss == "pasl" else f"-{config.loss}"
+    return f"{config.dataset}-{tag}-{config.mode}{loss}-{backbone}-{config.head}-s{config.seed}"
 
 
 def load_train_labels(config: TrainConfig, split: DatasetSplit) -> tuple[PartialLabels, dict[str, Any] | None]:
@@ -127,7 +134,10 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device, amp: boo
     was_training = model.training
     model.eval()
     scores, targets, indices = [], [], []
-    for images, labels, index in tqdm(loader, desc=desc, leave=False, disable=not progress):
+    for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        if batch is None:  # every image of the batch was undecodable (non-strict loading)
+            continue
+        images, labels, index = batch
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
             logits = model(images.to(device, non_blocking=True))
         scores.append(torch.sigmoid(logits.float()).cpu().numpy())
@@ -152,7 +162,7 @@ def make_dataset(config: TrainConfig, split_name: str, paths: np.ndarray, labels
             raise InputError(folder, "--cache-dir", "no image cache for this split and size",
                              f"run `plbench data cache --dataset {config.dataset} --split {split_name} "
                              f"--size {config.image_size}` first")
-        cache = ImageCache.open(folder, expected_paths=list(map(str, paths)))
+        cache = ImageCache.open(folder)  # ImageLabelDataset checks that its paths are a prefix of the cache's
     strict = bool(config.dataset_options.get("strict", False))
     return ImageLabelDataset(paths, labels, config.image_size, train=train, seed=config.seed,
                              preload=config.preload, cache=cache, strict=strict)
@@ -183,6 +193,11 @@ def evaluate_scores(scores: np.ndarray, targets: np.ndarray, class_groups: dict[
         g = g[~np.isnan(g)]
         out[f"map_{group}"] = float(g.mean() * 100) if g.size else float("nan")
     return out
+
+
+def _plain(ids: np.ndarray) -> np.ndarray:
+    """Object arrays (string ids) as unicode, so the .npz loads with allow_pickle=False."""
+    return ids.astype(str) if ids.dtype == object else ids
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -254,14 +269,23 @@ def train(
     train_set = make_dataset(config, config.train_split, train_paths, train_labels, train=True)
     val_set = make_dataset(config, config.val_split, val_split.image_paths, val_split.labels, train=False)
     val_loader = make_loader(val_set, config)
-    steps_per_epoch = max(1, -(-len(train_set) // config.batch_size))
+    n_train = len(train_set) - 1 if len(train_set) % config.batch_size == 1 and len(train_set) > 1 else len(train_set)
+    steps_per_epoch = max(1, -(-n_train // config.batch_size))
     total_steps = steps_per_epoch * config.epochs
 
     start_epoch, best_map = 0, float("-inf")
     last_path = run_dir / "last.pt"
     summary_path = run_dir / "summary.json"
+    # a run folder is resumed (or returned) only for the very same training labels and validation data
+    data_fingerprints = {"train_labels": train_labels.fingerprint(), "val_annotations": val_split.fingerprint}
     if last_path.exists():
         state = torch.load(last_path, map_location=device, weights_only=False)
+        if state.get("data_fingerprints") != data_fingerprints:
+            raise InputError(
+                run_dir, "data_fingerprints", "the training labels or validation data differ from those this "
+                "run was trained on (regenerated data, another simulation file, or missing images)",
+                "pass another --run-name or --out, or delete the run folder to train again",
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, best_map = state["epoch"] + 1, state["best_map"]
@@ -278,15 +302,19 @@ def train(
     for epoch in range(start_epoch, config.epochs):
         torch.manual_seed(config.seed * 100_003 + epoch)  # dropout etc.: depends on (seed, epoch) only
         train_set.set_epoch(epoch)
-        if hasattr(criterion, "set_epoch"):  # losses with a schedule (large-loss rejection)
-            criterion.set_epoch(epoch)
-        order = epoch_order(len(train_set), config.seed, epoch).tolist()
+        criterion.set_epoch(epoch)  # losses with a schedule (large-loss rejection)
+        # n_train drops a last batch of one image: BatchNorm cannot train on it
+        order = epoch_order(len(train_set), config.seed, epoch)[:n_train].tolist()
         loader = make_loader(train_set, config, order)
         model.train()
-        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+        t0, seen, batches, loss_sum = time.perf_counter(), 0, 0, 0.0
         bar = tqdm(loader, desc=f"{run_dir.name} epoch {epoch + 1}/{config.epochs}", leave=False,
                    disable=not progress)
-        for i, (images, labels, _) in enumerate(bar):
+        lr = one_cycle_lr(epoch * steps_per_epoch, total_steps, config.lr, config.warmup_fraction)
+        for i, batch in enumerate(bar):
+            if batch is None:  # every image of the batch was undecodable (non-strict loading)
+                continue
+            images, labels, _ = batch
             step = epoch * steps_per_epoch + i
             lr = one_cycle_lr(step, total_steps, config.lr, config.warmup_fraction)
             for group in optimizer.param_groups:
@@ -301,12 +329,13 @@ def train(
             optimizer.step()
             loss_sum += float(loss.detach())
             seen += images.shape[0]
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+            batches += 1
+            bar.set_postfix(loss=f"{loss_sum / batches:.4f}")
         train_time = time.perf_counter() - t0
         scores, targets, val_index = predict(model, val_loader, device, config.amp, progress, desc="validate")
         ev = evaluate_scores(scores, targets, val_split.class_groups)
         record = {
-            "epoch": epoch, "train_loss_per_image": loss_sum / max(seen, 1), "lr_end": lr,
+            "epoch": epoch, "train_loss": loss_sum / max(batches, 1), "lr_end": lr,
             "train_seconds": train_time, "train_images_per_s": seen / max(train_time, 1e-9), "val_map": ev["map"],
             **{k: v for k, v in ev.items() if k not in ("map", "ap_per_class")},
         }
@@ -317,10 +346,11 @@ def train(
         state = {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
             "best_map": best_map, "config": config.to_dict(), "plbench_version": __version__,
+            "data_fingerprints": data_fingerprints,
         }
-        _save_checkpoint(last_path, state)
-        if is_best:
+        if is_best:  # best first: last.pt records best_map, so it must never be ahead of best.pt
             _save_checkpoint(run_dir / "best.pt", state)
+        _save_checkpoint(last_path, state)
         if on_epoch is not None:
             on_epoch(record)
 
@@ -332,7 +362,7 @@ def train(
             np.savez_compressed(
                 f, scores=scores.astype(np.float32), targets=targets.astype(np.int8),
                 image_paths=np.asarray(val_split.image_paths, dtype=str)[val_index],
-                image_ids=np.asarray(val_split.labels.image_ids)[val_index], class_names=np.asarray(class_names, dtype=str),
+                image_ids=_plain(np.asarray(val_split.labels.image_ids)[val_index]), class_names=np.asarray(class_names, dtype=str),
             )
     counts = train_labels.counts()
     summary = {
@@ -344,7 +374,7 @@ def train(
         "train_positives": int(counts.positives.sum()), "train_negatives": int(counts.negatives.sum()),
         "val_map": ev["map"], "best_val_map": best_map,
         "train_seconds": sum(h["train_seconds"] for h in history),
-        "class_names": class_names, "plbench_version": __version__,
+        "class_names": class_names, "plbench_version": __version__, "data_fingerprints": data_fingerprints,
         **{k: v for k, v in ev.items() if k != "map"},
         "simulation": sim_meta and {k: sim_meta[k] for k in ("scheme", "param", "seed") if k in sim_meta},
     }
