@@ -59,17 +59,36 @@ def load_summaries(runs: Sequence[Path]) -> list[dict[str, Any]]:
 
 
 def _label_sort_key(tag: str) -> tuple[int, str]:
-    return (0 if tag == "full" else 1, tag)
+    return (0 if tag.split(" ")[0] == "full" else 1, tag)
+
+
+#: run settings that make two runs different experiments (the seed does not: seeds are averaged)
+SETTING_FIELDS = ("dataset", "backbone", "head", "loss", "image_size", "epochs", "train_images")
+
+
+def varying_settings(summaries: Sequence[dict[str, Any]]) -> list[str]:
+    """The setting fields whose value differs between runs."""
+    return [f for f in SETTING_FIELDS if len({str(s.get(f)) for s in summaries}) > 1]
+
+
+def row_label(summary: dict[str, Any], varying: Sequence[str]) -> str:
+    """The table row of a run: its label setting, plus the settings that vary across the report."""
+    extra = ", ".join(f"{f}={summary.get(f)}" for f in varying)
+    return f"{summary['labels']} ({extra})" if extra else summary["labels"]
 
 
 def build_table(summaries: Sequence[dict[str, Any]], metric: str = "val_map") -> ReportTable:
-    """Pivot summaries into label-setting x mode; several seeds of a cell are averaged."""
+    """Pivot summaries into label-setting x mode; only the seeds of one experiment are averaged.
+
+    Runs that differ in a :data:`SETTING_FIELDS` value get rows of their own, labelled with it.
+    """
+    varying = varying_settings(summaries)
     acc: dict[tuple[str, str], list[float]] = {}
     annotated: dict[str, float] = {}
     for s in summaries:
-        key = (s["labels"], s["mode"])
-        acc.setdefault(key, []).append(float(s[metric]))
-        annotated[s["labels"]] = float(s.get("train_annotated_fraction", float("nan")))
+        row = row_label(s, varying)
+        acc.setdefault((row, s["mode"]), []).append(float(s[metric]))
+        annotated[row] = float(s.get("train_annotated_fraction", float("nan")))
     rows = sorted({k[0] for k in acc}, key=_label_sort_key)
     present = {k[1] for k in acc}
     cols = [m for m in MODE_ORDER if m in present] + sorted(present - set(MODE_ORDER))
@@ -170,12 +189,17 @@ def write_report(
         for s in summaries
     ]
     write_text(out_dir / "results.csv", "\n".join(csv_lines) + "\n")
-    first = summaries[0]
-    setting = (
-        f"dataset `{first['dataset']}`, backbone `{first['backbone']}`, head `{first['head']}`, "
-        f"{first['image_size']} px, {first['epochs']} epochs, {first['train_images']} training and "
-        f"{first['val_images']} validation images, {first['num_classes']} classes"
-    )
+    first, varying = summaries[0], set(varying_settings(summaries))
+    parts = [
+        ("dataset", f"dataset `{first['dataset']}`"), ("backbone", f"backbone `{first['backbone']}`"),
+        ("head", f"head `{first['head']}`"), ("loss", f"loss `{first['loss']}`"),
+        ("image_size", f"{first['image_size']} px"), ("epochs", f"{first['epochs']} epochs"),
+        ("train_images", f"{first['train_images']} training images"),
+    ]
+    setting = ", ".join(text for field, text in parts if field not in varying)
+    setting += f", {first['val_images']} validation images, {first['num_classes']} classes"
+    if varying:
+        setting += f" (varying across runs, shown in the row labels: {', '.join(sorted(varying))})"
     regen = f"Regenerate with: `{command}`\n\n" if command else ""
     md = (
         f"# {title}\n\n{regen}Setting: {setting}.\n\n"

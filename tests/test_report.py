@@ -61,3 +61,17 @@ def test_find_runs_errors(tmp_path):
         find_runs([tmp_path])
     with pytest.raises(InputError, match="not a run folder"):
         find_runs([tmp_path / "missing"])
+
+
+def test_runs_of_different_settings_are_not_averaged(runs):
+    from plbench.report import load_summaries
+
+    extra = runs / "f"
+    extra.mkdir()
+    other = _summary("f", "fpc5", "selective", 10.0, frac=0.1)
+    other["backbone"] = "resnet50"
+    (extra / "summary.json").write_text(json.dumps(other))
+    table = build_table(load_summaries(find_runs([runs])))
+    assert table.cells[("fpc5 (backbone=resnet10t)", "selective")] == pytest.approx(55.0)
+    assert table.cells[("fpc5 (backbone=resnet50)", "selective")] == pytest.approx(10.0)
+    assert table.rows[0] == "full (backbone=resnet10t)"
