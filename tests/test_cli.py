@@ -90,3 +90,10 @@ def test_config_with_wrong_type_is_named(tmp_path):
     result = runner.invoke(app, ["train", "--config", str(cfg)])
     assert result.exit_code == 2
     assert "epochs: expected int, but got '3'" in result.output
+
+
+def test_cli_modes_are_the_loss_modes():
+    from plbench.cli.train_cmd import TrainMode
+    from plbench.losses import Mode
+
+    assert {m.value for m in TrainMode} == {m.value for m in Mode}

@@ -221,3 +221,11 @@ def test_checkpoint_of_another_architecture_is_refused(tiny_data, tmp_path):
     torch.save({"state_dict": timm.create_model("resnet10t", num_classes=7).state_dict()}, own)
     result = train(_config(tiny_data, tmp_path / "runs2", epochs=1, checkpoint=str(own)), progress=False)
     assert np.isfinite(result.summary["val_map"])
+
+
+def test_prior_model_uses_an_ignore_capable_loss():
+    from plbench.engine.prior import _ignore_capable_loss
+
+    assert _ignore_capable_loss("bce") == "bce"
+    assert _ignore_capable_loss("pasl") == "pasl"
+    assert _ignore_capable_loss("an") == "pasl"  # single-positive losses have no Ignore mode

@@ -26,6 +26,16 @@ def prior_from_model(config: TrainConfig, model: torch.nn.Module, *, progress: b
     return split.class_names, scores.astype(np.float64).mean(axis=0)
 
 
+def _ignore_capable_loss(name: str) -> str:
+    """``name`` if that loss has an Ignore mode, else the partial asymmetric loss (CSL's prior model)."""
+    import inspect
+
+    from plbench.losses import LOSSES
+
+    cls = LOSSES.get(name)
+    return name if cls is not None and "mode" in inspect.signature(cls.__init__).parameters else "pasl"
+
+
 def estimate_prior(config: TrainConfig, *, progress: bool = True, keep_run: bool = False) -> tuple[list[str], np.ndarray]:
     """Train a temporary Ignore-mode model on ``config``'s training labels and average its predictions.
 
@@ -37,7 +47,7 @@ def estimate_prior(config: TrainConfig, *, progress: bool = True, keep_run: bool
     """
     tmp_root = Path(config.out_dir) if keep_run else Path(tempfile.mkdtemp(prefix="plbench-prior-"))
     prior_config = config.replace(
-        mode="ignore", prior=None, out_dir=str(tmp_root),
+        mode="ignore", prior=None, out_dir=str(tmp_root), loss=_ignore_capable_loss(config.loss),
         run_name=None if keep_run else "prior-model",
     )
     try:
