@@ -28,9 +28,6 @@ def _prior_buffer(prior: Tensor | Any | None) -> Tensor | None:
 class PartialLoss(nn.Module):
     """Base class: ``forward(logits, targets)`` plus an epoch hook for scheduled losses."""
 
-    #: whether :meth:`forward` uses a class prior (the factory refuses a prior for the others)
-    uses_prior: bool = False
-
     def set_epoch(self, epoch: int) -> None:
         """Tell the loss the 0-based index of the epoch about to run (no-op unless scheduled)."""
 
@@ -49,8 +46,6 @@ class PartialAsymmetricLoss(PartialLoss):
         >>> round(float(loss(torch.zeros(1, 2), torch.tensor([[1, -1]]))), 4)  # -log(0.5)
         0.6931
     """
-
-    uses_prior = True
 
     def __init__(
         self,
@@ -91,7 +86,6 @@ class AsymmetricLoss(PartialLoss):
     """ASL (:func:`plbench.losses.asymmetric_loss`); sum over the batch. ``mode`` (default negative),
     ``likelihood_topk``, ``prior_threshold`` and ``prior`` act as in :class:`PartialAsymmetricLoss`."""
 
-    uses_prior = True
 
     def __init__(
         self, gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: float = 0.05,
@@ -116,7 +110,6 @@ class BCELoss(PartialLoss):
     """Binary cross-entropy on logits (:func:`plbench.losses.binary_cross_entropy`); sum over the batch.
     Unannotated entries are negatives weighted by ``mode`` (default negative)."""
 
-    uses_prior = True
 
     def __init__(
         self, mode: Mode | str = Mode.NEGATIVE, likelihood_topk: int = 5, prior_threshold: float = 0.5,
