@@ -60,12 +60,19 @@ def test_crowd_excluded_on_request(tmp_path):
     np.testing.assert_array_equal(ds.labels.to_dense()[0], [NEG, NEG, NEG, POS])
 
 
-def test_missing_images_and_missing_file(tmp_path):
+def test_missing_images_and_missing_file(tmp_path, caplog):
     write_coco(tmp_path)
     (tmp_path / "val2017" / "000000000007.jpg").unlink()
-    ds = load_dataset("coco", tmp_path, "val")
+    with caplog.at_level("WARNING"):
+        ds = load_dataset("coco", tmp_path, "val")
     assert ds.missing_images == 1 and ds.labels.image_ids.tolist() == [42, 100]
-    with pytest.raises(InputError, match="1 image files listed in instances_val2017.json are missing"):
+    # the dropped row is image 7's; the kept rows keep their labels
+    np.testing.assert_array_equal(ds.labels.to_dense(), [[POS, NEG, NEG, POS], [NEG, NEG, NEG, NEG]])
+    assert [Path(p).name for p in ds.image_paths] == ["000000000042.jpg", "000000000100.jpg"]
+    assert "instances_val2017.json: 1 of 3 images are missing (first: " in caplog.text
+    assert "000000000007.jpg); they are left out" in caplog.text
+    with pytest.raises(InputError, match=r"val2017, file_name: 1 of 3 images listed in instances_val2017.json are "
+                                         r"missing \(first: .*000000000007.jpg\)"):
         load_dataset("coco", tmp_path, "val", strict=True)
     with pytest.raises(InputError, match="no COCO instances file for split 'train'"):
         load_dataset("coco", tmp_path, "train")

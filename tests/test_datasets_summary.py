@@ -52,8 +52,24 @@ def test_data_info_cli_lvis(tmp_path):
     assert res.exit_code == 2 and "no LVIS v1 file for split 'train'" in res.output
     assert "Traceback" not in res.output
     res = runner.invoke(app, ["data", "info", "--dataset", "imagenet"])
-    flat = " ".join(res.output.replace("│", " ").split())  # the usage-error box wraps lines
-    assert res.exit_code == 2 and "expected one of coco, fiftyone, lvis, openimages" in flat
+    flat = " ".join(res.output.split())
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "--dataset: expected one of coco, fiftyone, lvis, openimages, synthetic, but got 'imagenet'" in flat
+    res = runner.invoke(app, ["data", "info", "--dataset", "lvis", "--data-root", str(tmp_path), "--fo-field", "gt"])
+    flat = " ".join(res.output.split())
+    assert res.exit_code == 2 and "expected options the lvis loader accepts (strict), but got fo_field" in flat
+
+
+def test_data_cache_cli_split_without_images(tmp_path):
+    from test_datasets_coco import write_coco
+
+    write_coco(tmp_path, make_images=False)
+    res = CliRunner().invoke(app, ["data", "cache", "--dataset", "coco", "--data-root", str(tmp_path),
+                                   "--split", "val", "--out", str(tmp_path / "c")])
+    flat = " ".join(res.output.split())
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "--split: expected images in split 'val' of coco, but it has none (3 listed images have no file)" in flat
+    assert "check --split and --data-root" in flat and not (tmp_path / "c").exists()
 
 
 def test_data_cache_cli_real_coco(real_fixtures, tmp_path):

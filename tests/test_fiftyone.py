@@ -175,3 +175,35 @@ def test_export_new_dataset_round_trip(real_fixtures, tmp_path, fo_name):
     np.testing.assert_array_equal(back.labels.to_dense(), targets)
     res = export_predictions(run, fo_dataset=fo_name, overwrite=True, field="p2")
     assert res.created and "p2" in fo.load_dataset(fo_name).get_field_schema()
+
+
+@needs_fo
+def test_loader_missing_files_and_bad_negatives_field(tmp_path, fo_name):
+    from plbench.datasets import load_dataset
+
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"{i}.png"
+        p.write_bytes(b"x")  # the loader only checks that the file exists
+        paths.append(p)
+    ds = fo.Dataset(fo_name)
+    labels = [["a"], ["b"], ["a", "b"]]
+    ds.add_samples([fo.Sample(filepath=str(p), tags=["train"],
+                              gt=fo.Classifications(classifications=[fo.Classification(label=x) for x in labels[i]]))
+                    for i, p in enumerate(paths)])
+    ids = ds.values("id")
+    paths[1].unlink()
+    got = load_dataset("fiftyone", tmp_path, "train", fo_dataset=fo_name, fo_field="gt")
+    assert got.missing_images == 1 and got.labels.image_ids.tolist() == [ids[0], ids[2]]
+    assert [str(p) for p in got.image_paths] == [str(paths[0]), str(paths[2])]
+    np.testing.assert_array_equal(got.labels.to_dense(), [[POS, NEG], [POS, POS]])
+    with pytest.raises(InputError) as e:
+        load_dataset("fiftyone", tmp_path, "train", fo_dataset=fo_name, fo_field="gt", strict=True)
+    assert e.value.path == paths[1] and e.value.field == "filepath"
+    assert f"1 of 3 sample files listed in FiftyOne dataset '{fo_name}' are missing" in e.value.problem
+    with pytest.raises(InputError) as e:
+        load_dataset("fiftyone", tmp_path, "train", fo_dataset=fo_name, fo_field="gt", fo_negatives="nope")
+    assert e.value.field == "--fo-negatives" and "but 'nope' is absent" in e.value.problem
+    with pytest.raises(InputError) as e:
+        load_dataset("fiftyone", tmp_path, "train", fo_dataset=fo_name, fo_field="filepath")
+    assert e.value.field == "--fo-field"

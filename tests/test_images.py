@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +166,101 @@ def test_image_dataset_with_and_without_cache(real_fixtures, tmp_path):
     assert isinstance(img, Image.Image) and img.size == (32, 32) and target == 3
     with pytest.raises(ValueError, match="cache holds other images"):
         ImageDataset(paths[:-1], cache=cache)
+
+
+def _pngs(folder: Path, n: int) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        p = folder / f"{i}.png"
+        Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(p)
+        paths.append(str(p))
+    return paths
+
+
+def test_collate_skip_none_all_none_batch_is_none():
+    torch = pytest.importorskip("torch")
+    assert collate_skip_none([None, None]) is None
+    assert collate_skip_none([]) is None
+    x, y = collate_skip_none([None, (torch.ones(2), 3), (torch.zeros(2), 4)])
+    assert x.tolist() == [[1.0, 1.0], [0.0, 0.0]] and y.tolist() == [3, 4]
+
+
+def test_cache_ok_mask_is_built_once(tmp_path):
+    paths = _pngs(tmp_path / "img", 3)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    cache = build_image_cache(paths + [str(tmp_path / "bad.png")], 8, tmp_path / "c", workers=1)
+    ok = cache.ok
+    assert ok.tolist() == [True, True, True, False] and cache.ok is ok
+    with pytest.raises(ValueError):
+        ok[0] = False  # shared by every caller: read-only
+    assert pickle.loads(pickle.dumps(cache)).ok.tolist() == ok.tolist()
+
+
+def test_cache_rejects_a_data_file_that_is_not_the_indexed_one(tmp_path):
+    paths = _pngs(tmp_path / "img", 3)
+    folder = tmp_path / "c"
+    build_image_cache(paths, 8, folder, workers=1)
+    index = json.loads((folder / "index.json").read_text())
+    data = folder / "images.u8"
+    assert index["version"] == 2 and index["data"]["bytes"] == 3 * 8 * 8 * 3 == data.stat().st_size
+    assert index["data"]["mtime_ns"] == data.stat().st_mtime_ns
+    assert index["data"]["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+
+    # A copy that does not keep times still opens: the content is checked instead.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copyfile(data, copy / "images.u8")
+    shutil.copyfile(folder / "index.json", copy / "index.json")
+    os.utime(copy / "images.u8", ns=(1, 1))
+    np.testing.assert_array_equal(ImageCache.open(copy).get(2), ImageCache.open(folder).get(2))
+
+    # Same size, other bytes (replaced or half-written): rejected, naming the folder and the fix.
+    raw = bytearray(data.read_bytes())
+    raw[-1] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    with pytest.raises(InputError) as e:
+        ImageCache.open(folder)
+    assert str(folder) in e.value.message and "plbench data cache" in e.value.message
+    assert "expected the data file index.json describes" in e.value.message
+
+    # An index without the data record (older version or hand-edited) is rejected as well.
+    index["data"] = {}
+    (folder / "index.json").write_text(json.dumps(index))
+    with pytest.raises(InputError, match="expected the size .* and sha256 of images.u8"):
+        ImageCache.open(folder)
+    index["version"] = 1
+    (folder / "index.json").write_text(json.dumps(index))
+    with pytest.raises(InputError, match="expected plbench-image-cache version 2, but got 'plbench-image-cache' version 1"):
+        ImageCache.open(folder)
+
+
+def test_interrupted_rebuild_leaves_no_stale_index(tmp_path, monkeypatch):
+    import plbench.datasets.images as images
+
+    paths = _pngs(tmp_path / "img", 3)
+    folder = tmp_path / "c"
+    build_image_cache(paths, 8, folder, workers=1)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    # The new data file is in place but the process dies before index.json is written.
+    monkeypatch.setattr(images, "write_json", crash)
+    with pytest.raises(KeyboardInterrupt):
+        build_image_cache(paths[::-1], 8, folder, workers=1)
+    with pytest.raises(InputError, match="found no index.json.*plbench data cache"):
+        ImageCache.open(folder)
+    # A strict build that fails keeps the previous cache usable (nothing is replaced).
+    monkeypatch.undo()
+    build_image_cache(paths, 8, folder, workers=1)
+    (tmp_path / "bad.png").write_bytes(b"broken")
+    with pytest.raises(InputError, match="bad.png"):
+        build_image_cache(paths + [str(tmp_path / "bad.png")], 8, folder, workers=1, strict=True)
+    assert ImageCache.open(folder, expected_paths=paths).paths == paths
+
+
+def test_empty_path_list_is_input_error(tmp_path):
+    with pytest.raises(InputError, match="expected at least one image to cache, but the list is empty"):
+        build_image_cache([], 8, tmp_path / "c")

@@ -174,7 +174,8 @@ def test_cli_simulate_writes_file_and_summary(tmp_path):
     labels, meta = load_simulation(out, expected_fingerprint=split.fingerprint,
                                    expected_class_names=["person", "bus", "kite"])
     assert labels == simulate(split.labels, "fpc", 1, 4)
-    assert (meta["scheme"], meta["param"], meta["seed"], meta["extra"]) == ("fpc", 1, 4, {"split": "train"})
+    assert (meta["scheme"], meta["param"], meta["seed"]) == ("fpc", 1, 4)
+    assert meta["extra"] == {"split": "train", "dataset_options": {"strict": False}}
     assert labels.counts().positives.tolist() == [1, 1, 0]
     assert labels.counts().negatives.tolist() == [1, 1, 1]
     assert "annotated fraction: 0.416667" in result.output  # 5 of 12 entries
@@ -216,7 +217,35 @@ def test_cli_errors_exit_2(tmp_path, extra, message):
 def test_cli_unknown_dataset_exit_2(tmp_path):
     result = CliRunner().invoke(app, ["simulate", "--dataset", "nope", "--data-root", str(tmp_path),
                                       "--scheme", "spl", "--seed", "0"])
-    assert result.exit_code == 2 and "--dataset: expected one of" in result.output and "coco" in result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--dataset: expected one of coco, fiftyone, lvis, openimages, synthetic, but got 'nope'" in result.output
+
+
+def test_cli_passes_dataset_options(tmp_path):
+    root = write_tiny_coco(tmp_path / "coco")
+    out = tmp_path / "x.parquet"
+    base = ["simulate", "--dataset", "coco", "--data-root", str(root), "--scheme", "spl", "--seed", "0",
+            "--out", str(out)]
+    result = CliRunner().invoke(app, base + ["--strict"])
+    assert result.exit_code == 0, result.output
+    assert load_simulation(out)[1]["extra"] == {"split": "train", "dataset_options": {"strict": True}}
+    # --strict reaches the loader: a missing image file is now an error, not a dropped row
+    (root / "train2017" / "3.jpg").unlink()
+    out.unlink()
+    result = CliRunner().invoke(app, base + ["--strict"])
+    assert result.exit_code == 2 and "1 of 4 images listed in instances_train2017.json are missing" in result.output
+    result = CliRunner().invoke(app, base)
+    assert result.exit_code == 0 and "images x classes:   3 x 3" in result.output
+    # an option the coco loader does not take is refused, never silently dropped
+    class_list = tmp_path / "classes.txt"
+    class_list.write_text("/m/01\n")
+    out.unlink()
+    result = CliRunner().invoke(app, base + ["--class-list", str(class_list)])
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 2 and not out.exists()
+    assert "expected options the coco loader accepts (include_crowd, strict), but got class_list" in flat
+    result = CliRunner().invoke(app, base + ["--fo-field", "gt"])
+    assert result.exit_code == 2 and "but got fo_field" in " ".join(result.output.split())
 
 
 def test_cli_on_real_coco_sample(real_fixtures, tmp_path):

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from plbench.cli.app import command, data_app
+from plbench.errors import InputError
 
 DatasetName = Annotated[str, typer.Option("--dataset", help="Dataset loader: coco, lvis, openimages, fiftyone, synthetic.")]
 DataRoot = Annotated[Path, typer.Option(help="Dataset root folder, as its publisher ships it.")]
@@ -18,15 +19,6 @@ FoNegatives = Annotated[Optional[str], typer.Option(help="FiftyOne Classificatio
 ClassList = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
                                                    help="OpenImages: file of MIDs fixing the classes.")]
 Strict = Annotated[bool, typer.Option(help="Missing or undecodable images are errors instead of being counted.")]
-
-
-def _check_dataset(name: str) -> str:
-    from plbench.datasets import list_datasets
-
-    if name not in list_datasets():
-        raise typer.BadParameter(f"expected one of {', '.join(list_datasets())}, but got {name!r}",
-                                 param_hint="--dataset")
-    return name
 
 
 def dataset_options(fo_dataset: str | None, fo_field: str | None, fo_negatives: str | None,
@@ -54,7 +46,6 @@ def info_command(
     from plbench.datasets import load_dataset
     from plbench.datasets.summary import format_summary, summarize_split
 
-    _check_dataset(dataset)
     opts = dataset_options(fo_dataset, fo_field, fo_negatives, class_list, strict)
     summaries = [summarize_split(load_dataset(dataset, data_root, s, **opts), top=top)
                  for s in (split or ["train", "val"])]
@@ -90,9 +81,12 @@ def cache_command(
     from plbench.datasets import load_dataset
     from plbench.datasets.images import build_image_cache
 
-    _check_dataset(dataset)
     opts = dataset_options(fo_dataset, fo_field, fo_negatives, class_list, strict)
     ds = load_dataset(dataset, data_root, split, **opts)
+    if len(ds) == 0:
+        missing = f" ({ds.missing_images:,} listed images have no file)" if ds.missing_images else ""
+        raise InputError(data_root, "--split", f"expected images in split {split!r} of {dataset}, but it has "
+                         f"none{missing}", "check --split and --data-root, or download the images first")
     target = out or default_cache_dir(data_root, dataset, split, size)
     cache = build_image_cache(ds.image_paths.tolist(), size, target, workers=workers or None,
                               strict=strict, progress=True)

@@ -10,6 +10,7 @@ import numpy as np
 import typer
 
 from plbench.cli.app import app, command
+from plbench.cli.data_cmd import ClassList, FoDataset, FoField, FoNegatives, Strict, dataset_options
 from plbench.errors import InputError
 from plbench.labels import PartialLabels
 from plbench.simulate import Scheme
@@ -52,15 +53,17 @@ def simulate_command(
     split: Annotated[str, typer.Option(help="Split to simulate.")] = "train",
     out: Annotated[Optional[Path], typer.Option(dir_okay=False, help="Output parquet file; default: "
                                                 "simulations/<dataset>-<scheme><param>-s<seed>.parquet.")] = None,
+    fo_dataset: FoDataset = None,
+    fo_field: FoField = None,
+    fo_negatives: FoNegatives = None,
+    class_list: ClassList = None,
+    strict: Strict = False,
 ) -> None:
     """Simulate partial labels (FPC, RPS or single positive) from a dataset split into a parquet file."""
     from plbench.artifacts.simulations import default_simulation_path, save_simulation
-    from plbench.datasets import list_datasets, load_dataset
+    from plbench.datasets import load_dataset
     from plbench.simulate import normalise_param, simulate
 
-    if dataset not in list_datasets():
-        raise InputError(None, "--dataset", f"expected one of {', '.join(list_datasets())}, but got {dataset!r}",
-                         "pick a registered dataset loader")
     if scheme is not Scheme.SPL and param is None:
         raise InputError(None, "--param", f"expected a parameter for scheme {scheme.value}, but got none",
                          "add --param N (fpc: count per class) or --param P (rps: probability)")
@@ -69,9 +72,11 @@ def simulate_command(
     except ValueError as e:
         raise InputError(None, "--param", str(e), "pass --param 1000 for fpc or --param 0.5 for rps") from None
     t0 = time.perf_counter()
-    data = load_dataset(dataset, data_root, split)
+    opts = dataset_options(fo_dataset, fo_field, fo_negatives, class_list, strict)
+    data = load_dataset(dataset, data_root, split, **opts)
     labels = simulate(data.labels, scheme, value, seed)
     path = out if out is not None else default_simulation_path(dataset, scheme.value, value, seed, split=split)
+    recorded = {k: str(v) if isinstance(v, Path) else v for k, v in opts.items()}  # JSON-safe
     save_simulation(path, labels, dataset=data.dataset, fingerprint=data.fingerprint, scheme=scheme.value,
-                    param=value, seed=seed, extra={"split": split})
+                    param=value, seed=seed, extra={"split": split, "dataset_options": recorded})
     typer.echo(summarise(data.labels, labels, path, time.perf_counter() - t0))

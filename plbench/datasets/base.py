@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from plbench.errors import InputError
 from plbench.labels import PartialLabels
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,3 +80,57 @@ def file_fingerprint(*paths: str | Path, chunk: int = 1 << 22) -> str:
             while block := f.read(chunk):
                 h.update(block)
     return h.hexdigest()
+
+
+def drop_missing_images(
+    paths: np.ndarray,
+    labels: PartialLabels,
+    *,
+    strict: bool,
+    source: str,
+    field: str,
+    what: str = "images",
+    where: str | Path | None = None,
+    fix: str = "download the missing images or run without --strict",
+    exists: np.ndarray | None = None,
+) -> tuple[np.ndarray, PartialLabels, int]:
+    """Leave out the images whose file is absent, keeping ``paths`` and the label rows aligned.
+
+    Args:
+        paths: (N,) image paths (object/str array), aligned with ``labels`` rows.
+        labels: (N, C) labels, dense or sparse.
+        strict: a missing file raises instead of being counted, logged and dropped.
+        source: what lists the images, for messages (a file name, ``FiftyOne dataset 'x'``).
+        field: the field at fault in the strict-mode error (``file_name``, ``ImageID``, ...).
+        what: noun for the listed items in messages.
+        where: the path the strict-mode error names (default: the first missing file).
+        fix: the fix the strict-mode error suggests.
+        exists: optional bool (N,) mask of present files (a loader with a faster check passes it);
+            computed with one ``os.path.isfile`` per path when ``None``.
+
+    Returns:
+        ``(paths, labels, missing)``: the present images, their label rows (same layout and
+        ``complete``), and how many were left out. Unchanged inputs when none is missing.
+
+    Raises:
+        InputError: ``strict`` and at least one file is missing.
+        ValueError: ``paths``, ``labels`` or ``exists`` lengths differ.
+    """
+    paths = np.asarray(paths, dtype=object)
+    if exists is None:
+        exists = np.fromiter((os.path.isfile(p) for p in paths), dtype=bool, count=len(paths))
+    exists = np.asarray(exists, dtype=bool)
+    if not len(paths) == len(exists) == labels.num_images:
+        raise ValueError(f"expected paths, exists and labels of one length, but got {len(paths)}, "
+                         f"{len(exists)} and {labels.num_images}")
+    missing = int(len(exists) - np.count_nonzero(exists))
+    if not missing:
+        return paths, labels, 0
+    first = paths[np.argmin(exists)]
+    if strict:
+        raise InputError(first if where is None else where, field,
+                         f"{missing} of {len(paths)} {what} listed in {source} are missing (first: {first})", fix)
+    log.warning("%s: %d of %d %s are missing (first: %s); they are left out",
+                source, missing, len(paths), what, first)
+    keep = np.flatnonzero(exists)
+    return paths[keep], labels.subset(keep), missing

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plbench.datasets.base import DatasetSplit, file_fingerprint, register_dataset
+from plbench.datasets.base import DatasetSplit, drop_missing_images, file_fingerprint, register_dataset
 from plbench.errors import InputError
 from plbench.labels import NEG, POS, PartialLabels
 
@@ -86,19 +86,25 @@ def coco_labels(data: dict, path: Path, include_crowd: bool = True) -> tuple[lis
     )
 
 
-def load_coco(root: Path, split: str, *, include_crowd: bool = True, strict: bool = False,
-              dataset_name: str = "coco", **_: object) -> DatasetSplit:
+def load_coco(root: Path, split: str, *, include_crowd: bool = True, strict: bool = False) -> DatasetSplit:
     """Load a COCO split with pycocotools' parser.
 
     Args:
         root: dataset root (see module docstring).
         split: ``train``/``val`` (newest year found) or an explicit ``train2014``-style name.
         include_crowd: count ``iscrowd`` instances as positives.
-        strict: a missing image file is an error instead of being counted and dropped.
+        strict: a missing image file is an error instead of being counted, logged and dropped.
+
+    Raises:
+        InputError: no instances file for the split, a malformed file, or (``strict``) missing images.
     """
+    return _read_coco(Path(root), split, include_crowd=include_crowd, strict=strict, dataset_name="coco")
+
+
+def _read_coco(root: Path, split: str, *, include_crowd: bool, strict: bool, dataset_name: str) -> DatasetSplit:
     from pycocotools.coco import COCO
 
-    ann_path, image_dir = find_coco_split(Path(root), split)
+    ann_path, image_dir = find_coco_split(root, split)
     data = _load_json(ann_path)
     coco = COCO()
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
@@ -106,18 +112,13 @@ def load_coco(root: Path, split: str, *, include_crowd: bool = True, strict: boo
         coco.createIndex()
     ids, files, names, matrix = coco_labels(coco.dataset, ann_path, include_crowd)
     paths = np.array([str(image_dir / f) for f in files], dtype=object)
-    exists = np.array([Path(p).is_file() for p in paths], dtype=bool)
-    missing = int((~exists).sum())
-    if missing and strict:
-        raise InputError(
-            image_dir, "file_name", f"{missing} image files listed in {ann_path.name} are missing "
-            f"(first: {paths[~exists][0]})", "download the images or run without --strict",
-        )
-    labels = PartialLabels.from_dense(
-        matrix[exists], np.asarray(ids)[exists], names, complete=True, validate=False
+    labels = PartialLabels.from_dense(matrix, np.asarray(ids), names, complete=True, validate=False)
+    paths, labels, missing = drop_missing_images(
+        paths, labels, strict=strict, source=ann_path.name, field="file_name", where=image_dir,
+        fix="download the images or run without --strict",
     )
     return DatasetSplit(
-        dataset=dataset_name, split=split, image_paths=paths[exists], labels=labels,
+        dataset=dataset_name, split=split, image_paths=paths, labels=labels,
         fingerprint=file_fingerprint(ann_path), missing_images=missing,
     )
 
@@ -126,7 +127,6 @@ register_dataset("coco")(load_coco)
 
 
 @register_dataset("synthetic")
-def load_synthetic(root: Path, split: str, **options: object) -> DatasetSplit:
-    """The built-in synthetic dataset: plain COCO layout, read by the COCO loader."""
-    options.pop("dataset_name", None)
-    return load_coco(root, split, dataset_name="synthetic", **options)
+def load_synthetic(root: Path, split: str, *, include_crowd: bool = True, strict: bool = False) -> DatasetSplit:
+    """The built-in synthetic dataset: plain COCO layout, read by the COCO loader (same options)."""
+    return _read_coco(Path(root), split, include_crowd=include_crowd, strict=strict, dataset_name="synthetic")

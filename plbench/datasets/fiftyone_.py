@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from plbench.datasets.base import DatasetSplit, register_dataset
+from plbench.datasets.base import DatasetSplit, drop_missing_images, register_dataset
 from plbench.errors import InputError
 from plbench.labels import NEG, POS, PartialLabels
 
@@ -64,13 +64,14 @@ def _database_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise
 
 
-def _label_paths(field: Any, fo: Any, name: str, dataset_name: str) -> str:
+def _label_paths(field: Any, fo: Any, name: str, dataset_name: str, option: str) -> str:
+    """FiftyOne label path of field ``name``; ``option`` (``--fo-field``/``--fo-negatives``) names it in errors."""
     doc = getattr(field, "document_type", None)
     if doc is fo.Classifications:
         return f"{name}.classifications.label"
     if doc is fo.Classification:
         return f"{name}.label"
-    raise InputError(None, "--fo-field" if name else "--fo-negatives",
+    raise InputError(None, option,
                      f"expected a Classifications field in dataset {dataset_name!r}, but {name!r} is "
                      f"{type(field).__name__ if field is not None else 'absent'}",
                      "name a Classifications field (see `dataset.get_field_schema()`)")
@@ -90,7 +91,7 @@ def _as_lists(values: list, single: bool) -> list[list[str]]:
 
 @register_dataset("fiftyone")
 def load_fiftyone(root: Path, split: str, *, fo_dataset: str | None = None, fo_field: str | None = None,
-                  fo_negatives: str | None = None, strict: bool = False, **_: object) -> DatasetSplit:
+                  fo_negatives: str | None = None, strict: bool = False) -> DatasetSplit:
     """Read a FiftyOne dataset's ``Classifications`` labels (see module docstring).
 
     Args:
@@ -115,10 +116,11 @@ def load_fiftyone(root: Path, split: str, *, fo_dataset: str | None = None, fo_f
                          f"(available: {', '.join(names) or 'none'})", "create or import the dataset first")
     ds = fo.load_dataset(fo_dataset)
     schema = ds.get_field_schema()
-    pos_path = _label_paths(schema.get(fo_field), fo, fo_field, fo_dataset)
+    pos_path = _label_paths(schema.get(fo_field), fo, fo_field, fo_dataset, "--fo-field")
     neg_path = None
     if fo_negatives is not None:
-        neg_path = _label_paths(schema.get(fo_negatives), fo, fo_negatives, fo_dataset)
+        neg_path = _label_paths(schema.get(fo_negatives), fo, fo_negatives, fo_dataset,
+                                "--fo-negatives")
 
     declared = ds.classes.get(fo_field) or ds.default_classes
     if declared:
@@ -169,29 +171,22 @@ def load_fiftyone(root: Path, split: str, *, fo_dataset: str | None = None, fo_f
         log.warning("FiftyOne dataset %r: %d labels were both positive and negative; kept positive",
                     fo_dataset, conflicts)
 
-    paths_arr = np.array(paths, dtype=object)
-    exists = np.array([Path(p).is_file() for p in paths], dtype=bool)
-    missing = int((~exists).sum())
     rows_a = np.asarray(rows, dtype=np.int64)
     cols_a = np.asarray(cols, dtype=np.int32)
     vals_a = np.asarray(vals, dtype=np.int8)
-    if missing:
-        if strict:
-            raise InputError(paths_arr[~exists][0], "filepath", f"{missing} of {len(paths)} sample files are "
-                             "missing", "restore the files or run without --strict")
-        log.warning("FiftyOne dataset %r: %d of %d sample files are missing (first: %s); left out",
-                    fo_dataset, missing, len(paths), paths_arr[~exists][0])
-        keep = exists[rows_a]
-        rows_a, cols_a, vals_a = (np.cumsum(exists) - 1)[rows_a[keep]], cols_a[keep], vals_a[keep]
     complete = neg_path is None
     if complete:  # absent classes are negatives: store only the positives
         m = vals_a == POS
         rows_a, cols_a, vals_a = rows_a[m], cols_a[m], vals_a[m]
-    labels = PartialLabels.from_sparse(rows_a, cols_a, vals_a, np.array(ids, dtype=object)[exists], class_names,
+    labels = PartialLabels.from_sparse(rows_a, cols_a, vals_a, np.array(ids, dtype=object), class_names,
                                        complete=complete)
+    paths_arr, labels, missing = drop_missing_images(
+        np.array(paths, dtype=object), labels, strict=strict, source=f"FiftyOne dataset {fo_dataset!r}",
+        field="filepath", what="sample files", fix="restore the files or run without --strict",
+    )
     h = hashlib.sha256(f"fiftyone\x1f{fo_dataset}\x1f{fo_field}\x1f{fo_negatives}".encode())
     h.update(labels.fingerprint().encode())
-    return DatasetSplit(dataset="fiftyone", split=split, image_paths=paths_arr[exists], labels=labels,
+    return DatasetSplit(dataset="fiftyone", split=split, image_paths=paths_arr, labels=labels,
                         fingerprint=h.hexdigest(), missing_images=missing,
                         notes={k: v for k, v in (("labels_outside_class_list", int(unknown)),
                                                  ("conflicting_labels_kept_positive", int(conflicts))) if v})

@@ -11,9 +11,16 @@ in one uint8 file that is memory-mapped at read time, so training is not bound b
 Layout of a cache folder::
 
     OUT/
-      index.json   {"format": "plbench-image-cache", "version": 1, "size": S, "count": N,
-                    "paths": [N image paths, in dataset order], "failed": [indices that did not decode]}
+      index.json   {"format": "plbench-image-cache", "version": 2, "size": S, "count": N,
+                    "paths": [N image paths, in dataset order], "failed": [indices that did not decode],
+                    "data": {"bytes": B, "mtime_ns": T, "sha256": H}}   (what images.u8 must be)
       images.u8    raw uint8 array (N, S, S, 3), C order; rows of failed images are zeros
+
+``images.u8`` is written first (temp file, then ``os.replace``) and ``index.json`` last, after any
+older index was removed, so an interrupted build leaves no index and is rejected. On open, the data
+file must have the recorded size and either the recorded mtime (fast path) or, when it differs
+(a copy that did not keep times), the recorded sha256: a data file that was replaced, edited or
+half-written is rejected with an :class:`~plbench.errors.InputError`.
 
 Use it from a torch ``DataLoader`` through :class:`ImageDataset` (pass ``cache=ImageCache.open(OUT)``);
 the memory map is re-opened lazily in each worker process, never pickled.
@@ -21,6 +28,7 @@ the memory map is re-opened lazily in each worker process, never pickled.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -38,7 +46,7 @@ from plbench.errors import InputError
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = "plbench-image-cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 INDEX_FILE = "index.json"
 DATA_FILE = "images.u8"
 # Errors PIL raises for unreadable, truncated or hostile files (UnidentifiedImageError is an OSError).
@@ -100,6 +108,14 @@ def cache_folder(cache_root: str | Path, dataset: str, split: str, size: int) ->
 
 
 
+def _sha256(path: Path, block: int = 1 << 23) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _decode_chunk(args: tuple[str, int, int, Sequence[str], int]) -> list[int]:
     """Worker: decode images ``start..start+len(paths)`` into the memmap; return failed indices."""
     data_path, count, size, paths, start = args
@@ -143,14 +159,16 @@ def build_image_cache(
         (224 px: 150 KB per image, COCO train2017 ~18 GB).
 
     Raises:
-        ValueError: ``size`` < 1 or empty ``paths``.
-        InputError: ``strict=True`` and an image does not decode.
+        ValueError: ``size`` < 1.
+        InputError: empty ``paths`` (a split without images), or ``strict=True`` and an image does
+            not decode.
     """
     if size < 1:
         raise ValueError(f"expected size >= 1, but got {size}")
     paths = [str(p) for p in paths]
     if not paths:
-        raise ValueError("expected at least one image path, but got none")
+        raise InputError(out_dir, "images", "expected at least one image to cache, but the list is empty",
+                         "cache a split that lists images (check --split and --data-root)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     n = len(paths)
@@ -173,12 +191,17 @@ def build_image_cache(
             bar.close()
         if failed and strict:  # raising here also discards the partial data file
             load_image(paths[min(failed)], strict=True)
+        digest = _sha256(tmp)
+        # The old index must not survive to describe the new data file if we stop before the end.
+        (out_dir / INDEX_FILE).unlink(missing_ok=True)
     if failed:
         log.warning("%d of %d images could not be decoded (first: %s); their cache rows are zeros",
                     len(failed), n, paths[failed[0]])
+    st = (out_dir / DATA_FILE).stat()
     write_json(out_dir / INDEX_FILE, {
         "format": CACHE_FORMAT, "version": CACHE_VERSION, "size": size, "count": n,
         "paths": paths, "failed": sorted(failed),
+        "data": {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest},
     })
     return ImageCache.open(out_dir)
 
@@ -215,6 +238,7 @@ class ImageCache:
     failed: list[int]
     _array: np.ndarray | None = field(default=None, repr=False)
     _lookup: dict[str, int] | None = field(default=None, repr=False)
+    _ok: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, root: str | Path, expected_paths: Sequence[str | Path] | None = None) -> "ImageCache":
@@ -224,7 +248,8 @@ class ImageCache:
             expected_paths: when given, the cache must hold exactly these paths in this order.
 
         Raises:
-            InputError: missing or foreign files, a truncated data file, or other paths than expected.
+            InputError: missing or foreign files, a data file that is not the one the index
+                describes (truncated, replaced, half-written), or other paths than expected.
         """
         root = Path(root)
         index_path = root / INDEX_FILE
@@ -244,6 +269,7 @@ class ImageCache:
         if not data.is_file() or data.stat().st_size != want:
             got = data.stat().st_size if data.is_file() else "no file"
             raise InputError(data, "size", f"expected {want} bytes for {n} images of {size}px, but got {got}", fix)
+        _check_data_file(data, index.get("data") or {}, want, fix)
         paths = [str(p) for p in index["paths"]]
         if expected_paths is not None and [str(p) for p in expected_paths] != paths:
             raise InputError(root, "paths", f"expected the {len(expected_paths)} images the dataset lists, in "
@@ -260,10 +286,13 @@ class ImageCache:
 
     @property
     def ok(self) -> np.ndarray:
-        """bool (N,): True where the image decoded."""
-        mask = np.ones(len(self.paths), dtype=bool)
-        mask[self.failed] = False
-        return mask
+        """Read-only bool (N,): True where the image decoded (built once, then reused)."""
+        if self._ok is None:
+            mask = np.ones(len(self.paths), dtype=bool)
+            mask[self.failed] = False
+            mask.flags.writeable = False
+            self._ok = mask
+        return self._ok
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -288,6 +317,22 @@ class ImageCache:
         state = dict(self.__dict__)
         state["_array"] = None
         return state
+
+
+def _check_data_file(data: Path, recorded: dict, want: int, fix: str) -> None:
+    """Raise unless ``data`` is the file ``index.json`` describes (size, then mtime or sha256)."""
+    if recorded.get("bytes") != want or not isinstance(recorded.get("sha256"), str):
+        raise InputError(data.parent / INDEX_FILE, "data", f"expected the size ({want}) and sha256 of {DATA_FILE}, "
+                         f"but got {recorded!r}", fix)
+    if data.stat().st_mtime_ns == recorded.get("mtime_ns"):
+        return
+    # Times differ (a copy, or a rewrite): only the content can tell.
+    log.info("%s: modification time differs from index.json; checking its sha256", data)
+    got = _sha256(data)
+    if got != recorded["sha256"]:
+        raise InputError(data, "sha256", f"expected the data file index.json describes (sha256 "
+                         f"{recorded['sha256'][:12]}...), but got {got[:12]}... (replaced, edited or half-written)",
+                         fix)
 
 
 class ImageDataset:
@@ -335,7 +380,12 @@ class ImageDataset:
 
 
 def collate_skip_none(batch: list) -> Any:
-    """``collate_fn`` dropping the ``None`` items of undecodable images, then torch's default collate."""
+    """``collate_fn`` dropping the ``None`` items of undecodable images, then torch's default collate.
+
+    Returns:
+        The collated batch, or ``None`` when every item is ``None`` (the caller skips the batch).
+    """
     from torch.utils.data import default_collate
 
-    return default_collate([b for b in batch if b is not None])
+    kept = [b for b in batch if b is not None]
+    return default_collate(kept) if kept else None

@@ -28,17 +28,14 @@ A category both negative and positive on the same image is a contradiction in th
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
 
-from plbench.datasets.base import DatasetSplit, file_fingerprint, register_dataset
+from plbench.datasets.base import DatasetSplit, drop_missing_images, file_fingerprint, register_dataset
 from plbench.errors import InputError
 from plbench.labels import NEG, POS, PartialLabels
-
-log = logging.getLogger(__name__)
 
 FREQUENCY_GROUPS = {"r": "rare", "c": "common", "f": "frequent"}
 SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val"}
@@ -146,14 +143,8 @@ def lvis_labels(data: dict, path: Path) -> tuple[np.ndarray, list[str], np.ndarr
     return img_ids, [c["name"] for c in cats], rows, cols.astype(np.int32), vals, group_idx
 
 
-def _drop_rows(keep: np.ndarray, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray):
-    new_index = np.cumsum(keep) - 1
-    m = keep[rows]
-    return new_index[rows[m]], cols[m], vals[m]
-
-
 @register_dataset("lvis")
-def load_lvis(root: Path, split: str, *, strict: bool = False, **_: object) -> DatasetSplit:
+def load_lvis(root: Path, split: str, *, strict: bool = False) -> DatasetSplit:
     """Load an LVIS v1 split as natural partial labels (see module docstring).
 
     Args:
@@ -175,18 +166,12 @@ def load_lvis(root: Path, split: str, *, strict: bool = False, **_: object) -> D
     canonical = SPLIT_ALIASES.get(split, split)
     paths = np.array([str(_image_path(root, img, canonical)) for img in data["images"]], dtype=object)
     del data
-    exists = np.array([Path(p).is_file() for p in paths], dtype=bool)
-    missing = int((~exists).sum())
-    if missing:
-        if strict:
-            raise InputError(root, "coco_url", f"{missing} of {len(paths)} images listed in {path.name} are "
-                             f"missing (first: {paths[~exists][0]})",
-                             "download the COCO 2017 train and val images, or run without --strict")
-        log.warning("%s: %d of %d images are missing (first: %s); they are left out",
-                    path.name, missing, len(paths), paths[~exists][0])
-        rows, cols, vals = _drop_rows(exists, rows, cols, vals)
-    labels = PartialLabels.from_sparse(rows, cols, vals, ids[exists], names, complete=False, validate=False)
+    labels = PartialLabels.from_sparse(rows, cols, vals, ids, names, complete=False, validate=False)
+    paths, labels, missing = drop_missing_images(
+        paths, labels, strict=strict, source=path.name, field="coco_url", where=root,
+        fix="download the COCO 2017 train and val images, or run without --strict",
+    )
     return DatasetSplit(
-        dataset="lvis", split=split, image_paths=paths[exists], labels=labels,
+        dataset="lvis", split=split, image_paths=paths, labels=labels,
         fingerprint=file_fingerprint(path), class_groups=groups, missing_images=missing,
     )

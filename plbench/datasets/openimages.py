@@ -46,7 +46,7 @@ from typing import Sequence
 
 import numpy as np
 
-from plbench.datasets.base import DatasetSplit, file_fingerprint, register_dataset
+from plbench.datasets.base import DatasetSplit, drop_missing_images, file_fingerprint, register_dataset
 from plbench.errors import InputError
 from plbench.labels import NEG, POS, PartialLabels
 
@@ -341,7 +341,7 @@ def _read_data_csv(path: Path, split: str):
 
 @register_dataset("openimages")
 def load_openimages(root: Path, split: str, *, class_list: str | Path | None = None, strict: bool = False,
-                    check_images: bool = True, **_: object) -> DatasetSplit:
+                    check_images: bool = True) -> DatasetSplit:
     """Load an OpenImages V6 split as sparse natural partial labels (see module docstring).
 
     Args:
@@ -402,27 +402,18 @@ def load_openimages(root: Path, split: str, *, class_list: str | Path | None = N
     folder = root / canonical
     ids_arr = pa.array(image_ids, pa.string())
     paths = pc.binary_join_element_wise(str(folder) + os.sep, ids_arr, ".jpg", "").to_numpy(zero_copy_only=False)
+    labels = PartialLabels.from_sparse(rows, cols, vals, image_ids, class_names_for(mids, descriptions),
+                                       complete=False, validate=False)
+    del rows, cols, vals
     missing = 0
     if check_images:
         if not folder.is_dir():
             raise InputError(folder, "images", f"expected the {canonical} image folder, but it does not exist",
                              "download the images into ROOT/<split>/<ImageID>.jpg, or pass check_images=False")
-        exists = present_mask(image_ids, list_image_files(folder))
-        missing = int((~exists).sum())
-        if missing:
-            first = paths[~exists][0]
-            if strict:
-                raise InputError(folder, "ImageID", f"{missing} of {len(paths)} images listed in "
-                                 f"{labels_path.name} are missing (first: {first})",
-                                 "download the missing images or run without --strict")
-            log.warning("%s: %d of %d images are missing (first: %s); they are left out",
-                        labels_path.name, missing, len(paths), first)
-            keep_index = np.cumsum(exists) - 1
-            m = exists[rows]
-            rows, cols, vals = keep_index[rows[m]], cols[m], vals[m]
-            image_ids, paths = image_ids[exists], paths[exists]
-    labels = PartialLabels.from_sparse(rows, cols, vals, image_ids, class_names_for(mids, descriptions),
-                                       complete=False, validate=False)
+        paths, labels, missing = drop_missing_images(
+            paths, labels, strict=strict, source=labels_path.name, field="ImageID", where=folder,
+            exists=present_mask(image_ids, list_image_files(folder)),
+        )
     sources = [p for p in (desc_path, list_path, labels_path) if p is not None]
     notes = {"rows_outside_class_list": int(skipped_rows), "duplicate_rows_merged": int(stats.duplicate_rows),
              "conflicting_pairs_kept_positive": int(stats.conflicting_pairs)}
