@@ -9,45 +9,24 @@ from typing import Annotated, Optional
 import typer
 
 from plbench.cli.app import command, data_app
+from plbench.cli.options import DataRoot, DatasetName, dataset_options, option_group
 from plbench.errors import InputError
 
-DatasetName = Annotated[str, typer.Option("--dataset", help="Dataset loader: coco, lvis, openimages, fiftyone, synthetic.")]
-DataRoot = Annotated[Path, typer.Option(help="Dataset root folder, as its publisher ships it.")]
-FoDataset = Annotated[Optional[str], typer.Option(help="FiftyOne dataset name (--dataset fiftyone).")]
-FoField = Annotated[Optional[str], typer.Option(help="FiftyOne Classifications field of positive labels.")]
-FoNegatives = Annotated[Optional[str], typer.Option(help="FiftyOne Classifications field of negative labels.")]
-ClassList = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
-                                                   help="OpenImages: file of MIDs fixing the classes.")]
-Strict = Annotated[bool, typer.Option(help="Missing or undecodable images are errors instead of being counted.")]
-
-
-def dataset_options(fo_dataset: str | None, fo_field: str | None, fo_negatives: str | None,
-                    class_list: Path | None, strict: bool) -> dict:
-    """Loader keyword options from the common CLI options (``None`` values left out)."""
-    opts = {"fo_dataset": fo_dataset, "fo_field": fo_field, "fo_negatives": fo_negatives,
-            "class_list": class_list, "strict": strict}
-    return {k: v for k, v in opts.items() if v is not None}
-
-
 @command(data_app, "info")
+@option_group(dataset_options, into="options")
 def info_command(
     dataset: DatasetName,
     data_root: DataRoot = Path("."),
     split: Annotated[Optional[list[str]], typer.Option(help="Split(s) to show (repeatable).")] = None,
     top: Annotated[int, typer.Option(min=0, help="How many most/least frequent classes to list.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON records instead of text.")] = False,
-    fo_dataset: FoDataset = None,
-    fo_field: FoField = None,
-    fo_negatives: FoNegatives = None,
-    class_list: ClassList = None,
-    strict: Strict = False,
+    options: dict | None = None,
 ) -> None:
     """Images, classes, annotations, annotated fraction and the most/least frequent classes per split."""
     from plbench.datasets import load_dataset
     from plbench.datasets.summary import format_summary, summarize_split
 
-    opts = dataset_options(fo_dataset, fo_field, fo_negatives, class_list, strict)
-    summaries = [summarize_split(load_dataset(dataset, data_root, s, **opts), top=top)
+    summaries = [summarize_split(load_dataset(dataset, data_root, s, **(options or {})), top=top)
                  for s in (split or ["train", "val"])]
     if as_json:
         typer.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
@@ -63,6 +42,7 @@ def default_cache_dir(data_root: Path, dataset: str, split: str, size: int) -> P
 
 
 @command(data_app, "cache")
+@option_group(dataset_options, into="options")
 def cache_command(
     dataset: DatasetName,
     data_root: DataRoot = Path("."),
@@ -71,25 +51,21 @@ def cache_command(
     out: Annotated[Optional[Path], typer.Option(file_okay=False,
                                                 help="Cache folder; default DATA_ROOT/plbench_cache/DATASET-SPLIT-SIZE.")] = None,
     workers: Annotated[int, typer.Option(min=0, help="Decoding processes (0: all CPUs).")] = 0,
-    fo_dataset: FoDataset = None,
-    fo_field: FoField = None,
-    fo_negatives: FoNegatives = None,
-    class_list: ClassList = None,
-    strict: Strict = False,
+    options: dict | None = None,
 ) -> None:
     """Decode and resize a split's images once into a memory-mapped uint8 cache."""
     from plbench.datasets import load_dataset
     from plbench.datasets.images import build_image_cache
 
-    opts = dataset_options(fo_dataset, fo_field, fo_negatives, class_list, strict)
-    ds = load_dataset(dataset, data_root, split, **opts)
+    options = options or {}
+    ds = load_dataset(dataset, data_root, split, **options)
     if len(ds) == 0:
         missing = f" ({ds.missing_images:,} listed images have no file)" if ds.missing_images else ""
         raise InputError(data_root, "--split", f"expected images in split {split!r} of {dataset}, but it has "
                          f"none{missing}", "check --split and --data-root, or download the images first")
     target = out or default_cache_dir(data_root, dataset, split, size)
     cache = build_image_cache(ds.image_paths.tolist(), size, target, workers=workers or None,
-                              strict=strict, progress=True)
+                              strict=bool(options.get("strict", False)), progress=True)
     typer.echo(f"cached {len(cache):,} images of {size}x{size} into {target}"
                + (f"; {len(cache.failed):,} could not be decoded (zero rows, listed in index.json)"
                   if cache.failed else ""))

@@ -10,7 +10,7 @@ import numpy as np
 import typer
 
 from plbench.cli.app import app, command
-from plbench.cli.data_cmd import ClassList, FoDataset, FoField, FoNegatives, Strict, dataset_options
+from plbench.cli.options import dataset_options, option_group
 from plbench.errors import InputError
 from plbench.labels import PartialLabels
 from plbench.simulate import Scheme
@@ -43,6 +43,7 @@ def summarise(before: PartialLabels, after: PartialLabels, out: Path, seconds: f
 
 
 @command(app, "simulate")
+@option_group(dataset_options, into="options")
 def simulate_command(
     dataset: Annotated[str, typer.Option(help="Dataset loader: coco, lvis, openimages, fiftyone, synthetic.")],
     data_root: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Dataset root folder.")],
@@ -53,11 +54,7 @@ def simulate_command(
     split: Annotated[str, typer.Option(help="Split to simulate.")] = "train",
     out: Annotated[Optional[Path], typer.Option(dir_okay=False, help="Output parquet file; default: "
                                                 "simulations/<dataset>-<scheme><param>-s<seed>.parquet.")] = None,
-    fo_dataset: FoDataset = None,
-    fo_field: FoField = None,
-    fo_negatives: FoNegatives = None,
-    class_list: ClassList = None,
-    strict: Strict = False,
+    options: dict | None = None,
 ) -> None:
     """Simulate partial labels (FPC, RPS or single positive) from a dataset split into a parquet file."""
     from plbench.artifacts.simulations import default_simulation_path, save_simulation
@@ -72,11 +69,10 @@ def simulate_command(
     except ValueError as e:
         raise InputError(None, "--param", str(e), "pass --param 1000 for fpc or --param 0.5 for rps") from None
     t0 = time.perf_counter()
-    opts = dataset_options(fo_dataset, fo_field, fo_negatives, class_list, strict)
-    data = load_dataset(dataset, data_root, split, **opts)
+    options = options or {}
+    data = load_dataset(dataset, data_root, split, **options)
     labels = simulate(data.labels, scheme, value, seed)
     path = out if out is not None else default_simulation_path(dataset, scheme.value, value, seed, split=split)
-    recorded = {k: str(v) if isinstance(v, Path) else v for k, v in opts.items()}  # JSON-safe
     save_simulation(path, labels, dataset=data.dataset, fingerprint=data.fingerprint, scheme=scheme.value,
-                    param=value, seed=seed, extra={"split": split, "dataset_options": recorded})
+                    param=value, seed=seed, extra={"split": split, "dataset_options": options})
     typer.echo(summarise(data.labels, labels, path, time.perf_counter() - t0))

@@ -10,7 +10,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from plbench.cli.app import app, command
-from plbench.cli.data_cmd import ClassList, FoDataset, FoField, FoNegatives, Strict, dataset_options
+from plbench.cli.options import DataRoot, dataset_options, option_group
 from plbench.config import TrainConfig
 from plbench.errors import InputError
 
@@ -28,7 +28,6 @@ class HeadName(str, Enum):
 
 
 Dataset = Annotated[str, typer.Option(help="Dataset loader: coco, lvis, openimages, fiftyone, synthetic.")]
-DataRoot = Annotated[Path, typer.Option(help="Dataset root folder (as its publisher ships it).")]
 Simulation = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
                                                     help="Parquet file from `plbench simulate`; default: the dataset's own labels.")]
 Backbone = Annotated[str, typer.Option(help="Any timm model name.")]
@@ -64,30 +63,11 @@ def parse_key_values(items: list[str], option: str) -> dict[str, object]:
     return out
 
 
-def _config(**kw: object) -> TrainConfig:
-    kw["data_root"] = str(kw["data_root"])
-    for key in ("simulation", "prior", "checkpoint", "cache_dir"):
-        if kw.get(key) is not None:
-            kw[key] = str(kw[key])
-    kw["dataset_options"] = {k: str(v) if isinstance(v, Path) else v
-                             for k, v in dict(kw.get("dataset_options") or {}).items()}  # type: ignore[call-overload]
-    for key in ("mode", "head"):
-        if isinstance(kw.get(key), Enum):
-            kw[key] = kw[key].value  # type: ignore[union-attr]
-    return TrainConfig(**kw)  # type: ignore[arg-type]
-
-
-@command(app, "train")
-def train_command(
+@option_group(dataset_options, into="dataset_options")
+def training_options(
     dataset: Dataset = "synthetic",
     data_root: DataRoot = Path("data/synthetic"),
     simulation: Simulation = None,
-    mode: Annotated[TrainMode, typer.Option(help="How unannotated labels are treated.")] = TrainMode.SELECTIVE,
-    prior: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
-                                                  help="Prior CSV (Classes,avg_pred) for --mode selective.")] = None,
-    loss: Annotated[str, typer.Option(help="Loss: pasl (partial ASL, uses --mode), asl, bce, an, an_ls, wan, epr, ll_r.")] = "pasl",
-    loss_option: Annotated[Optional[List[str]], typer.Option(
-        help="Loss hyper-parameter KEY=VALUE (repeatable), e.g. gamma_neg=4, expected_num_pos=2.9 for epr.")] = None,
     backbone: Backbone = "resnet10t",
     head: Head = HeadName.GAP,
     image_size: ImageSize = 224,
@@ -105,15 +85,32 @@ def train_command(
     train_split: Split = "train",
     val_split: Split = "val",
     cache_dir: CacheDir = None,
-    strict: Strict = False,
-    fo_dataset: FoDataset = None,
-    fo_field: FoField = None,
-    fo_negatives: FoNegatives = None,
-    class_list: ClassList = None,
+    dataset_options: dict | None = None,
+) -> dict[str, object]:
+    """The options `train` and `estimate-prior` share, as TrainConfig fields (paths as str)."""
+    values = dict(locals())
+    for key in ("data_root", "simulation", "checkpoint", "cache_dir"):
+        if values[key] is not None:
+            values[key] = str(values[key])
+    values["head"] = head.value
+    values["dataset_options"] = dataset_options or {}
+    return values
+
+
+@command(app, "train")
+@option_group(training_options, into="common")
+def train_command(
+    mode: Annotated[TrainMode, typer.Option(help="How unannotated labels are treated.")] = TrainMode.SELECTIVE,
+    prior: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
+                                                  help="Prior CSV (Classes,avg_pred) for --mode selective.")] = None,
+    loss: Annotated[str, typer.Option(help="Loss: pasl (partial ASL, uses --mode), asl, bce, an, an_ls, wan, epr, ll_r.")] = "pasl",
+    loss_option: Annotated[Optional[List[str]], typer.Option(
+        help="Loss hyper-parameter KEY=VALUE (repeatable), e.g. gamma_neg=4, expected_num_pos=2.9 for epr.")] = None,
     out: Annotated[Path, typer.Option(help="Folder of run folders.")] = Path("runs"),
     run_name: Annotated[Optional[str], typer.Option(help="Run folder name (default derived from the config).")] = None,
     config: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
                                                    help="Train from a saved config.json (other options ignored).")] = None,
+    common: dict | None = None,
 ) -> None:
     """Train a partial-label classifier into a run folder (resumes an unfinished run)."""
     from plbench.engine.train import train
@@ -121,14 +118,9 @@ def train_command(
     if config is not None:
         cfg = TrainConfig.load(config)
     else:
-        cfg = _config(
-            dataset=dataset, data_root=data_root, simulation=simulation, mode=mode, prior=prior, loss=loss,
-            loss_options=parse_key_values(loss_option or [], "--loss-option"), backbone=backbone,
-            head=head, image_size=image_size, batch_size=batch_size, epochs=epochs, lr=lr, seed=seed, device=device,
-            pretrained=pretrained, checkpoint=checkpoint, max_train_images=max_train_images, preload=preload,
-            workers=workers, amp=amp, train_split=train_split, val_split=val_split, out_dir=str(out),
-            run_name=run_name, cache_dir=cache_dir,
-            dataset_options=dataset_options(fo_dataset, fo_field, fo_negatives, class_list, strict),
+        cfg = TrainConfig(
+            **(common or {}), mode=mode.value, prior=None if prior is None else str(prior), loss=loss,
+            loss_options=parse_key_values(loss_option or [], "--loss-option"), out_dir=str(out), run_name=run_name,
         )
     result = train(cfg)
     s = result.summary
@@ -137,47 +129,18 @@ def train_command(
 
 
 @command(app, "estimate-prior")
+@option_group(training_options, into="common")
 def estimate_prior_command(
-    dataset: Dataset = "synthetic",
-    data_root: DataRoot = Path("data/synthetic"),
-    simulation: Simulation = None,
-    backbone: Backbone = "resnet10t",
-    head: Head = HeadName.GAP,
-    image_size: ImageSize = 224,
-    batch_size: BatchSize = 64,
-    epochs: Epochs = 5,
-    lr: Lr = 2e-4,
-    seed: Seed = 0,
-    device: Device = "auto",
-    pretrained: Pretrained = False,
-    checkpoint: Checkpoint = None,
-    max_train_images: MaxImages = None,
-    preload: Preload = False,
-    workers: Workers = 0,
-    amp: Amp = False,
-    train_split: Split = "train",
-    val_split: Split = "val",
-    cache_dir: CacheDir = None,
-    strict: Strict = False,
-    fo_dataset: FoDataset = None,
-    fo_field: FoField = None,
-    fo_negatives: FoNegatives = None,
-    class_list: ClassList = None,
     out: Annotated[Optional[Path], typer.Option(dir_okay=False, help="Prior CSV to write (default priors/<name>.csv).")] = None,
+    common: dict | None = None,
 ) -> None:
     """Estimate class priors with a temporary Ignore-mode model; writes `Classes,avg_pred` CSV."""
     from plbench.engine.prior import estimate_prior
     from plbench.priors import default_prior_path, write_prior_csv
 
-    cfg = _config(
-        dataset=dataset, data_root=data_root, simulation=simulation, mode="ignore", backbone=backbone, head=head,
-        image_size=image_size, batch_size=batch_size, epochs=epochs, lr=lr, seed=seed, device=device,
-        pretrained=pretrained, checkpoint=checkpoint, max_train_images=max_train_images, preload=preload,
-        workers=workers, amp=amp, train_split=train_split, val_split=val_split, cache_dir=cache_dir,
-        dataset_options=dataset_options(fo_dataset, fo_field, fo_negatives, class_list, strict),
-    )
+    cfg = TrainConfig(**(common or {}), mode="ignore")
     names, prior = estimate_prior(cfg)
     if out is None:
-        out = default_prior_path(dataset, simulation, backbone, seed)
+        out = default_prior_path(cfg.dataset, cfg.simulation, cfg.backbone, cfg.seed)
     write_prior_csv(out, names, prior)
     typer.echo(f"wrote {out}: {len(names)} classes, mean prior {prior.mean():.4f}")

@@ -1,0 +1,61 @@
+"""Option types shared by several commands, and option groups declared once for all of them."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+DatasetName = Annotated[str, typer.Option("--dataset", help="Dataset loader: coco, lvis, openimages, fiftyone, synthetic.")]
+DataRoot = Annotated[Path, typer.Option(help="Dataset root folder, as its publisher ships it.")]
+FoDataset = Annotated[Optional[str], typer.Option(help="FiftyOne dataset name (--dataset fiftyone).")]
+FoField = Annotated[Optional[str], typer.Option(help="FiftyOne Classifications field of positive labels.")]
+FoNegatives = Annotated[Optional[str], typer.Option(help="FiftyOne Classifications field of negative labels.")]
+ClassList = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
+                                                   help="OpenImages: file of MIDs fixing the classes.")]
+Strict = Annotated[bool, typer.Option(help="Missing or undecodable images are errors instead of being counted.")]
+
+
+def option_group(template: Callable[..., Any], into: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the options of ``template``, delivered as one argument ``into``.
+
+    The command's CLI signature becomes its own parameters (less ``into``) followed by the template's;
+    at call time the template is called with its options and its result is passed as ``into``. So a
+    group of options (and what is built from them) is declared once for every command that takes it.
+    """
+    group = list(inspect.signature(template, eval_str=True).parameters.values())
+    names = [p.name for p in group]
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != into]
+        clash = {p.name for p in own} & set(names)
+        if clash:
+            raise ValueError(f"{fn.__name__} already declares {sorted(clash)} of the {template.__name__} group")
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            kwargs[into] = template(**{n: kwargs.pop(n) for n in names if n in kwargs})
+            return fn(*args, **kwargs)
+
+        params = own + group
+        wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
+
+    return deco
+
+
+def dataset_options(
+    fo_dataset: FoDataset = None,
+    fo_field: FoField = None,
+    fo_negatives: FoNegatives = None,
+    class_list: ClassList = None,
+    strict: Strict = False,
+) -> dict[str, Any]:
+    """Loader keyword options from the common CLI options (``None`` values left out, paths as str)."""
+    opts = {"fo_dataset": fo_dataset, "fo_field": fo_field, "fo_negatives": fo_negatives,
+            "class_list": None if class_list is None else str(class_list), "strict": strict}
+    return {k: v for k, v in opts.items() if v is not None}
