@@ -266,13 +266,6 @@ def train(
     criterion = criterion.to(device)
     optimizer = torch.optim.Adam(parameter_groups(model, config.weight_decay), lr=config.lr)
 
-    train_set = make_dataset(config, config.train_split, train_paths, train_labels, train=True)
-    val_set = make_dataset(config, config.val_split, val_split.image_paths, val_split.labels, train=False)
-    val_loader = make_loader(val_set, config)
-    n_train = len(train_set) - 1 if len(train_set) % config.batch_size == 1 and len(train_set) > 1 else len(train_set)
-    steps_per_epoch = max(1, -(-n_train // config.batch_size))
-    total_steps = steps_per_epoch * config.epochs
-
     start_epoch, best_map = 0, float("-inf")
     last_path = run_dir / "last.pt"
     summary_path = run_dir / "summary.json"
@@ -292,6 +285,14 @@ def train(
         if start_epoch >= config.epochs and summary_path.exists():
             return RunResult(run_dir, json.loads(summary_path.read_text()), model)
         log.info("resuming %s at epoch %d", run_dir, start_epoch + 1)
+
+    # images are decoded (or their cache opened) only once a finished run has been ruled out
+    train_set = make_dataset(config, config.train_split, train_paths, train_labels, train=True)
+    val_set = make_dataset(config, config.val_split, val_split.image_paths, val_split.labels, train=False)
+    val_loader = make_loader(val_set, config)
+    n_train = len(train_set) - 1 if len(train_set) % config.batch_size == 1 and len(train_set) > 1 else len(train_set)
+    steps_per_epoch = max(1, -(-n_train // config.batch_size))
+    total_steps = steps_per_epoch * config.epochs
 
     history: list[dict[str, Any]] = []
     metrics_path = run_dir / "metrics.jsonl"
