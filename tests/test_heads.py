@@ -165,10 +165,10 @@ def test_gap_head():
 
 
 def test_registry():
-    assert {"gap", "ml_decoder"} <= set(list_heads()) == set(HEADS)
-    head = create_head("ml_decoder", in_features=64, num_classes=5, num_groups=2, embed_dim=32, num_heads=4)
+    assert {"gap", "ml-decoder"} <= set(list_heads()) == set(HEADS)
+    head = create_head("ml-decoder", in_features=64, num_classes=5, num_groups=2, embed_dim=32, num_heads=4)
     assert isinstance(head, MLDecoderHead) and head.num_groups == 2
-    with pytest.raises(ValueError, match="unknown head 'mlp'; available: gap, ml_decoder"):
+    with pytest.raises(ValueError, match="unknown head 'mlp'; available: gap, ml-decoder"):
         create_head("mlp", 4, 2)
     with pytest.raises(ValueError, match="bad arguments for head 'gap'"):
         create_head("gap", 4, 2, num_groups=3)

@@ -88,9 +88,8 @@ def build_model(
         ) from None
     if checkpoint is not None:
         _load_backbone_weights(net, Path(checkpoint))
-    # the CLI spells heads with dashes (--head ml-decoder), the registry with underscores
     try:
-        head_module = create_head(head.replace("-", "_"), in_features=net.num_features, num_classes=num_classes,
+        head_module = create_head(head, in_features=net.num_features, num_classes=num_classes,
                                   **(head_options or {}))
     except (ValueError, TypeError) as e:
         raise InputError(None, "--head / head_options", str(e), "pick a head and options from `plbench train --help`") from None

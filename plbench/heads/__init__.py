@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from plbench.choices import Head
 from plbench.heads.gap import GAPHead, tokens_from_features
 from plbench.heads.ml_decoder import MLDecoderHead
 
@@ -29,8 +30,8 @@ def register_head(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..
     return add
 
 
-register_head("gap")(GAPHead)
-register_head("ml_decoder")(MLDecoderHead)
+register_head(Head.GAP.value)(GAPHead)
+register_head(Head.ML_DECODER.value)(MLDecoderHead)
 
 
 def list_heads() -> list[str]:
@@ -42,10 +43,10 @@ def create_head(name: str, in_features: int, num_classes: int, **kw: Any) -> nn.
     """Build a registered head.
 
     Args:
-        name: one of :func:`list_heads` (``gap``, ``ml_decoder``).
+        name: one of :func:`list_heads` (``gap``, ``ml-decoder``: the values of :class:`plbench.choices.Head`).
         in_features: D, the backbone's ``num_features``.
         num_classes: C.
-        **kw: further constructor arguments (e.g. ``num_groups`` for ``ml_decoder``).
+        **kw: further constructor arguments (e.g. ``num_groups`` for ``ml-decoder``).
     Raises:
         ValueError: unknown name (lists the available heads) or bad arguments.
     Example:

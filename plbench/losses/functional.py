@@ -20,37 +20,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from plbench.choices import Mode
 from plbench.labels import NEG, POS, UNK
 
 #: Floor inside the logarithm of P-ASL (the CSL authors' value).
 PASL_EPS = 1e-8
 #: Offset inside the logarithm of the single-positive losses (Cole et al.'s value).
 SPML_EPS = 1e-5
-
-
-class Mode(str, Enum):
-    """How P-ASL weights unannotated entries (``-1`` targets)."""
-
-    IGNORE = "ignore"  # unannotated entries get weight 0
-    NEGATIVE = "negative"  # unannotated entries are negatives (weight 1)
-    SELECTIVE = "selective"  # CSL: ignore high-prior classes and the most likely positives
-    IGNORE_NORMALIZED = "ignore_normalized"  # Durand et al. 2019 partial-BCE normalisation
-
-    @classmethod
-    def parse(cls, value: "str | Mode") -> "Mode":
-        """``Mode`` from its value; raises ValueError listing the allowed values."""
-        try:
-            return cls(value)
-        except ValueError:
-            allowed = ", ".join(m.value for m in cls)
-            raise ValueError(f"expected a mode in {{{allowed}}}, but got {value!r}") from None
 
 
 # -- validation ------------------------------------------------------------------------------------

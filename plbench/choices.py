@@ -1,0 +1,72 @@
+"""Closed choices shared by the CLI, the config, the engine, the losses and the report: one enum each.
+
+Every enum is a ``str`` enum, so its values are what config files, summaries and the CLI hold, and
+``parse`` turns a string into a member with an error that lists the allowed values.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TypeVar
+
+E = TypeVar("E", bound="Choice")
+
+
+class Choice(str, Enum):
+    """Base of plbench's closed choices."""
+
+    @classmethod
+    def parse(cls: type[E], value: "str | E") -> E:
+        """The member with this value; raises ValueError listing the allowed values."""
+        try:
+            return cls(value)
+        except ValueError:
+            allowed = ", ".join(m.value for m in cls)
+            raise ValueError(f"expected a {cls.__name__.lower()} in {{{allowed}}}, but got {value!r}") from None
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Mode(Choice):
+    """How a partial-label loss treats unannotated (``-1``) targets."""
+
+    IGNORE = "ignore"  # unannotated entries get weight 0
+    NEGATIVE = "negative"  # unannotated entries are negatives (weight 1)
+    SELECTIVE = "selective"  # CSL: ignore high-prior classes and the most likely positives
+    IGNORE_NORMALIZED = "ignore_normalized"  # Durand et al. 2019 partial-BCE normalisation
+
+
+class Head(Choice):
+    """Classification head on the backbone features (the registry in :mod:`plbench.heads` uses these names)."""
+
+    GAP = "gap"
+    ML_DECODER = "ml-decoder"
+
+
+class Recipe(Choice):
+    """Training recipe preset (see :mod:`plbench.engine.recipes`)."""
+
+    CSL = "csl"  # the CSL authors' train.py: Cutout + RandAugment, EMA 0.9997, 30 epochs, batch 64
+    LIGHT = "light"  # horizontal flip only, no EMA: quick CPU runs and the demo
+
+
+class Protocol(Choice):
+    """What is trained (Cole et al. 2021 report both)."""
+
+    FINE_TUNED = "fine-tuned"  # backbone and head trained end to end on images
+    LINEAR = "linear"  # backbone frozen: only the head is trained, on cached features
+
+
+class Augment(Choice):
+    """Training-image augmentation."""
+
+    FLIP = "flip"  # random horizontal flip (p = 0.5)
+    CUTOUT_RANDAUGMENT = "cutout-randaugment"  # the CSL authors' get_data.py: Cutout(0.5), RandAugment
+
+
+class Checkpoint(Choice):
+    """Which saved model of a run."""
+
+    LAST = "last"
+    BEST = "best"
