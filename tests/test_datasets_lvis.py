@@ -110,7 +110,7 @@ def test_contradiction_and_unknown_ids(tmp_path):
     write(tmp_path, "val", data)
     with pytest.raises(InputError, match="expected 'r', 'c' or 'f' for category 30"):
         load_dataset("lvis", tmp_path, "val")
-    with pytest.raises(InputError, match="no LVIS v1 file for split 'train'"):
+    with pytest.raises(InputError, match="no LVIS file for split 'train'"):
         load_dataset("lvis", tmp_path / "nowhere", "train")
 
 

@@ -183,3 +183,33 @@ def test_read_class_list_rejects_non_mids(tmp_path):
     p.write_text("/m/01\nPerson\n")
     with pytest.raises(InputError, match="expected MIDs such as /m/01g317, but got 'Person'"):
         read_class_list(p)
+
+
+def test_find_splits_per_split_files_and_data_csv(tmp_path):
+    from plbench.datasets import find_splits
+
+    root = write_root(tmp_path, ROWS)  # validation file only
+    (root / "annotations").mkdir()
+    (root / "annotations" / "test-annotations-human-imagelabels.csv").write_text(HEADER + ROWS)
+    found = {s.split: s.path for s in find_splits("openimages", root)}
+    assert found == {"train": None, "validation": root / "validation-annotations-human-imagelabels.csv",
+                     "test": root / "annotations" / "test-annotations-human-imagelabels.csv"}
+    for name in ("validation-annotations-human-imagelabels.csv", "annotations/test-annotations-human-imagelabels.csv"):
+        (root / name).unlink()
+    (root / "data.csv").write_text("ImageID,split,LabelName,Confidence\nimg_a,val,/m/0bt9lr,1\nimg_c,train,/m/0k4j,1\n")
+    found = {s.split: s.path for s in find_splits("openimages", root)}
+    assert found == {"train": root / "data.csv", "validation": root / "data.csv", "test": None}
+    (root / "data.csv").unlink()
+    with pytest.raises(InputError) as e:
+        find_splits("openimages", root)
+    assert e.value.field == "annotations" and "at least one openimages split, but found none" in e.value.problem
+    assert "train: oidv6-train-annotations-human-imagelabels.csv or annotations/oidv6-train" in e.value.problem
+    assert "test: test-annotations-human-imagelabels.csv" in e.value.problem
+
+
+def test_find_splits_without_finder_assumes_train_and_val(tmp_path):
+    from plbench.datasets import find_splits
+
+    assert [(s.split, s.path) for s in find_splits("fiftyone", tmp_path)] == [("train", tmp_path), ("val", tmp_path)]
+    with pytest.raises(InputError, match="expected options the lvis loader accepts"):
+        find_splits("lvis", tmp_path, class_list="x")

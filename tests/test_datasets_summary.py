@@ -49,8 +49,11 @@ def test_data_info_cli_lvis(tmp_path):
     rec = json.loads(res.output)
     assert len(rec) == 1 and rec[0]["positives"] == 4 and rec[0]["most_frequent"][0]["name"] == "apple"
     res = runner.invoke(app, ["data", "info", "--dataset", "lvis", "--data-root", str(tmp_path / "no")])
-    assert res.exit_code == 2 and "no LVIS v1 file for split 'train'" in res.output
-    assert "Traceback" not in res.output
+    flat = " ".join(res.output.split())
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert ("annotations: expected the annotations of at least one lvis split, but found none (looked for "
+            "train: lvis_v1_train.json or annotations/lvis_v1_train.json; val: lvis_v1_val.json or "
+            "annotations/lvis_v1_val.json). Fix: point --data-root") in flat
     res = runner.invoke(app, ["data", "info", "--dataset", "imagenet"])
     flat = " ".join(res.output.split())
     assert res.exit_code == 2 and "Traceback" not in res.output
@@ -82,3 +85,35 @@ def test_data_cache_cli_real_coco(real_fixtures, tmp_path):
     cache = ImageCache.open(out)
     assert cache.size == 32 and len(cache) == 6 and cache.failed == []
     assert all(p.startswith(str(root / "val2017")) for p in cache.paths)
+
+
+def test_data_info_shows_the_splits_that_exist(tmp_path):
+    """A root holding only lvis_v1_val.json: val is shown, train is named as absent; --split train fails."""
+    write(tmp_path, "val", sample_data())
+    runner = CliRunner()
+    res = runner.invoke(app, ["data", "info", "--dataset", "lvis", "--data-root", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "lvis / val: 4 images, 4 classes (partial labels)" in res.stdout
+    assert "lvis / train" not in res.output
+    note = " ".join(res.stderr.split())
+    assert (f"note: lvis split 'train' not found in {tmp_path} (looked for lvis_v1_train.json, "
+            f"annotations/lvis_v1_train.json); showing val") in note
+    res = runner.invoke(app, ["data", "info", "--dataset", "lvis", "--data-root", str(tmp_path), "--json"])
+    assert [r["split"] for r in json.loads(res.stdout)] == ["val"]  # the note stays out of the JSON
+    res = runner.invoke(app, ["data", "info", "--dataset", "lvis", "--data-root", str(tmp_path), "--split", "train"])
+    flat = " ".join(res.output.split())
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert f"Error in {tmp_path}, annotations: no LVIS file for split 'train' (looked for lvis_v1_train.json" in flat
+    res = runner.invoke(app, ["data", "info", "--dataset", "lvis", "--data-root", str(tmp_path), "--split", "test"])
+    assert res.exit_code == 2 and "--split: expected one of train, val, validation for LVIS, but got 'test'" in res.output
+
+
+def test_data_info_coco_val_only(tmp_path):
+    from test_datasets_coco import write_coco
+
+    write_coco(tmp_path)
+    (tmp_path / "annotations" / "instances_train2017.json").unlink(missing_ok=True)
+    res = CliRunner().invoke(app, ["data", "info", "--dataset", "coco", "--data-root", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "coco / val:" in res.stdout and "coco / train" not in res.stdout
+    assert "annotations/instances_train2017.json, annotations/instances_train2014.json" in res.stderr

@@ -17,17 +17,28 @@ from plbench.errors import InputError
 def info_command(
     dataset: DatasetName,
     data_root: DataRoot = Path("."),
-    split: Annotated[Optional[list[str]], typer.Option(help="Split(s) to show (repeatable).")] = None,
+    split: Annotated[Optional[list[str]], typer.Option(help="Split(s) to show (repeatable; default: every split "
+                                                            "found).")] = None,
     top: Annotated[int, typer.Option(min=0, help="How many most/least frequent classes to list.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON records instead of text.")] = False,
     options: dict | None = None,
 ) -> None:
-    """Images, classes, annotations, annotated fraction and the most/least frequent classes per split."""
-    from plbench.datasets import load_dataset
+    """Images, classes, annotations, annotated fraction and the most/least frequent classes per split.
+
+    Without --split, every split found under --data-root is shown (a note on stderr names the absent ones).
+    """
+    from plbench.datasets import find_splits, load_dataset
     from plbench.datasets.summary import format_summary, summarize_split
 
-    summaries = [summarize_split(load_dataset(dataset, data_root, s, **(options or {})), top=top)
-                 for s in (split or ["train", "val"])]
+    options = options or {}
+    if not split:
+        sources = find_splits(dataset, data_root, **options)
+        split = [s.split for s in sources if s.path is not None]
+        for s in sources:
+            if s.path is None:
+                typer.echo(f"note: {dataset} split {s.split!r} not found in {data_root} (looked for "
+                           f"{', '.join(s.accepted)}); showing {', '.join(split)}", err=True)
+    summaries = [summarize_split(load_dataset(dataset, data_root, s, **options), top=top) for s in split]
     if as_json:
         typer.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
     else:

@@ -10,7 +10,8 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from plbench.datasets.base import DATASETS, DatasetSplit, Loader, file_fingerprint, register_dataset
+from plbench.datasets.base import (DATASETS, SPLIT_FINDERS, DatasetSplit, Loader, SplitSource, file_fingerprint,
+                                   register_dataset)
 from plbench.datasets import coco as _coco  # noqa: F401  (registers "coco" and "synthetic")
 from plbench.datasets import lvis as _lvis  # noqa: F401  (registers "lvis")
 from plbench.datasets import openimages as _openimages  # noqa: F401  (registers "openimages")
@@ -60,6 +61,11 @@ def load_dataset(name: str, root: str | Path, split: str, **options: Any) -> Dat
             ones), missing or malformed files.
     """
     fn = _loader(name)
+    _check_options(name, fn, options)
+    return fn(Path(root), split, **options)
+
+
+def _check_options(name: str, fn: Loader, options: dict[str, Any]) -> None:
     accepted = _loader_parameters(fn)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
@@ -67,8 +73,44 @@ def load_dataset(name: str, root: str | Path, split: str, **options: Any) -> Dat
         raise InputError(None, "dataset options", f"expected options the {name} loader accepts "
                          f"({', '.join(accepted) or 'none'}), but got {', '.join(unknown)}",
                          f"remove {flags} (config: dataset_options) or pick the dataset they belong to")
-    return fn(Path(root), split, **options)
 
 
-__all__ = ["DATASETS", "DatasetSplit", "file_fingerprint", "list_datasets", "load_dataset", "loader_options",
-           "register_dataset"]
+DEFAULT_SPLITS = ("train", "val")
+
+
+def find_splits(name: str, root: str | Path, **options: Any) -> list[SplitSource]:
+    """Which splits of dataset ``name`` the folder ``root`` holds, without parsing them.
+
+    Args:
+        name: registry name (see :func:`list_datasets`).
+        root: dataset root folder.
+        options: loader keyword options (checked as by :func:`load_dataset`); the split finder
+            receives those it names (e.g. ``openimages_labels``).
+
+    Returns:
+        One :class:`SplitSource` per split the dataset knows, in its usual order (train first);
+        absent splits have ``path=None``. A dataset without a split finder (FiftyOne: splits are
+        sample tags) gets ``train`` and ``val``, assumed present (``path`` is ``root``).
+
+    Raises:
+        plbench.errors.InputError: unknown dataset or option, no split present (the message lists
+            every file name looked for), or files that contradict each other (e.g. two LVIS versions).
+    """
+    fn = _loader(name)
+    _check_options(name, fn, options)
+    root = Path(root)
+    finder = SPLIT_FINDERS.get(name)
+    if finder is None:
+        return [SplitSource(s, root, ()) for s in DEFAULT_SPLITS]
+    wanted = inspect.signature(finder).parameters
+    sources = finder(root, **{k: v for k, v in options.items() if k in wanted})
+    if not any(s.path is not None for s in sources):
+        looked = "; ".join(f"{s.split}: {' or '.join(s.accepted)}" for s in sources)
+        raise InputError(root, "annotations", f"expected the annotations of at least one {name} split, but found "
+                         f"none (looked for {looked})",
+                         "point --data-root at the folder holding these files, named as their publisher ships them")
+    return sources
+
+
+__all__ = ["DATASETS", "DatasetSplit", "SplitSource", "file_fingerprint", "find_splits", "list_datasets",
+           "load_dataset", "loader_options", "register_dataset"]

@@ -56,17 +56,43 @@ class DatasetSplit:
         return len(self.image_paths)
 
 
+@dataclass(frozen=True)
+class SplitSource:
+    """Where the annotations of one split are, or were looked for.
+
+    Attributes:
+        split: the name to pass as ``--split``.
+        path: the annotation file found; ``None`` when the split is absent.
+        accepted: every file accepted for this split, relative to the root, in the order they are
+            tried (for messages), e.g. ``lvis_v1_val.json``, ``annotations/lvis_v1_val.json``.
+    """
+
+    split: str
+    path: Path | None
+    accepted: tuple[str, ...]
+
+
 Loader = Callable[..., DatasetSplit]
+SplitFinder = Callable[..., list[SplitSource]]
 DATASETS: dict[str, Loader] = {}
+# name -> fn(root, **options) -> list[SplitSource]: the splits a dataset root holds, without parsing them.
+SPLIT_FINDERS: dict[str, SplitFinder] = {}
 
 
-def register_dataset(name: str) -> Callable[[Loader], Loader]:
-    """Decorator adding a loader ``fn(root, split, **options) -> DatasetSplit`` under ``name``."""
+def register_dataset(name: str, splits: SplitFinder | None = None) -> Callable[[Loader], Loader]:
+    """Decorator adding a loader ``fn(root, split, **options) -> DatasetSplit`` under ``name``.
+
+    Args:
+        splits: optional ``fn(root, **options) -> list[SplitSource]`` telling which splits a root
+            holds (options: a subset of the loader's). Without it, ``train`` and ``val`` are assumed.
+    """
 
     def deco(fn: Loader) -> Loader:
         if name in DATASETS:
             raise ValueError(f"dataset {name!r} is registered twice")
         DATASETS[name] = fn
+        if splits is not None:
+            SPLIT_FINDERS[name] = splits
         return fn
 
     return deco

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plbench.datasets.base import DatasetSplit, drop_missing_images, file_fingerprint, register_dataset
+from plbench.datasets.base import DatasetSplit, SplitSource, drop_missing_images, file_fingerprint, register_dataset
 from plbench.errors import InputError
 from plbench.labels import NEG, POS, PartialLabels
 
@@ -43,6 +43,16 @@ def find_coco_split(root: Path, split: str) -> tuple[Path, Path]:
         root, "annotations", f"no COCO instances file for split {split!r} (looked for {tried})",
         "point --data-root at the folder that holds annotations/ and the image folders",
     )
+
+
+def coco_splits(root: Path) -> list[SplitSource]:
+    """The ``train`` and ``val`` instances files ``root`` holds (newest year first); see :func:`find_splits`."""
+    out = []
+    for split in ("train", "val"):
+        accepted = tuple(f"annotations/instances_{split}{y}.json" for y in YEARS)
+        found = next((root / a for a in accepted if (root / a).is_file()), None)
+        out.append(SplitSource(split, found, accepted))
+    return out
 
 
 def _load_json(path: Path) -> dict:
@@ -123,10 +133,10 @@ def _read_coco(root: Path, split: str, *, include_crowd: bool, strict: bool, dat
     )
 
 
-register_dataset("coco")(load_coco)
+register_dataset("coco", splits=coco_splits)(load_coco)
 
 
-@register_dataset("synthetic")
+@register_dataset("synthetic", splits=coco_splits)
 def load_synthetic(root: Path, split: str, *, include_crowd: bool = True, strict: bool = False) -> DatasetSplit:
     """The built-in synthetic dataset: plain COCO layout, read by the COCO loader (same options)."""
     return _read_coco(Path(root), split, include_crowd=include_crowd, strict=strict, dataset_name="synthetic")

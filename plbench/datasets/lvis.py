@@ -33,7 +33,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from plbench.datasets.base import DatasetSplit, drop_missing_images, file_fingerprint, register_dataset
+from plbench.datasets.base import DatasetSplit, SplitSource, drop_missing_images, file_fingerprint, register_dataset
 from plbench.errors import InputError
 from plbench.labels import NEG, POS, PartialLabels
 
@@ -41,16 +41,31 @@ FREQUENCY_GROUPS = {"r": "rare", "c": "common", "f": "frequent"}
 SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val"}
 
 
+def _accepted(split: str) -> tuple[str, ...]:
+    return (f"lvis_v1_{split}.json", f"annotations/lvis_v1_{split}.json")
+
+
+def lvis_splits(root: Path) -> list[SplitSource]:
+    """The ``train`` and ``val`` files ``root`` holds; see :func:`plbench.datasets.find_splits`."""
+    out = []
+    for split in ("train", "val"):
+        accepted = _accepted(split)
+        out.append(SplitSource(split, next((root / a for a in accepted if (root / a).is_file()), None), accepted))
+    return out
+
+
 def find_lvis_file(root: Path, split: str) -> Path:
     """Resolve ``lvis_v1_{split}.json`` in ``root`` or ``root/annotations``."""
-    name = SPLIT_ALIASES.get(split, split)
-    candidates = [root / f"lvis_v1_{name}.json", root / "annotations" / f"lvis_v1_{name}.json"]
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise InputError(root, "annotations", f"no LVIS v1 file for split {split!r} (looked for "
-                     f"{', '.join(map(str, candidates))})",
-                     "point --data-root at the folder holding lvis_v1_train.json / lvis_v1_val.json")
+    name = SPLIT_ALIASES.get(split)
+    if name is None:
+        raise InputError(None, "--split", f"expected one of {', '.join(SPLIT_ALIASES)} for LVIS, but got {split!r}",
+                         "pass --split train or --split val")
+    source = next(s for s in lvis_splits(root) if s.split == name)
+    if source.path is None:
+        raise InputError(root, "annotations", f"no LVIS file for split {split!r} (looked for "
+                         f"{', '.join(source.accepted)})",
+                         "point --data-root at the folder holding lvis_v1_train.json / lvis_v1_val.json")
+    return source.path
 
 
 def _image_path(root: Path, img: dict, split: str) -> Path:
@@ -143,7 +158,7 @@ def lvis_labels(data: dict, path: Path) -> tuple[np.ndarray, list[str], np.ndarr
     return img_ids, [c["name"] for c in cats], rows, cols.astype(np.int32), vals, group_idx
 
 
-@register_dataset("lvis")
+@register_dataset("lvis", splits=lvis_splits)
 def load_lvis(root: Path, split: str, *, strict: bool = False) -> DatasetSplit:
     """Load an LVIS v1 split as natural partial labels (see module docstring).
 

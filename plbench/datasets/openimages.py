@@ -46,7 +46,7 @@ from typing import Sequence
 
 import numpy as np
 
-from plbench.datasets.base import DatasetSplit, drop_missing_images, file_fingerprint, register_dataset
+from plbench.datasets.base import DatasetSplit, SplitSource, drop_missing_images, file_fingerprint, register_dataset
 from plbench.errors import InputError
 from plbench.labels import NEG, POS, PartialLabels
 
@@ -324,6 +324,42 @@ def _labels_source(root: Path, canonical: str):
                      "point --data-root at the folder holding the OpenImages V6 CSV files")
 
 
+def _data_csv_splits(path: Path) -> set[str]:
+    """Canonical split names present in the ``split`` column of a CSL ``data.csv`` (all, without it)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+
+    with open(path, encoding="utf-8", errors="replace") as f:
+        header = [h.strip() for h in f.readline().split(",")]
+    if "split" not in header:
+        return set(LABEL_FILES)
+    try:
+        column = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
+            include_columns=["split"], column_types={"split": pa.string()})).column("split")
+    except pa.ArrowInvalid as e:
+        raise InputError(path, "split", f"expected a readable split column, but parsing failed ({e})",
+                         "re-download or regenerate the file") from None
+    return {SPLITS[v] for v in pc.unique(column).to_pylist() if v in SPLITS}
+
+
+def openimages_splits(root: Path) -> list[SplitSource]:
+    """The ``train``, ``validation`` and ``test`` labels ``root`` holds; see :func:`plbench.datasets.find_splits`.
+
+    Per-split CSV files win; without any, a CSL ``data.csv`` provides the splits named in its
+    ``split`` column.
+    """
+    found = {split: _find(root, names) for split, names in LABEL_FILES.items()}
+    data_csv = _find(root, ("data.csv",)) if not any(found.values()) else None
+    in_data_csv = _data_csv_splits(data_csv) if data_csv is not None else set()
+    out = []
+    for split, names in LABEL_FILES.items():
+        accepted = tuple(f"{folder}{n}" for n in names + ("data.csv",) for folder in ("", "annotations/"))
+        path = found[split] or (data_csv if split in in_data_csv else None)
+        out.append(SplitSource(split, path, accepted))
+    return out
+
+
 def _read_data_csv(path: Path, split: str):
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -339,7 +375,7 @@ def _read_data_csv(path: Path, split: str):
     return table, empty
 
 
-@register_dataset("openimages")
+@register_dataset("openimages", splits=openimages_splits)
 def load_openimages(root: Path, split: str, *, class_list: str | Path | None = None, strict: bool = False,
                     check_images: bool = True) -> DatasetSplit:
     """Load an OpenImages V6 split as sparse natural partial labels (see module docstring).
