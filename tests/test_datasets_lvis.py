@@ -139,3 +139,101 @@ def test_real_category_list(real_fixtures, tmp_path):
     counts = ds.labels.counts()
     assert counts.positives.sum() == 2 and counts.negatives.sum() == 1
     assert counts.unannotated.sum() == 2 * 1203 - 3
+
+
+# --- versions: v1 and v0.5 are told apart, said, and never mixed -------------------------------------------
+
+def real_cats(real_fixtures: Path) -> list[dict]:
+    return json.loads((real_fixtures / "lvis_v1_categories.json").read_text())
+
+
+def v05_sized_cats(real_fixtures: Path) -> list[dict]:
+    """A class set of v0.5's size: the 1,203 real v1 categories plus 27 made up (ids 1204..1230)."""
+    extra = [{"id": i, "name": f"extra_{i}", "synset": f"extra.n.{i}", "frequency": "r", "image_count": 1}
+             for i in range(1204, 1231)]
+    return real_cats(real_fixtures) + extra
+
+
+def versioned_file(cats: list[dict], version: str | None) -> dict:
+    data = lvis_file([image(1, "val2017", neg=[2]), image(2, "val2017")],
+                     [{"id": 1, "image_id": 2, "category_id": 1}], cats)
+    data["info"] = {} if version is None else {"description": "LVIS", "version": version, "year": 2019}
+    return data
+
+
+def write_named(root: Path, name: str, data: dict) -> Path:
+    write(root, "val", data)  # images
+    (root / "lvis_v1_val.json").rename(root / name)
+    return root / name
+
+
+def test_version_read_and_said(real_fixtures, tmp_path):
+    from plbench.datasets.summary import format_summary, summarize_split
+
+    write_named(tmp_path / "v1", "lvis_v1_val.json", versioned_file(real_cats(real_fixtures), "1.0"))
+    ds = load_dataset("lvis", tmp_path / "v1", "val")
+    assert ds.num_classes == 1203
+    assert ds.notes == {"lvis_version": "v1", "annotation_file": "lvis_v1_val.json"}
+    write_named(tmp_path / "v05", "lvis_v0.5_val.json", versioned_file(v05_sized_cats(real_fixtures), "0.5"))
+    ds = load_dataset("lvis", tmp_path / "v05", "val")
+    assert ds.num_classes == 1230 and ds.notes["lvis_version"] == "v0.5"
+    text = format_summary(summarize_split(ds))
+    assert "lvis version: v0.5" in text and "annotation file: lvis_v0.5_val.json" in text
+    # an excerpt (no info, 4 classes): the file name alone decides
+    write(tmp_path / "small", "val", sample_data())
+    assert load_dataset("lvis", tmp_path / "small", "val").notes["lvis_version"] == "v1"
+
+
+@pytest.mark.parametrize("name, version, v05_size, said", [
+    # a v0.5 file renamed as v1: the class count, the ids and info.version all say v0.5
+    ("lvis_v1_val.json", "0.5", True, "file name lvis_v1_val.json: v1; info.version '0.5': v0.5; "
+                                      "1,230 categories: v0.5; category id 1,230 (v1 ids end at 1,203): v0.5"),
+    # no info at all: the class set still tells
+    ("lvis_v1_val.json", None, True, "file name lvis_v1_val.json: v1; 1,230 categories: v0.5; "
+                                     "category id 1,230 (v1 ids end at 1,203): v0.5"),
+    # a v1 file renamed as v0.5
+    ("lvis_v0.5_val.json", "1.0", False, "file name lvis_v0.5_val.json: v0.5; info.version '1.0': v1; "
+                                         "1,203 categories: v1"),
+])
+def test_version_contradiction_is_input_error(real_fixtures, tmp_path, name, version, v05_size, said):
+    from typer.testing import CliRunner
+
+    from plbench.cli import app
+
+    cats = v05_sized_cats(real_fixtures) if v05_size else real_cats(real_fixtures)
+    path = write_named(tmp_path, name, versioned_file(cats, version))
+    with pytest.raises(InputError) as e:
+        load_dataset("lvis", tmp_path, "val")
+    assert e.value.path == path and e.value.field == "info.version / categories"
+    assert e.value.problem == f"expected one LVIS version from the file name, info.version and class set, but got {said}"
+    content = "v1" if name.startswith("lvis_v0.5") else "v0.5"
+    assert e.value.fix.startswith(f"if the file is LVIS {content}, name it lvis_{content}_val.json")
+    res = CliRunner().invoke(app, ["data", "info", "--dataset", "lvis", "--data-root", str(tmp_path)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "expected one LVIS version" in " ".join(res.output.split())
+
+
+def test_mix_of_versions_between_splits_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from plbench.cli import app
+    from plbench.datasets import find_splits
+
+    write(tmp_path, "train", sample_data())  # lvis_v1_train.json
+    write(tmp_path, "val", sample_data(), under_annotations=True)
+    (tmp_path / "annotations" / "lvis_v1_val.json").rename(tmp_path / "annotations" / "lvis_v0.5_val.json")
+    problem = ("expected the files of one LVIS version, but found lvis_v1_train.json (v1), "
+               "annotations/lvis_v0.5_val.json (v0.5)")
+    for split in ("train", "val"):  # either split alone is refused: the other one would not match it
+        with pytest.raises(InputError) as e:
+            load_dataset("lvis", tmp_path, split)
+        assert e.value.problem == problem and "keep one version's files under --data-root" in e.value.fix
+    with pytest.raises(InputError, match="one LVIS version"):
+        find_splits("lvis", tmp_path)
+    res = CliRunner().invoke(app, ["data", "info", "--dataset", "lvis", "--data-root", str(tmp_path)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert problem in " ".join(res.output.split())
+    (tmp_path / "lvis_v1_train.json").rename(tmp_path / "lvis_v0.5_train.json")
+    found = {s.split: s.path for s in find_splits("lvis", tmp_path)}
+    assert found == {"train": tmp_path / "lvis_v0.5_train.json", "val": tmp_path / "annotations" / "lvis_v0.5_val.json"}
+    assert load_dataset("lvis", tmp_path, "train").notes["lvis_version"] == "v0.5"

@@ -52,8 +52,9 @@ def test_data_info_cli_lvis(tmp_path):
     flat = " ".join(res.output.split())
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert ("annotations: expected the annotations of at least one lvis split, but found none (looked for "
-            "train: lvis_v1_train.json or annotations/lvis_v1_train.json; val: lvis_v1_val.json or "
-            "annotations/lvis_v1_val.json). Fix: point --data-root") in flat
+            "train: lvis_v1_train.json or annotations/lvis_v1_train.json or lvis_v0.5_train.json or "
+            "annotations/lvis_v0.5_train.json; val: lvis_v1_val.json or annotations/lvis_v1_val.json or "
+            "lvis_v0.5_val.json or annotations/lvis_v0.5_val.json). Fix: point --data-root") in flat
     res = runner.invoke(app, ["data", "info", "--dataset", "imagenet"])
     flat = " ".join(res.output.split())
     assert res.exit_code == 2 and "Traceback" not in res.output
@@ -97,7 +98,8 @@ def test_data_info_shows_the_splits_that_exist(tmp_path):
     assert "lvis / train" not in res.output
     note = " ".join(res.stderr.split())
     assert (f"note: lvis split 'train' not found in {tmp_path} (looked for lvis_v1_train.json, "
-            f"annotations/lvis_v1_train.json); showing val") in note
+            f"annotations/lvis_v1_train.json, lvis_v0.5_train.json, annotations/lvis_v0.5_train.json); "
+            f"showing val") in note
     res = runner.invoke(app, ["data", "info", "--dataset", "lvis", "--data-root", str(tmp_path), "--json"])
     assert [r["split"] for r in json.loads(res.stdout)] == ["val"]  # the note stays out of the JSON
     res = runner.invoke(app, ["data", "info", "--dataset", "lvis", "--data-root", str(tmp_path), "--split", "train"])

@@ -31,8 +31,9 @@ class DatasetSplit:
             so they are never applied to another dataset.
         class_groups: optional named groups of class indices (LVIS ``rare``/``common``/``frequent``).
         missing_images: number of listed images whose file is absent (kept out of ``image_paths``).
-        notes: counts of input rows or labels the loader skipped or merged, by reason (e.g.
-            ``rows_outside_class_list``), so nothing is dropped without being reported.
+        notes: counts of input rows or labels the loader skipped or merged, by reason (int, e.g.
+            ``rows_outside_class_list``), so nothing is dropped without being reported; and what was
+            read when a dataset has variants (str, e.g. ``lvis_version: "v1"``, ``annotation_file``).
     """
 
     dataset: str
@@ -42,7 +43,7 @@ class DatasetSplit:
     fingerprint: str
     class_groups: dict[str, np.ndarray] = field(default_factory=dict)
     missing_images: int = 0
-    notes: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, int | str] = field(default_factory=dict)
 
     @property
     def class_names(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""LVIS v1 (the lvis-api JSON format), with its images in the COCO 2017 folders.
+"""LVIS v1 and v0.5 (the lvis-api JSON format), with their images in the COCO 2017 folders.
 
 Expected layout::
 
@@ -8,10 +8,17 @@ Expected layout::
       train2017/000000391895.jpg ...   (COCO 2017 images; LVIS val uses images of both folders)
       val2017/...
 
+LVIS v0.5 files (``lvis_v0.5_train.json``, ``lvis_v0.5_val.json``) are read the same way. A root
+holding files of both versions is refused (train and val of different versions have different class
+sets). The version of a file is checked three ways, which must agree: its name, its ``info.version``
+(``1.0``/``0.5``) when present, and its class set (1,203 categories with ids up to 1,203 in v1; 1,230
+in v0.5; a smaller class set, e.g. a test excerpt, says nothing). The version read is in
+``DatasetSplit.notes["lvis_version"]`` (``v1`` or ``v0.5``).
+
 Each image's file is found from its ``coco_url`` (``.../train2017/000000391895.jpg`` ->
 ``ROOT/train2017/000000391895.jpg``), falling back to ``file_name`` in the split's own folder.
 
-Classes are the categories sorted by id (1,203 in v1). Labels per image (natural partial labels):
+Classes are the categories sorted by id. Labels per image (natural partial labels):
 
 * positive: every category with at least one annotation on the image, and every category in the
   image's ``not_exhaustive_category_ids``. Not-exhaustive categories are present in the image but
@@ -28,6 +35,9 @@ A category both negative and positive on the same image is a contradiction in th
 from __future__ import annotations
 
 import json
+import logging
+import re
+from enum import Enum
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -37,25 +47,54 @@ from plbench.datasets.base import DatasetSplit, SplitSource, drop_missing_images
 from plbench.errors import InputError
 from plbench.labels import NEG, POS, PartialLabels
 
+log = logging.getLogger(__name__)
+
 FREQUENCY_GROUPS = {"r": "rare", "c": "common", "f": "frequent"}
 SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val"}
 
 
-def _accepted(split: str) -> tuple[str, ...]:
-    return (f"lvis_v1_{split}.json", f"annotations/lvis_v1_{split}.json")
+class LvisVersion(str, Enum):
+    """LVIS annotation versions; the value is the tag in the published file names (``lvis_v1_val.json``)."""
+
+    V1 = "v1"
+    V0_5 = "v0.5"
+
+
+NUM_CLASSES = {LvisVersion.V1: 1203, LvisVersion.V0_5: 1230}  # full category lists (ids 1..N)
+
+
+def _accepted(split: str, version: LvisVersion) -> tuple[str, ...]:
+    name = f"lvis_{version.value}_{split}.json"
+    return (name, f"annotations/{name}")
 
 
 def lvis_splits(root: Path) -> list[SplitSource]:
-    """The ``train`` and ``val`` files ``root`` holds; see :func:`plbench.datasets.find_splits`."""
-    out = []
-    for split in ("train", "val"):
-        accepted = _accepted(split)
-        out.append(SplitSource(split, next((root / a for a in accepted if (root / a).is_file()), None), accepted))
-    return out
+    """The ``train`` and ``val`` files ``root`` holds; see :func:`plbench.datasets.find_splits`.
+
+    Raises:
+        InputError: files of more than one LVIS version under ``root``.
+    """
+    found: dict[str, list[tuple[LvisVersion, Path]]] = {"train": [], "val": []}
+    for split in found:
+        for version in LvisVersion:
+            found[split] += [(version, root / a) for a in _accepted(split, version) if (root / a).is_file()]
+    versions = {v for files in found.values() for v, _ in files}
+    if len(versions) > 1:
+        listed = ", ".join(f"{p.relative_to(root)} ({v.value})" for files in found.values() for v, p in files)
+        raise InputError(root, "annotations", f"expected the files of one LVIS version, but found {listed}",
+                         "keep one version's files under --data-root (move the other version to a folder of "
+                         "its own): train and val of different versions have different class sets")
+    return [SplitSource(split, files[0][1] if files else None,
+                        tuple(a for v in LvisVersion for a in _accepted(split, v)))
+            for split, files in found.items()]
 
 
 def find_lvis_file(root: Path, split: str) -> Path:
-    """Resolve ``lvis_v1_{split}.json`` in ``root`` or ``root/annotations``."""
+    """Resolve ``lvis_{v1,v0.5}_{split}.json`` in ``root`` or ``root/annotations``.
+
+    Raises:
+        InputError: unknown split, no file for it, or files of two LVIS versions under ``root``.
+    """
     name = SPLIT_ALIASES.get(split)
     if name is None:
         raise InputError(None, "--split", f"expected one of {', '.join(SPLIT_ALIASES)} for LVIS, but got {split!r}",
@@ -66,6 +105,55 @@ def find_lvis_file(root: Path, split: str) -> Path:
                          f"{', '.join(source.accepted)})",
                          "point --data-root at the folder holding lvis_v1_train.json / lvis_v1_val.json")
     return source.path
+
+
+def _version_of_name(path: Path) -> LvisVersion:
+    return next(v for v in LvisVersion if path.name.startswith(f"lvis_{v.value}_"))
+
+
+_VERSION = re.compile(r"^\s*v?(\d+)(?:\.(\d+))?")
+
+
+def lvis_version(data: dict, path: Path) -> LvisVersion:
+    """The LVIS version of a parsed file, from its name, ``info.version`` and class set, which must agree.
+
+    Args:
+        data: the parsed file (``categories`` required; ``info`` optional).
+        path: the file, named ``lvis_<version>_<split>.json``.
+
+    Returns:
+        The version all available signals give (the file name alone for an excerpt without ``info``
+        and with a partial class set).
+
+    Raises:
+        InputError: the signals disagree (e.g. a v0.5 file renamed ``lvis_v1_val.json``).
+    """
+    named = _version_of_name(path)
+    signals: dict[str, LvisVersion] = {f"file name {path.name}": named}
+    info = data.get("info")
+    raw = info.get("version") if isinstance(info, dict) else None
+    m = _VERSION.match(str(raw)) if raw is not None else None
+    if m is not None:
+        major, minor = int(m.group(1)), int(m.group(2) or 0)
+        tagged = {(1, 0): LvisVersion.V1, (0, 5): LvisVersion.V0_5}.get((major, minor))
+        if tagged is not None:
+            signals[f"info.version {raw!r}"] = tagged
+    cats = data["categories"]
+    by_count = {n: v for v, n in NUM_CLASSES.items()}
+    if len(cats) in by_count:
+        signals[f"{len(cats):,} categories"] = by_count[len(cats)]
+    max_id = max((c.get("id", 0) for c in cats if isinstance(c.get("id"), int)), default=0)
+    if max_id > NUM_CLASSES[LvisVersion.V1]:
+        signals[f"category id {max_id:,} (v1 ids end at {NUM_CLASSES[LvisVersion.V1]:,})"] = LvisVersion.V0_5
+    if len(set(signals.values())) > 1:
+        said = "; ".join(f"{k}: {v.value}" for k, v in signals.items())
+        content = next(v for v in signals.values() if v != named)
+        split = path.name[len(f"lvis_{named.value}_"):]
+        raise InputError(path, "info.version / categories", f"expected one LVIS version from the file name, info.version and "
+                         f"class set, but got {said}",
+                         f"if the file is LVIS {content.value}, name it lvis_{content.value}_{split}; otherwise "
+                         f"download the published lvis_{named.value}_{split}")
+    return named
 
 
 def _image_path(root: Path, img: dict, split: str) -> Path:
@@ -160,7 +248,7 @@ def lvis_labels(data: dict, path: Path) -> tuple[np.ndarray, list[str], np.ndarr
 
 @register_dataset("lvis", splits=lvis_splits)
 def load_lvis(root: Path, split: str, *, strict: bool = False) -> DatasetSplit:
-    """Load an LVIS v1 split as natural partial labels (see module docstring).
+    """Load an LVIS v1 or v0.5 split as natural partial labels (see module docstring).
 
     Args:
         root: dataset root (see module docstring).
@@ -168,7 +256,8 @@ def load_lvis(root: Path, split: str, *, strict: bool = False) -> DatasetSplit:
         strict: a missing image file is an error instead of being counted and dropped.
 
     Raises:
-        InputError: missing or malformed file, contradictory labels, or (``strict``) missing images.
+        InputError: missing or malformed file, files of two LVIS versions, a file whose name, info and
+            class set disagree on the version, contradictory labels, or (``strict``) missing images.
     """
     root = Path(root)
     path = find_lvis_file(root, split)
@@ -178,6 +267,8 @@ def load_lvis(root: Path, split: str, *, strict: bool = False) -> DatasetSplit:
     except json.JSONDecodeError as e:
         raise InputError(path, "json", f"not valid JSON ({e})", "re-download the LVIS annotations") from None
     ids, names, rows, cols, vals, groups = lvis_labels(data, path)
+    version = lvis_version(data, path)
+    log.info("%s: LVIS %s, %d categories, %d images", path.name, version.value, len(names), len(ids))
     canonical = SPLIT_ALIASES.get(split, split)
     paths = np.array([str(_image_path(root, img, canonical)) for img in data["images"]], dtype=object)
     del data
@@ -189,4 +280,5 @@ def load_lvis(root: Path, split: str, *, strict: bool = False) -> DatasetSplit:
     return DatasetSplit(
         dataset="lvis", split=split, image_paths=paths, labels=labels,
         fingerprint=file_fingerprint(path), class_groups=groups, missing_images=missing,
+        notes={"lvis_version": version.value, "annotation_file": path.name},
     )

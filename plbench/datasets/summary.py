@@ -43,7 +43,7 @@ class SplitSummary:
     most_frequent: list[ClassFrequency] = field(default_factory=list)
     least_frequent: list[ClassFrequency] = field(default_factory=list)
     groups: dict[str, int] = field(default_factory=dict)
-    notes: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, int | str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,8 +85,9 @@ def format_summary(s: SplitSummary) -> str:
     ]
     if s.missing_images:
         lines.append(f"  missing image files: {s.missing_images:,} (left out)")
-    for reason, count in s.notes.items():
-        lines.append(f"  {reason.replace('_', ' ')}: {count:,}")
+    for reason, value in s.notes.items():
+        lines.append(f"  {reason.replace('_', ' ')}: {value:,}" if isinstance(value, int)
+                     else f"  {reason.replace('_', ' ')}: {value}")
     if s.groups:
         lines.append("  class groups: " + ", ".join(f"{g} {n}" for g, n in s.groups.items()))
     for title, recs in (("most frequent", s.most_frequent), ("least frequent", s.least_frequent)):
