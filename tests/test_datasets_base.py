@@ -74,7 +74,7 @@ def test_loader_options_are_explicit_parameters():
     assert loader_options("coco") == ["include_crowd", "strict"]
     assert loader_options("synthetic") == ["include_crowd", "strict"]
     assert loader_options("lvis") == ["strict"]
-    assert loader_options("openimages") == ["class_list", "strict", "check_images"]
+    assert loader_options("openimages") == ["class_list", "strict", "check_images", "openimages_labels"]
     assert loader_options("fiftyone") == ["fo_dataset", "fo_field", "fo_negatives", "strict"]
     # every loader takes (root, split, *, options) and no catch-all that would swallow typos
     for fn in DATASETS.values():

@@ -77,7 +77,8 @@ def test_positive_negative_unannotated_with_trainable_order(tmp_path, caplog):
     text = caplog.text
     assert "skipped 1 of 8 rows" in text and "/m/0199g" in text
     assert "merged 2 duplicate rows; 1 (image, class) pairs had both" in text
-    assert ds.notes == {"rows_outside_class_list": 1, "duplicate_rows_merged": 2,
+    assert ds.notes == {"openimages_labels": "full", "annotation_file": "validation-annotations-human-imagelabels.csv",
+                        "rows_outside_class_list": 1, "duplicate_rows_merged": 2,
                         "conflicting_pairs_kept_positive": 1}
     from plbench.datasets.summary import format_summary, summarize_split
 
@@ -213,3 +214,98 @@ def test_find_splits_without_finder_assumes_train_and_val(tmp_path):
     assert [(s.split, s.path) for s in find_splits("fiftyone", tmp_path)] == [("train", tmp_path), ("val", tmp_path)]
     with pytest.raises(InputError, match="expected options the lvis loader accepts"):
         find_splits("lvis", tmp_path, class_list="x")
+
+
+# --- boxable subset: accepted, chosen explicitly when the full labels are there too ---------------------------
+
+BOXABLE = {"train": "train-annotations-human-imagelabels-boxable.csv",
+           "validation": "validation-annotations-human-imagelabels-boxable.csv",
+           "test": "test-annotations-human-imagelabels-boxable.csv"}
+BOXABLE_ROWS = "img_a,verification,/m/01yrx,1\nimg_b,verification,/m/0k4j,1\n"  # differs from ROWS on purpose
+
+
+def boxable_root(tmp_path: Path) -> Path:
+    """Only the three published boxable files (in annotations/ for test), as a new user downloads them."""
+    root = write_root(tmp_path, ROWS)
+    (root / "validation-annotations-human-imagelabels.csv").unlink()
+    (root / "annotations").mkdir()
+    for split, name in BOXABLE.items():
+        (root / ("annotations" if split == "test" else "") / name).write_text(HEADER + BOXABLE_ROWS)
+    for folder in ("train", "test"):
+        (root / folder).mkdir()
+        for stem in ("img_a", "img_b"):
+            (root / folder / f"{stem}.jpg").write_bytes(b"\xff\xd8")
+    return root
+
+
+@pytest.mark.parametrize("split", ["train", "validation", "val", "test"])
+def test_boxable_files_are_found(tmp_path, split):
+    root = boxable_root(tmp_path)
+    ds = load_dataset("openimages", root, split)
+    canonical = "validation" if split == "val" else split
+    assert ds.notes["openimages_labels"] == "boxable" and ds.notes["annotation_file"] == BOXABLE[canonical]
+    assert ds.labels.image_ids.tolist() == ["img_a", "img_b"]
+    np.testing.assert_array_equal(ds.labels.to_dense(), [[UNK, UNK, UNK, POS], [POS, UNK, UNK, UNK]])  # Car Person Dog Cat
+    assert load_dataset("openimages", root, split, openimages_labels="boxable").notes == ds.notes
+
+
+def test_full_and_boxable_need_an_explicit_choice(tmp_path):
+    from typer.testing import CliRunner
+
+    from plbench.cli import app
+    from plbench.datasets import find_splits
+    from plbench.datasets.openimages import OpenImagesLabels
+
+    root = boxable_root(tmp_path)
+    (root / "validation-annotations-human-imagelabels.csv").write_text(HEADER + ROWS)  # the full file too
+    with pytest.raises(InputError) as e:
+        load_dataset("openimages", root, "val")
+    assert e.value.field == "openimages_labels"
+    assert e.value.problem == (
+        "expected one kind of image-level labels files, but found both (full: validation-annotations-human-"
+        "imagelabels.csv; boxable: train-annotations-human-imagelabels-boxable.csv, validation-annotations-human-"
+        "imagelabels-boxable.csv, annotations/test-annotations-human-imagelabels-boxable.csv)")
+    assert "--openimages-labels full or --openimages-labels boxable" in e.value.fix
+    full = load_dataset("openimages", root, "val", openimages_labels="full")
+    assert full.notes["openimages_labels"] == "full" and full.labels.num_images == 3
+    boxable = load_dataset("openimages", root, "val", openimages_labels=OpenImagesLabels.BOXABLE)
+    assert boxable.notes["openimages_labels"] == "boxable" and boxable.labels.num_images == 2
+    with pytest.raises(InputError, match="--openimages-labels: expected one of full, boxable, but got 'both'"):
+        load_dataset("openimages", root, "val", openimages_labels="both")
+    # the full kind has no train file: the error lists the full names, then every other accepted name
+    with pytest.raises(InputError) as e:
+        load_dataset("openimages", root, "train", openimages_labels="full")
+    assert e.value.problem == (
+        "no OpenImages labels for split 'train' (looked in the folder and its annotations/ subfolder for "
+        "oidv6-train-annotations-human-imagelabels.csv, train-annotations-human-imagelabels.csv (the full labels; "
+        "other accepted names: train-annotations-human-imagelabels-boxable.csv, data.csv))")
+    assert [s.split for s in find_splits("openimages", root, openimages_labels="full") if s.path] == ["validation"]
+    assert [s.split for s in find_splits("openimages", root, openimages_labels="boxable") if s.path] == [
+        "train", "validation", "test"]
+
+    runner = CliRunner()
+    base = ["data", "info", "--dataset", "openimages", "--data-root", str(root)]
+    res = runner.invoke(app, base)
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "expected one kind of image-level labels files, but found both" in " ".join(res.output.split())
+    res = runner.invoke(app, base + ["--openimages-labels", "boxable"])
+    assert res.exit_code == 0, res.output
+    assert [ln for ln in res.stdout.splitlines() if ln.startswith("openimages / ")] == [
+        "openimages / train: 2 images, 4 classes (partial labels)",
+        "openimages / validation: 2 images, 4 classes (partial labels)",
+        "openimages / test: 2 images, 4 classes (partial labels)"]
+    assert "openimages labels: boxable" in res.stdout
+    res = runner.invoke(app, base + ["--openimages-labels", "some"])
+    flat = " ".join(res.output.replace("│", " ").split())  # typer draws a box
+    assert res.exit_code == 2 and "'some' is not one of 'full', 'boxable'" in flat
+
+
+def test_no_labels_error_lists_every_accepted_name(tmp_path):
+    root = write_root(tmp_path, ROWS)
+    (root / "validation-annotations-human-imagelabels.csv").unlink()
+    with pytest.raises(InputError) as e:
+        load_dataset("openimages", root, "val")
+    assert e.value.problem == (
+        "no OpenImages labels for split 'validation' (looked in the folder and its annotations/ subfolder for "
+        "validation-annotations-human-imagelabels.csv, oidv6-validation-annotations-human-imagelabels.csv, "
+        "validation-annotations-human-imagelabels-boxable.csv, data.csv)")

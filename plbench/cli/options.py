@@ -9,6 +9,8 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
+from plbench.datasets.openimages import OpenImagesLabels
+
 DatasetName = Annotated[str, typer.Option("--dataset", help="Dataset loader: coco, lvis, openimages, fiftyone, synthetic.")]
 DataRoot = Annotated[Path, typer.Option(help="Dataset root folder, as its publisher ships it.")]
 FoDataset = Annotated[Optional[str], typer.Option(help="FiftyOne dataset name (--dataset fiftyone).")]
@@ -16,6 +18,8 @@ FoField = Annotated[Optional[str], typer.Option(help="FiftyOne Classifications f
 FoNegatives = Annotated[Optional[str], typer.Option(help="FiftyOne Classifications field of negative labels.")]
 ClassList = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
                                                    help="OpenImages: file of MIDs fixing the classes.")]
+OpenImagesLabelsKind = Annotated[Optional[OpenImagesLabels], typer.Option(
+    help="OpenImages: read the full human-verified labels or the boxable subset (required when both are present).")]
 Strict = Annotated[bool, typer.Option(help="Missing or undecodable images are errors instead of being counted.")]
 
 
@@ -54,8 +58,10 @@ def dataset_options(
     fo_negatives: FoNegatives = None,
     class_list: ClassList = None,
     strict: Strict = False,
+    openimages_labels: OpenImagesLabelsKind = None,
 ) -> dict[str, Any]:
-    """Loader keyword options from the common CLI options (``None`` values left out, paths as str)."""
+    """Loader keyword options from the common CLI options (``None`` values left out, paths and enums as str)."""
     opts = {"fo_dataset": fo_dataset, "fo_field": fo_field, "fo_negatives": fo_negatives,
-            "class_list": None if class_list is None else str(class_list), "strict": strict}
+            "class_list": None if class_list is None else str(class_list), "strict": strict,
+            "openimages_labels": None if openimages_labels is None else OpenImagesLabels(openimages_labels).value}
     return {k: v for k, v in opts.items() if v is not None}

@@ -11,6 +11,16 @@ Expected layout (files as published; each may also sit in ``ROOT/annotations/``)
       test-annotations-human-imagelabels.csv
       train/<ImageID>.jpg   validation/<ImageID>.jpg   test/<ImageID>.jpg
 
+The boxable subset (labels of the 600 boxable classes, same columns) is read the same way::
+
+      train-annotations-human-imagelabels-boxable.csv
+      validation-annotations-human-imagelabels-boxable.csv
+      test-annotations-human-imagelabels-boxable.csv
+
+When a root holds files of both kinds, the ``openimages_labels`` option (``full`` or ``boxable``,
+CLI ``--openimages-labels``) must say which to read; the kind read is in
+``DatasetSplit.notes["openimages_labels"]`` (``full``, ``boxable`` or ``data.csv``).
+
 or the CSL authors' single-file layout, used when the per-split files are absent::
 
     ROOT/data.csv    one row per (image, label): ImageID,split,LabelName,Confidence
@@ -41,6 +51,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Sequence
 
@@ -55,12 +66,31 @@ log = logging.getLogger(__name__)
 SPLITS = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
 DESCRIPTIONS = "oidv6-class-descriptions.csv"
 TRAINABLE = ("oidv6-classes-trainable.txt", "classes-trainable.txt")
-LABEL_FILES = {
-    "train": ("oidv6-train-annotations-human-imagelabels.csv", "train-annotations-human-imagelabels.csv"),
-    "validation": ("validation-annotations-human-imagelabels.csv",
-                   "oidv6-validation-annotations-human-imagelabels.csv"),
-    "test": ("test-annotations-human-imagelabels.csv", "oidv6-test-annotations-human-imagelabels.csv"),
+
+
+class OpenImagesLabels(str, Enum):
+    """Which published image-level labels file to read."""
+
+    FULL = "full"  # every human-verified label (oidv6-train-..., validation-..., test-...-imagelabels.csv)
+    BOXABLE = "boxable"  # the subset for the 600 boxable classes (...-imagelabels-boxable.csv)
+
+
+# kind -> canonical split -> accepted file names (tried in this order, in ROOT then ROOT/annotations)
+LABEL_FILES: dict[OpenImagesLabels, dict[str, tuple[str, ...]]] = {
+    OpenImagesLabels.FULL: {
+        "train": ("oidv6-train-annotations-human-imagelabels.csv", "train-annotations-human-imagelabels.csv"),
+        "validation": ("validation-annotations-human-imagelabels.csv",
+                       "oidv6-validation-annotations-human-imagelabels.csv"),
+        "test": ("test-annotations-human-imagelabels.csv", "oidv6-test-annotations-human-imagelabels.csv"),
+    },
+    OpenImagesLabels.BOXABLE: {
+        "train": ("train-annotations-human-imagelabels-boxable.csv",),
+        "validation": ("validation-annotations-human-imagelabels-boxable.csv",),
+        "test": ("test-annotations-human-imagelabels-boxable.csv",),
+    },
 }
+CANONICAL_SPLITS = ("train", "validation", "test")
+DATA_CSV = "data.csv"
 LABEL_COLUMNS = ("ImageID", "LabelName", "Confidence")
 
 
@@ -312,16 +342,72 @@ def _wide_to_long(path: Path, splits: Sequence[str]):
     })
 
 
-def _labels_source(root: Path, canonical: str):
-    path = _find(root, LABEL_FILES[canonical])
-    if path is not None:
-        return path, lambda p, _split: read_label_table(p)
-    data_csv = _find(root, ("data.csv",))
-    if data_csv is not None:
-        return data_csv, _read_data_csv
-    tried = ", ".join(LABEL_FILES[canonical] + ("data.csv",))
-    raise InputError(root, "annotations", f"no OpenImages labels for split {canonical!r} (looked for {tried})",
-                     "point --data-root at the folder holding the OpenImages V6 CSV files")
+def parse_labels_kind(value: str | OpenImagesLabels | None) -> OpenImagesLabels | None:
+    """``openimages_labels`` option -> :class:`OpenImagesLabels` (``None`` stays ``None``: choose by the files).
+
+    Raises:
+        InputError: a value other than ``full`` or ``boxable``.
+    """
+    if value is None or isinstance(value, OpenImagesLabels):
+        return value
+    try:
+        return OpenImagesLabels(value)
+    except ValueError:
+        raise InputError(None, "--openimages-labels", f"expected one of "
+                         f"{', '.join(k.value for k in OpenImagesLabels)}, but got {value!r}",
+                         "pass --openimages-labels full or --openimages-labels boxable") from None
+
+
+def accepted_label_files(split: str) -> tuple[str, ...]:
+    """Every file name accepted for a canonical split's labels, in the order they are tried."""
+    return tuple(n for kind in OpenImagesLabels for n in LABEL_FILES[kind][split]) + (DATA_CSV,)
+
+
+def labels_kind(root: Path, openimages_labels: str | OpenImagesLabels | None = None) -> OpenImagesLabels | None:
+    """The kind of per-split labels files to read under ``root``.
+
+    Returns:
+        The kind chosen, else the only kind with files under ``root``, else ``None`` (no per-split
+        file: the CSL ``data.csv`` is the fallback).
+
+    Raises:
+        InputError: an unknown choice, or files of both kinds and no choice (train on one kind and
+            evaluate on the other would be a silent mix).
+    """
+    chosen = parse_labels_kind(openimages_labels)
+    if chosen is not None:
+        return chosen
+    present = {kind: [p for names in LABEL_FILES[kind].values() if (p := _find(root, names)) is not None]
+               for kind in OpenImagesLabels}
+    kinds = [k for k, paths in present.items() if paths]
+    if len(kinds) > 1:
+        listed = "; ".join(f"{k.value}: {', '.join(str(p.relative_to(root)) for p in present[k])}" for k in kinds)
+        raise InputError(root, "openimages_labels", f"expected one kind of image-level labels files, but found "
+                         f"both ({listed})", "choose with --openimages-labels full or --openimages-labels boxable "
+                         "(config: dataset_options.openimages_labels)")
+    return kinds[0] if kinds else None
+
+
+def _labels_source(root: Path, canonical: str, kind: OpenImagesLabels | None):
+    """(labels file, reader, kind read) for a split; kind is ``None`` for ``data.csv``."""
+    if kind is not None:
+        path = _find(root, LABEL_FILES[kind][canonical])
+        if path is not None:
+            return path, lambda p, _split: read_label_table(p), kind
+    else:
+        data_csv = _find(root, (DATA_CSV,))
+        if data_csv is not None:
+            return data_csv, _read_data_csv, None
+    if kind is None:
+        tried = ", ".join(accepted_label_files(canonical))
+    else:
+        tried = ", ".join(LABEL_FILES[kind][canonical])
+        others = [n for n in accepted_label_files(canonical) if n not in LABEL_FILES[kind][canonical]]
+        tried += f" (the {kind.value} labels; other accepted names: {', '.join(others)})"
+    raise InputError(root, "annotations", f"no OpenImages labels for split {canonical!r} (looked in the folder "
+                     f"and its annotations/ subfolder for {tried})",
+                     "point --data-root at the folder holding the OpenImages CSV files, named as published"
+                     + ("" if kind is None else ", or choose the other kind with --openimages-labels"))
 
 
 def _data_csv_splits(path: Path) -> set[str]:
@@ -333,7 +419,7 @@ def _data_csv_splits(path: Path) -> set[str]:
     with open(path, encoding="utf-8", errors="replace") as f:
         header = [h.strip() for h in f.readline().split(",")]
     if "split" not in header:
-        return set(LABEL_FILES)
+        return set(CANONICAL_SPLITS)
     try:
         column = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
             include_columns=["split"], column_types={"split": pa.string()})).column("split")
@@ -343,20 +429,27 @@ def _data_csv_splits(path: Path) -> set[str]:
     return {SPLITS[v] for v in pc.unique(column).to_pylist() if v in SPLITS}
 
 
-def openimages_splits(root: Path) -> list[SplitSource]:
+def openimages_splits(root: Path, openimages_labels: str | OpenImagesLabels | None = None) -> list[SplitSource]:
     """The ``train``, ``validation`` and ``test`` labels ``root`` holds; see :func:`plbench.datasets.find_splits`.
 
-    Per-split CSV files win; without any, a CSL ``data.csv`` provides the splits named in its
-    ``split`` column.
+    Per-split CSV files of the kind :func:`labels_kind` picks win; without any, a CSL ``data.csv``
+    provides the splits named in its ``split`` column.
+
+    Raises:
+        InputError: as :func:`labels_kind`.
     """
-    found = {split: _find(root, names) for split, names in LABEL_FILES.items()}
-    data_csv = _find(root, ("data.csv",)) if not any(found.values()) else None
-    in_data_csv = _data_csv_splits(data_csv) if data_csv is not None else set()
+    kind = labels_kind(root, openimages_labels)
+    if kind is not None:
+        found = {split: _find(root, LABEL_FILES[kind][split]) for split in CANONICAL_SPLITS}
+    else:
+        data_csv = _find(root, (DATA_CSV,))
+        in_data_csv = _data_csv_splits(data_csv) if data_csv is not None else set()
+        found = {split: data_csv if split in in_data_csv else None for split in CANONICAL_SPLITS}
     out = []
-    for split, names in LABEL_FILES.items():
-        accepted = tuple(f"{folder}{n}" for n in names + ("data.csv",) for folder in ("", "annotations/"))
-        path = found[split] or (data_csv if split in in_data_csv else None)
-        out.append(SplitSource(split, path, accepted))
+    for split in CANONICAL_SPLITS:
+        names = LABEL_FILES[kind][split] if kind is not None else accepted_label_files(split)
+        accepted = tuple(f"{folder}{n}" for n in names for folder in ("", "annotations/"))
+        out.append(SplitSource(split, found[split], accepted))
     return out
 
 
@@ -377,7 +470,8 @@ def _read_data_csv(path: Path, split: str):
 
 @register_dataset("openimages", splits=openimages_splits)
 def load_openimages(root: Path, split: str, *, class_list: str | Path | None = None, strict: bool = False,
-                    check_images: bool = True) -> DatasetSplit:
+                    check_images: bool = True,
+                    openimages_labels: str | OpenImagesLabels | None = None) -> DatasetSplit:
     """Load an OpenImages V6 split as sparse natural partial labels (see module docstring).
 
     Args:
@@ -387,9 +481,12 @@ def load_openimages(root: Path, split: str, *, class_list: str | Path | None = N
             in ``root`` if present, else every described MID).
         strict: missing image files are an error instead of being counted and dropped.
         check_images: look for the image files at all (``False`` keeps every listed image).
+        openimages_labels: ``full`` or ``boxable``: which per-split labels files to read. Required
+            when ``root`` holds both kinds; otherwise the kind present is read (``data.csv`` when none).
 
     Raises:
-        InputError: unknown split, missing or malformed files, or (``strict``) missing images.
+        InputError: unknown split or ``openimages_labels``, both labels kinds and no choice, missing
+            (the message lists every accepted file name) or malformed files, or (``strict``) missing images.
     """
     root = Path(root)
     if split not in SPLITS:
@@ -415,7 +512,9 @@ def load_openimages(root: Path, split: str, *, class_list: str | Path | None = N
         log.warning("%d classes have no display name in %s (first: %s); their MID is used as name",
                     len(undescribed), desc_path.name, undescribed[0])
 
-    labels_path, reader = _labels_source(root, canonical)
+    kind = labels_kind(root, openimages_labels)
+    labels_path, reader, kind = _labels_source(root, canonical, kind)
+    log.info("%s: OpenImages %s labels", labels_path.name, kind.value if kind is not None else "CSL data.csv")
     result = reader(labels_path, canonical)
     table, empty_rows = result if isinstance(result, tuple) else (result, 0)
     image_col, label_col, conf_col = (_single(table.column(c)) for c in LABEL_COLUMNS)
@@ -453,6 +552,7 @@ def load_openimages(root: Path, split: str, *, class_list: str | Path | None = N
     sources = [p for p in (desc_path, list_path, labels_path) if p is not None]
     notes = {"rows_outside_class_list": int(skipped_rows), "duplicate_rows_merged": int(stats.duplicate_rows),
              "conflicting_pairs_kept_positive": int(stats.conflicting_pairs)}
+    read = {"openimages_labels": kind.value if kind is not None else DATA_CSV, "annotation_file": labels_path.name}
     return DatasetSplit(dataset="openimages", split=split, image_paths=paths, labels=labels,
                         fingerprint=file_fingerprint(*sources), missing_images=missing,
-                        notes={k: v for k, v in notes.items() if v})
+                        notes={**read, **{k: v for k, v in notes.items() if v}})
