@@ -119,3 +119,40 @@ def test_data_info_coco_val_only(tmp_path):
     assert res.exit_code == 0, res.output
     assert "coco / val:" in res.stdout and "coco / train" not in res.stdout
     assert "annotations/instances_train2017.json, annotations/instances_train2014.json" in res.stderr
+
+
+def test_most_frequent_lists_only_classes_with_positives():
+    labels = PartialLabels.from_dense(np.array([[1, 0, -1, 0], [1, -1, 0, 1], [0, 0, -1, 0]], dtype=np.int8),
+                                      [1, 2, 3], ["a", "b", "c", "d"], complete=False)
+    split = DatasetSplit("x", "val", np.array(["p"] * 3, dtype=object), labels, "f" * 64)
+    s = summarize_split(split, top=5)
+    assert [(r.name, r.positives) for r in s.most_frequent] == [("a", 2), ("d", 1)]  # b, c: no positive
+    assert [(r.name, r.positives) for r in s.least_frequent] == [("b", 0), ("c", 0), ("d", 1), ("a", 2)]
+    assert s.classes_without_positives == 2
+    text = format_summary(s)
+    most = text.split("most frequent:\n")[1].split("  least frequent:")[0].splitlines()
+    assert [ln.split()[0] for ln in most] == ["a", "d"]
+    assert "classes without any positive: 2 of 4" in text
+    empty = DatasetSplit("x", "val", np.array(["p"], dtype=object),
+                         PartialLabels.from_dense(np.zeros((1, 2), np.int8), [1], ["a", "b"]), "f" * 64)
+    s = summarize_split(empty, top=5)
+    assert s.most_frequent == [] and "most frequent" not in format_summary(s)
+
+
+def test_data_info_real_lvis_classes_top_is_not_padded(real_fixtures, tmp_path):
+    """1,203 real classes, 2 of them with a positive: --top 5 lists those 2, not 3 classes without any."""
+    from test_datasets_lvis import image, lvis_file
+
+    cats = json.loads((real_fixtures / "lvis_v1_categories.json").read_text())
+    ids = {c["name"]: c["id"] for c in cats}
+    data = lvis_file([image(1, "val2017", neg=[ids["zebra"]]), image(2, "val2017")],
+                     [{"id": 1, "image_id": 1, "category_id": ids["aerosol_can"]},
+                      {"id": 2, "image_id": 2, "category_id": ids["aerosol_can"]},
+                      {"id": 3, "image_id": 2, "category_id": ids["zucchini"]}], cats)
+    write(tmp_path, "val", data)
+    res = CliRunner().invoke(app, ["data", "info", "--dataset", "lvis", "--data-root", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    rec = json.loads(res.stdout)[0]
+    assert [(r["name"], r["positives"]) for r in rec["most_frequent"]] == [("aerosol_can", 2), ("zucchini", 1)]
+    assert rec["classes_without_positives"] == 1201 and len(rec["least_frequent"]) == 5
+    assert all(r["positives"] == 0 for r in rec["least_frequent"])

@@ -27,7 +27,11 @@ class SplitSummary:
         positives / negatives: annotated entries over all images and classes (for complete labels
             every non-positive entry is a negative).
         annotated_fraction: (positives + negatives) / (images * classes), in [0, 1].
-        most_frequent / least_frequent: classes by positive count (ties: lower class index first).
+        most_frequent: up to ``top`` classes by decreasing positive count, only classes with at least
+            one positive (ties: lower class index first).
+        least_frequent: up to ``top`` classes by increasing positive count (classes without any
+            positive included: they are the least frequent).
+        classes_without_positives: number of classes with no positive in the split.
         groups: number of classes in each named class group (LVIS frequency groups).
     """
 
@@ -43,6 +47,7 @@ class SplitSummary:
     most_frequent: list[ClassFrequency] = field(default_factory=list)
     least_frequent: list[ClassFrequency] = field(default_factory=list)
     groups: dict[str, int] = field(default_factory=dict)
+    classes_without_positives: int = 0
     notes: dict[str, int | str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -59,7 +64,7 @@ def summarize_split(split: DatasetSplit, top: int = 5) -> SplitSummary:
     pos, neg = counts.positives, counts.negatives
     k = min(top, split.num_classes)
     # Stable sorts keep the lower class index first among equal counts.
-    most = np.argsort(-pos, kind="stable")[:k]
+    most = np.argsort(-pos, kind="stable")[:min(k, int(np.count_nonzero(pos)))]
     least = np.argsort(pos, kind="stable")[:k]
 
     def rec(i: int) -> ClassFrequency:
@@ -71,6 +76,7 @@ def summarize_split(split: DatasetSplit, top: int = 5) -> SplitSummary:
         annotated_fraction=split.labels.annotated_fraction(), missing_images=split.missing_images,
         most_frequent=[rec(i) for i in most], least_frequent=[rec(i) for i in least],
         groups={g: int(len(v)) for g, v in split.class_groups.items()},
+        classes_without_positives=int(np.count_nonzero(pos == 0)),
         notes=dict(split.notes),
     )
 
@@ -88,9 +94,13 @@ def format_summary(s: SplitSummary) -> str:
     for reason, value in s.notes.items():
         lines.append(f"  {reason.replace('_', ' ')}: {value:,}" if isinstance(value, int)
                      else f"  {reason.replace('_', ' ')}: {value}")
+    if s.classes_without_positives:
+        lines.append(f"  classes without any positive: {s.classes_without_positives:,} of {s.classes:,}")
     if s.groups:
         lines.append("  class groups: " + ", ".join(f"{g} {n}" for g, n in s.groups.items()))
     for title, recs in (("most frequent", s.most_frequent), ("least frequent", s.least_frequent)):
+        if not recs:
+            continue
         lines.append(f"  {title}:")
         width = max((len(r.name) for r in recs), default=0)
         for r in recs:
