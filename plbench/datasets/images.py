@@ -42,6 +42,8 @@ from PIL import Image, ImageOps
 
 from plbench.artifacts.atomic import atomic_path, write_json
 from plbench.errors import InputError
+from plbench.progress import Progress
+from plbench.progress import progress as show_progress  # the name `progress` is the caller's on/off flag
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +154,8 @@ def build_image_cache(
         chunk: images per task.
         strict: raise for an undecodable image (after the pass, naming the first) instead of
             recording it in ``failed``.
-        progress: show a tqdm bar on stderr.
+        progress: show progress on stderr (:func:`plbench.progress.progress`: a bar on a terminal,
+            plain lines otherwise).
 
     Returns:
         The opened :class:`ImageCache`. Disk use is N * size * size * 3 bytes
@@ -180,15 +183,12 @@ def build_image_cache(
         with open(tmp, "wb") as f:
             f.truncate(n * size * size * 3)
         tasks = [(str(tmp), n, size, paths[i:i + chunk], i) for i in range(0, n, chunk)]
-        bar = _progress(n, "caching images") if progress else None
-        if workers <= 1:
-            results = map(_decode_chunk, tasks)
-            failed = _collect(results, tasks, bar)
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                failed = _collect(pool.map(_decode_chunk, tasks), tasks, bar)
-        if bar is not None:
-            bar.close()
+        with show_progress(total=n, desc="caching images", unit="img", enabled=progress, leave=True) as bar:
+            if workers <= 1:
+                failed = _collect(map(_decode_chunk, tasks), tasks, bar)
+            else:
+                with ProcessPoolExecutor(max_workers=workers) as pool:
+                    failed = _collect(pool.map(_decode_chunk, tasks), tasks, bar)
         if failed and strict:  # raising here also discards the partial data file
             load_image(paths[min(failed)], strict=True)
         digest = _sha256(tmp)
@@ -206,18 +206,11 @@ def build_image_cache(
     return ImageCache.open(out_dir)
 
 
-def _progress(total: int, desc: str) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="img")
-
-
-def _collect(results: Any, tasks: list, bar: Any) -> list[int]:
+def _collect(results: Any, tasks: list, bar: Progress) -> list[int]:
     failed: list[int] = []
     for task, f in zip(tasks, results):
         failed.extend(f)
-        if bar is not None:
-            bar.update(len(task[3]))
+        bar.update(len(task[3]))
     return failed
 
 

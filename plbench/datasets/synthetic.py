@@ -40,6 +40,7 @@ from PIL import Image, ImageDraw
 
 from plbench.artifacts.atomic import write_bytes, write_json
 from plbench.errors import InputError
+from plbench.progress import progress as show_progress  # the name `progress` is the caller's on/off flag
 
 logger = logging.getLogger(__name__)
 
@@ -453,7 +454,8 @@ def write_synthetic_coco(
         num_classes: number of classes K, in [1, 80].
         image_size: square image side in pixels, in [32, 1024].
         seed: image seed, >= 0 (the class design depends on ``num_classes`` only).
-        progress: show a tqdm bar on stderr.
+        progress: show progress on stderr (:func:`plbench.progress.progress`: a bar on a terminal,
+            plain lines otherwise).
     Returns:
         A JSON-able summary: ``out_dir``; ``images`` and ``annotations`` per split; ``classes`` in
         category-id order (the loader's class order), each with ``id``, ``name`` and ``frequency``
@@ -481,11 +483,7 @@ def write_synthetic_coco(
     design = design_classes(num_classes)
     classes = design.classes
     counts = {"train": train, "val": val}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=train + val, desc="synthetic images", unit="img", leave=False)
+    bar = show_progress(total=train + val, desc="synthetic images", unit="img", enabled=progress)
     presence: dict[str, np.ndarray] = {}
     annotations_count: dict[str, int] = {}
     categories = [{"id": c.category_id, "name": c.name, "supercategory": c.shape} for c in classes]
@@ -512,8 +510,7 @@ def write_synthetic_coco(
                         "bbox": rec["bbox"], "area": rec["area"], "iscrowd": 0,
                         "segmentation": rec["segmentation"],
                     })
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
             doc = {
                 "info": {
                     "description": f"plbench synthetic dataset ({len(classes)} classes, seed {seed})",
@@ -532,8 +529,7 @@ def write_synthetic_coco(
             annotations_count[split] = len(anns)
             logger.info("wrote %d %s images and %d annotations to %s", n, split, len(anns), out)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
 
     by_id = sorted(range(len(classes)), key=lambda k: classes[k].category_id)
     tr = presence["train"]
