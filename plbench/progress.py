@@ -79,7 +79,8 @@ def resolve_mode(stream: Any, mode: ProgressMode | str | None = None) -> Progres
         try:
             mode = ProgressMode(mode)
         except ValueError:
-            raise ValueError(f"mode must be one of {', '.join(m.value for m in ProgressMode)}, but got {mode!r}") from None
+            allowed = ", ".join(m.value for m in ProgressMode)
+            raise ValueError(f"mode must be one of {allowed}, but got {mode!r}") from None
     if mode is ProgressMode.AUTO:
         return ProgressMode.BAR if is_terminal(stream) else ProgressMode.LINES
     return mode

@@ -205,7 +205,8 @@ def test_version_contradiction_is_input_error(real_fixtures, tmp_path, name, ver
     with pytest.raises(InputError) as e:
         load_dataset("lvis", tmp_path, "val")
     assert e.value.path == path and e.value.field == "info.version / categories"
-    assert e.value.problem == f"expected one LVIS version from the file name, info.version and class set, but got {said}"
+    assert e.value.problem == ("expected one LVIS version from the file name, info.version and class set, "
+                               f"but got {said}")
     content = "v1" if name.startswith("lvis_v0.5") else "v0.5"
     assert e.value.fix.startswith(f"if the file is LVIS {content}, name it lvis_{content}_val.json")
     res = CliRunner().invoke(app, ["data", "info", "--dataset", "lvis", "--data-root", str(tmp_path)])

@@ -245,7 +245,8 @@ def test_boxable_files_are_found(tmp_path, split):
     canonical = "validation" if split == "val" else split
     assert ds.notes["openimages_labels"] == "boxable" and ds.notes["annotation_file"] == BOXABLE[canonical]
     assert ds.labels.image_ids.tolist() == ["img_a", "img_b"]
-    np.testing.assert_array_equal(ds.labels.to_dense(), [[UNK, UNK, UNK, POS], [POS, UNK, UNK, UNK]])  # Car Person Dog Cat
+    # classes: Car Person Dog Cat
+    np.testing.assert_array_equal(ds.labels.to_dense(), [[UNK, UNK, UNK, POS], [POS, UNK, UNK, UNK]])
     assert load_dataset("openimages", root, split, openimages_labels="boxable").notes == ds.notes
 
 

@@ -107,7 +107,8 @@ def test_data_info_shows_the_splits_that_exist(tmp_path):
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert f"Error in {tmp_path}, annotations: no LVIS file for split 'train' (looked for lvis_v1_train.json" in flat
     res = runner.invoke(app, ["data", "info", "--dataset", "lvis", "--data-root", str(tmp_path), "--split", "test"])
-    assert res.exit_code == 2 and "--split: expected one of train, val, validation for LVIS, but got 'test'" in res.output
+    assert res.exit_code == 2
+    assert "--split: expected one of train, val, validation for LVIS, but got 'test'" in res.output
 
 
 def test_data_info_coco_val_only(tmp_path):

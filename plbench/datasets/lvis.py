@@ -149,8 +149,8 @@ def lvis_version(data: dict, path: Path) -> LvisVersion:
         said = "; ".join(f"{k}: {v.value}" for k, v in signals.items())
         content = next(v for v in signals.values() if v != named)
         split = path.name[len(f"lvis_{named.value}_"):]
-        raise InputError(path, "info.version / categories", f"expected one LVIS version from the file name, info.version and "
-                         f"class set, but got {said}",
+        raise InputError(path, "info.version / categories", f"expected one LVIS version from the file name, "
+                         f"info.version and class set, but got {said}",
                          f"if the file is LVIS {content.value}, name it lvis_{content.value}_{split}; otherwise "
                          f"download the published lvis_{named.value}_{split}")
     return named
