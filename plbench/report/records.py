@@ -1,0 +1,222 @@
+"""Run folders as flat records for the report, with fallbacks for summaries written by older plbench versions.
+
+Everything is read through :class:`plbench.artifacts.runs.RunFolder`. A record keeps the numbers the
+tables need; figures ask the record's :attr:`RunRecord.folder` for ``metrics()`` when they draw curves.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from plbench.artifacts.runs import RunFolder, find_runs
+from plbench.choices import Mode, Protocol, Recipe
+from plbench.errors import InputError
+
+#: losses that take a ``mode``, in the order of their columns (the CSL paper's order: CE, ASL, P-ASL)
+MODAL_LOSSES = ("bce", "asl", "pasl")
+#: losses without modes, in column order (Cole et al. 2021 / Kim et al. 2022)
+MODELESS_LOSSES = ("an", "an_ls", "wan", "epr", "ll_r")
+LOSS_LABELS = {"bce": "CE", "asl": "ASL", "pasl": "P-ASL", "an": "AN", "an_ls": "AN-LS", "wan": "WAN",
+               "epr": "EPR", "ll_r": "LL-R"}
+MODE_ORDER = (Mode.IGNORE, Mode.IGNORE_NORMALIZED, Mode.NEGATIVE, Mode.SELECTIVE)
+MODE_LABELS = {Mode.IGNORE: "Ignore", Mode.IGNORE_NORMALIZED: "Ignore-normalized", Mode.NEGATIVE: "Negative",
+               Mode.SELECTIVE: "Selective"}
+#: evaluation protocol of summaries written before ``evaluation_protocol`` existed (no EMA then)
+LEGACY_PROTOCOL = "final epoch, plain model (no EMA)"
+_TAG = re.compile(r"^(fpc|rps|spl)(\d+(?:\.\d*)?(?:e-?\d+)?)?$")
+
+
+def column_key(loss: str, mode: str | None) -> str:
+    """Machine name of a table column: ``"pasl:selective"`` for a loss with a mode, else the loss (``"an"``)."""
+    return f"{loss}:{mode}" if mode else loss
+
+
+def column_label(key: str) -> str:
+    """Display name of a column: ``"Selective P-ASL"``, ``"Negative CE"``, ``"LL-R"``."""
+    loss, _, mode = key.partition(":")
+    loss_label = LOSS_LABELS.get(loss, loss.upper())
+    if not mode:
+        return loss_label
+    try:
+        mode_label = MODE_LABELS[Mode.parse(mode)]
+    except ValueError:
+        mode_label = mode.capitalize()
+    return f"{mode_label} {loss_label}"
+
+
+def column_sort_key(key: str) -> tuple:
+    loss, _, mode = key.partition(":")
+    modes = [m.value for m in MODE_ORDER]
+    if loss in MODAL_LOSSES:
+        return (0, MODAL_LOSSES.index(loss), modes.index(mode) if mode in modes else len(modes), mode)
+    if loss in MODELESS_LOSSES:
+        return (1, MODELESS_LOSSES.index(loss), 0, mode)
+    return (2, 0, 0, key)
+
+
+def parse_labels(tag: str, simulation: dict[str, Any] | None = None) -> tuple[str | None, float | None]:
+    """``(scheme, param)`` of a label setting: from the summary's ``simulation``, else from the tag.
+
+    ``"fpc1000"`` -> ``("fpc", 1000.0)``, ``"rps0.5"`` -> ``("rps", 0.5)``, ``"spl"`` -> ``("spl", None)``;
+    ``"full"``, ``"natural"`` and custom tags -> ``(None, None)``.
+    """
+    if simulation and simulation.get("scheme"):
+        param = simulation.get("param")
+        return str(simulation["scheme"]), None if param is None else float(param)
+    m = _TAG.match(tag)
+    if not m:
+        return None, None
+    return m.group(1), (float(m.group(2)) if m.group(2) else None)
+
+
+def labels_sort_key(tag: str) -> tuple:
+    """Rows in reading order: full labels, natural labels, FPC (most labels first), RPS (fewest hidden first),
+    single positive, then custom tags."""
+    if tag == "full":
+        return (0, 0.0, tag)
+    if tag == "natural":
+        return (1, 0.0, tag)
+    scheme, param = parse_labels(tag)
+    p = 0.0 if param is None else param
+    if scheme == "fpc":
+        return (2, -p, tag)
+    if scheme == "rps":
+        return (3, p, tag)
+    if scheme == "spl":
+        return (4, p, tag)
+    return (5, 0.0, tag)
+
+
+def _float(value: Any) -> float | None:
+    """A finite float, or None (JSON null, NaN, missing)."""
+    if value is None:
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+@dataclass
+class RunRecord:
+    """One finished run, as the report sees it. mAP values are percent; ``None`` where the run lacks them."""
+
+    folder: RunFolder
+    summary: dict[str, Any]
+    config: dict[str, Any]
+    dataset: str
+    labels: str  # label-setting tag: full, natural, fpc1000, rps0.5, spl ...
+    scheme: str | None
+    param: float | None
+    loss: str
+    mode: str | None
+    protocol: str  # Protocol value: fine-tuned | linear
+    recipe: str
+    backbone: str
+    head: str
+    image_size: int | None
+    epochs: int | None
+    train_images: int | None
+    seed: int | None
+    simulation_seed: int | None
+    val_map: float  # headline: final epoch, model fixed before training
+    val_map_plain: float | None
+    val_map_ema: float | None
+    best_val_map: float | None  # best epoch of the headline model (selected on the evaluation split)
+    authors_map: float | None  # max over epochs of max(plain, EMA): selected on the evaluation split
+    evaluation_protocol: str
+    notes: list[str] = field(default_factory=list)  # fallbacks taken for this run
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def column(self) -> str:
+        return column_key(self.loss, self.mode)
+
+    @property
+    def pair_key(self) -> tuple:
+        """Runs with the same key saw the same simulated labels and the same training seed."""
+        return (self.simulation_seed, self.seed)
+
+    def setting(self, fields: Iterable[str]) -> tuple:
+        return tuple(getattr(self, f) for f in fields)
+
+
+def load_record(run: RunFolder | str | Path) -> RunRecord:
+    """Read one finished run folder.
+
+    Raises:
+        InputError: ``summary.json`` missing or damaged (from :meth:`RunFolder.summary`), or no ``val_map``.
+    """
+    folder = run if isinstance(run, RunFolder) else RunFolder(run)
+    s = folder.summary()
+    try:
+        config = folder.config()
+    except InputError:  # older runs and hand-made fixtures may lack config.json: the summary suffices
+        config = {}
+    notes: list[str] = []
+    val_map = _float(s.get("val_map"))
+    if val_map is None:
+        raise InputError(folder.file("summary.json"), "val_map", f"expected a number, but got {s.get('val_map')!r}",
+                         "re-run the training (the run did not finish its evaluation)")
+    loss = str(s.get("loss") or config.get("loss") or "pasl")
+    mode = s.get("mode", config.get("mode"))
+    mode = None if mode in (None, "") else str(mode)
+    protocol = s.get("protocol")
+    if protocol is None:
+        protocol = Protocol.LINEAR.value if config.get("features") else Protocol.FINE_TUNED.value
+    recipe = s.get("recipe") or config.get("recipe") or Recipe.LIGHT.value
+    ema = _float(s.get("val_map_ema"))
+    plain = _float(s.get("val_map_plain"))
+    if plain is None and ema is None and "val_map_plain" not in s:
+        plain = val_map  # older summaries: no EMA existed, the headline was the plain model
+    best = _float(s.get("best_val_map"))
+    authors = _float(s.get("authors_map"))
+    if authors is None and "authors_map" not in s and "val_map_ema" not in s and best is not None:
+        authors = best  # older summaries: without EMA, max over epochs of the plain model = best epoch
+        notes.append("authors_map taken from best_val_map (summary written before authors_map existed)")
+    evaluation = s.get("evaluation_protocol") or LEGACY_PROTOCOL
+    sim = s.get("simulation") or None
+    labels = str(s.get("labels") or "full")
+    scheme, param = parse_labels(labels, sim)
+
+    def _int(value: Any) -> int | None:
+        x = _float(value)
+        return None if x is None else int(x)
+
+    return RunRecord(
+        folder=folder, summary=s, config=config, dataset=str(s.get("dataset") or config.get("dataset") or "?"),
+        labels=labels, scheme=scheme, param=param, loss=loss, mode=mode, protocol=str(protocol), recipe=str(recipe),
+        backbone=str(s.get("backbone") or config.get("backbone") or "?"),
+        head=str(s.get("head") or config.get("head") or "?"),
+        image_size=_int(s.get("image_size", config.get("image_size"))),
+        epochs=_int(s.get("epochs", config.get("epochs"))), train_images=_int(s.get("train_images")),
+        seed=_int(s.get("seed", config.get("seed"))), simulation_seed=_int(sim.get("seed")) if sim else None,
+        val_map=val_map, val_map_plain=plain, val_map_ema=ema, best_val_map=best, authors_map=authors,
+        evaluation_protocol=str(evaluation), notes=notes,
+    )
+
+
+def load_records(runs: Iterable[RunFolder | str | Path]) -> list[RunRecord]:
+    """Records of ``runs`` (run folders, or folders of run folders searched with :func:`find_runs`)."""
+    folders: list[RunFolder] = []
+    for r in runs:
+        if isinstance(r, RunFolder):
+            folders.append(r)
+        else:
+            folders.extend(find_runs([r]))
+    seen: set[Path] = set()
+    out = []
+    for f in folders:
+        key = f.path.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(load_record(f))
+    return out
