@@ -1,0 +1,265 @@
+"""Expand a :class:`~plbench.sweep.spec.SweepSpec` into stages with dependencies, and decide what runs.
+
+Pipeline per grid point (dataset x labels x seed x backbone x head x protocol x method)::
+
+    data (synthetic only) -> cache (dataset.cache) -> simulate (fpc/rps/spl) -> [features (linear)]
+        -> [train Ignore-mode prior model -> estimate-prior (selective only)] -> train -> report
+
+Stages with the same hash are one stage: the CSL prior model of a Selective run *is* the grid's Ignore
+run whenever their settings agree (same loss and options), so it is trained once. File names:
+
+* ``simulations/<dataset id>[-<split>]-<scheme><param>-s<seed>.parquet`` (as ``plbench simulate``)
+* ``priors/<simulation stem or <id>-<labels>>-<backbone>-s<seed>-<hash8>.csv``
+* ``runs/<id>-<labels>-<mode>-<loss>-<backbone>-<head>[-linear]-s<seed>-<hash8>/``
+* ``features/<id>-<backbone>-<size>-<hash8>/``, ``reports/<sweep name>/``
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plbench.choices import Mode, Protocol
+from plbench.config import TrainConfig
+from plbench.sweep.spec import BackboneSpec, DatasetSpec, HeadSpec, LabelSetting, MethodSpec, SweepSpec
+from plbench.sweep.stages import GPU_KINDS, Stage, StageKind, StageStatus, is_done, stage_hash
+
+#: TrainConfig fields that hold paths of upstream outputs or of the run itself: the dependency hashes
+#: stand for them in the stage hash, so moving the sweep root does not change any hash
+_PATH_FIELDS = ("simulation", "prior", "features", "out_dir", "run_name", "cache_dir")
+
+
+@dataclass
+class Plan:
+    """The stages of a sweep in dependency order (every stage after the stages it depends on)."""
+
+    spec: SweepSpec
+    out: Path
+    stages: list[Stage]
+    grid: list[str]  # hashes of the training stages that make up the grid (the report's runs)
+    status: dict[str, StageStatus] = field(default_factory=dict)
+
+    def by_hash(self) -> dict[str, Stage]:
+        return {s.hash: s for s in self.stages}
+
+    def to_run(self) -> list[Stage]:
+        return [s for s in self.stages if self.status[s.hash].action == "run"]
+
+    def report_stage(self) -> Stage:
+        return next(s for s in self.stages if s.kind is StageKind.REPORT)
+
+    def run_dirs(self) -> list[Path]:
+        stages = self.by_hash()
+        return [Path(stages[h].output) for h in self.grid]
+
+
+class _Builder:
+    def __init__(self, spec: SweepSpec, out: Path) -> None:
+        self.spec, self.out = spec, out
+        self.stages: dict[str, Stage] = {}  # insertion order = dependency order
+
+    def add(self, kind: StageKind, name: str, settings: dict[str, Any], deps: list[Stage | None], output: str | Path,
+            *, hashed: dict[str, Any] | None = None, files: tuple[str, ...] = (), needs: tuple[str, ...] = (),
+            gpus: int | None = None) -> Stage:
+        dep_hashes = tuple(d.hash for d in deps if d is not None)
+        h = stage_hash(kind, settings if hashed is None else hashed, dep_hashes, files)
+        if h not in self.stages:
+            self.stages[h] = Stage(kind, name, h, settings, dep_hashes, str(output), str(self.out), needs,
+                                   gpus if gpus is not None else int(kind in GPU_KINDS))
+        return self.stages[h]
+
+    # -- per-stage constructors ------------------------------------------------------------------------
+    def data(self, ds: DatasetSpec) -> Stage | None:
+        if ds.synthetic is None:
+            return None
+        root = ds.root(self.out)
+        return self.add(StageKind.DATA, ds.id, {"data_root": root, "synthetic": ds.synthetic}, [], root)
+
+    def _data_needs(self, ds: DatasetSpec) -> tuple[str, ...]:
+        return () if ds.synthetic is not None else (ds.root(self.out),)
+
+    def _dataset_settings(self, ds: DatasetSpec) -> dict[str, Any]:
+        return {"dataset": ds.name, "data_root": ds.root(self.out), "options": ds.options}
+
+    def cache(self, ds: DatasetSpec, split: str, size: int) -> Stage | None:
+        if not ds.cache:
+            return None
+        from plbench.datasets.images import cache_folder
+
+        root = Path(ds.root(self.out)) / "plbench_cache"
+        settings = {**self._dataset_settings(ds), "split": split, "image_size": size, "cache_root": str(root)}
+        return self.add(StageKind.CACHE, f"{ds.id}-{split}-{size}", settings, [self.data(ds)],
+                        cache_folder(root, ds.name, split, size), needs=self._data_needs(ds))
+
+    def simulation(self, ds: DatasetSpec, labels: LabelSetting, seed: int) -> Stage | None:
+        if not labels.source.simulated:
+            return None
+        from plbench.artifacts.simulations import default_simulation_path
+
+        path = default_simulation_path(ds.id, labels.source.value, labels.param, seed,
+                                       root=self.out / "simulations", split=ds.train_split)
+        settings = {**self._dataset_settings(ds), "split": ds.train_split, "scheme": labels.source.value,
+                    "param": labels.param, "seed": seed}
+        return self.add(StageKind.SIMULATE, path.stem, settings, [self.data(ds)], path, needs=self._data_needs(ds))
+
+    def features(self, ds: DatasetSpec, backbone: BackboneSpec, size: int) -> Stage:
+        settings = {**self._dataset_settings(ds), "splits": [ds.train_split, ds.val_split],
+                    "backbone": backbone.name, "pretrained": backbone.pretrained, "checkpoint": backbone.checkpoint,
+                    "image_size": size, "extract_options": dict(self.spec.features),
+                    # ML-Decoder heads read the spatial tokens; GAP heads need the pooled features only
+                    "tokens": any(h.name != "gap" for h in self.spec.heads),
+                    "cache_dir": str(Path(ds.root(self.out)) / "plbench_cache") if ds.cache else None}
+        files = (backbone.checkpoint,) if backbone.checkpoint else ()
+        h8 = stage_hash(StageKind.FEATURES, settings, [], files)[:8]
+        name = f"{ds.id}-{backbone.name.replace('/', '_')}-{size}-{h8}"
+        needs = self._data_needs(ds) + files
+        caches = [self.cache(ds, split, size) for split in dict.fromkeys((ds.train_split, ds.val_split))]
+        return self.add(StageKind.FEATURES, name, settings, [self.data(ds), *caches], self.out / "features" / name,
+                        files=files, needs=needs)
+
+    def train(self, config: TrainConfig, deps: list[Stage | None], ds: DatasetSpec, labels: LabelSetting) -> Stage:
+        hashed = {k: v for k, v in config.to_dict().items() if k not in _PATH_FIELDS}
+        hashed["torchrun_nproc"] = self.spec.torchrun_nproc
+        files = (config.checkpoint,) if config.checkpoint else ()
+        h = stage_hash(StageKind.TRAIN, hashed, [d.hash for d in deps if d is not None], files)
+        parts = [ds.id, labels.tag, config.mode or "none", config.loss, config.backbone.replace("/", "_"), config.head]
+        if config.features is not None:
+            parts.append(Protocol.LINEAR.value)
+        name = "-".join([*parts, f"s{config.seed}", h[:8]])
+        config = config.replace(run_name=name)
+        settings = {"config": config.to_dict(), "torchrun_nproc": self.spec.torchrun_nproc}
+        gpus = self.spec.torchrun_nproc
+        return self.add(StageKind.TRAIN, name, settings, deps, Path(config.out_dir) / name, hashed=hashed,
+                        files=files, needs=self._data_needs(ds) + files, gpus=gpus)
+
+    def prior(self, model: Stage, ds: DatasetSpec, labels: LabelSetting, sim: Stage | None, backbone: str,
+              seed: int) -> Stage:
+        from plbench.priors import default_prior_path
+
+        h8 = stage_hash(StageKind.PRIOR, {}, [model.hash])[:8]
+        base = default_prior_path(ds.id, sim.output if sim else None, backbone, seed, root=self.out / "priors")
+        if sim is None:  # the dataset's own labels: name them by their tag (full/natural)
+            base = base.with_name(base.name.replace("-natural-", f"-{labels.tag}-", 1))
+        path = base.with_name(f"{base.stem}-{h8}.csv")
+        return self.add(StageKind.PRIOR, path.stem, {"config": model.settings["config"]}, [model], path)
+
+
+def _base_config(spec: SweepSpec, ds: DatasetSpec, out: Path) -> dict[str, Any]:
+    """TrainConfig values shared by a dataset's runs: recipe first, then [training], then the dataset."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values: dict[str, Any] = {}
+    try:
+        from plbench.engine.recipes import default_recipe, recipe_values
+    except ImportError:  # an engine without recipes: TrainConfig defaults
+        pass
+    else:
+        values.update(recipe_values(spec.training.get("recipe") or default_recipe(ds.name), ds.name))
+    values.update(spec.training)
+    values.update(dataset=ds.name, data_root=ds.root(out), train_split=ds.train_split, val_split=ds.val_split,
+                  dataset_options=dict(ds.options), out_dir=str(out / "runs"))
+    return {k: v for k, v in values.items() if k in names}
+
+
+def expand(spec: SweepSpec, out: str | Path = ".", *, command: str | None = None) -> Plan:
+    """All stages of ``spec`` with outputs under ``out`` (nothing is read or written).
+
+    ``command`` is the command line shown in the report (default ``plbench sweep SOURCE --out OUT``).
+
+    Returns:
+        a :class:`Plan` without status (see :func:`plan_sweep`).
+    """
+    out = Path(out)
+    b = _Builder(spec, out)
+    grid: list[str] = []
+    for ds in spec.datasets:
+        base = _base_config(spec, ds, out)
+        size = int(base.get("image_size", TrainConfig().image_size))
+        caches = [b.cache(ds, split, size) for split in dict.fromkeys((ds.train_split, ds.val_split))]
+        if ds.cache:
+            base["cache_dir"] = str(Path(ds.root(out)) / "plbench_cache")
+        for labels in spec.labels:
+            methods = [m for m in spec.methods if m.applies_to(labels)]
+            for seed in spec.seeds:
+                sim = b.simulation(ds, labels, seed)
+                for backbone in spec.backbones:
+                    for head in spec.heads:
+                        for protocol in spec.protocols:
+                            feats = b.features(ds, backbone, size) if protocol == Protocol.LINEAR.value else None
+                            common = TrainConfig(**{
+                                **base, "simulation": sim.output if sim else None, "tag": labels.tag,
+                                "backbone": backbone.name, "pretrained": backbone.pretrained,
+                                "checkpoint": backbone.checkpoint, "head": head.name,
+                                "head_options": dict(head.options), "seed": seed,
+                                **({"features": feats.output} if feats is not None else {}),
+                            })
+                            upstream = [b.data(ds), *caches, sim, feats]
+                            for method in methods:
+                                grid.append(_method_stage(b, spec, method, common, upstream, ds, labels, sim).hash)
+    grid = list(dict.fromkeys(grid))
+    report = {"title": spec.title, "notes": spec.notes, "runs": [b.stages[h].output for h in grid]}
+    if command is None:
+        command = f"plbench sweep {spec.source or spec.name + '.toml'}" + ("" if str(out) == "." else f" --out {out}")
+    b.add(StageKind.REPORT, spec.name, {**report, "command": command}, [b.stages[h] for h in grid],
+          out / "reports" / spec.name, hashed=report)  # the command line does not change the report's content
+    return Plan(spec, out, list(b.stages.values()), grid)
+
+
+def _method_stage(b: _Builder, spec: SweepSpec, method: MethodSpec, common: TrainConfig, upstream: list,
+                  ds: DatasetSpec, labels: LabelSetting, sim: Stage | None) -> Stage:
+    config = common.replace(mode=method.mode, loss=method.loss, loss_options=dict(method.loss_options))
+    if method.mode != Mode.SELECTIVE.value:
+        return b.train(config, upstream, ds, labels)
+    # CSL: the prior is the mean prediction of a model trained in Ignore mode on the same labels and seed
+    prior_cfg = config.replace(mode=Mode.IGNORE.value, prior=None)
+    if "loss" in spec.prior:
+        prior_cfg = prior_cfg.replace(loss=spec.prior["loss"], loss_options=dict(spec.prior.get("loss_options", {})))
+    model = b.train(prior_cfg, upstream, ds, labels)
+    prior = b.prior(model, ds, labels, sim, config.backbone, config.seed)
+    return b.train(config.replace(prior=prior.output), [*upstream, prior], ds, labels)
+
+
+def plan_sweep(spec: SweepSpec, out: str | Path = ".", *, command: str | None = None) -> Plan:
+    """Expand ``spec`` and decide each stage's action from what exists under ``out``.
+
+    A stage runs when its output is not reusable and it is a target (a grid run or the report) or a
+    stage that runs needs it; a missing output nobody needs any more is skipped (e.g. a deleted
+    simulation whose runs are finished).
+    """
+    plan = expand(spec, out, command=command)
+    stages = plan.by_hash()
+    done = {s.hash: is_done(s) for s in plan.stages}
+    targets = set(plan.grid) | {plan.report_stage().hash}
+    required: set[str] = set()
+    for s in reversed(plan.stages):  # dependents come later in the list, so they are decided first
+        if not done[s.hash] and (s.hash in targets or s.hash in required):
+            required.update(s.deps)
+            required.add(s.hash)
+    produced = {s.output for s in plan.stages}
+    for s in plan.stages:
+        action = "reuse" if done[s.hash] else "run" if s.hash in required else "skip"
+        missing = [p for p in s.needs if action == "run" and p not in produced and not Path(p).exists()]
+        plan.status[s.hash] = StageStatus(action, missing)
+    assert all(d in stages for s in plan.stages for d in s.deps)
+    return plan
+
+
+def format_plan(plan: Plan) -> str:
+    """The dry-run listing: one line per stage (action, kind, name, output), then totals and missing inputs."""
+    counts = {a: sum(1 for st in plan.status.values() if st.action == a) for a in ("run", "reuse", "skip")}
+    width = max(len(s.kind.value) for s in plan.stages)
+    lines = [f"sweep {plan.spec.name}: {len(plan.stages)} stages under {plan.out}: {counts['run']} to run, "
+             f"{counts['reuse']} reused, {counts['skip']} not needed"]
+    for s in plan.stages:
+        st = plan.status[s.hash]
+        lines.append(f"  {st.action:<5}  {s.kind.value:<{width}}  {s.name}")
+    missing = {(p, s.kind.value) for s in plan.stages for p in plan.status[s.hash].missing}
+    if missing:
+        lines.append("missing inputs (needed before these stages can run):")
+        by_path: dict[str, set[str]] = {}
+        for p, kind in missing:
+            by_path.setdefault(p, set()).add(kind)
+        for p in sorted(by_path):
+            lines.append(f"  {p}  (needed by: {', '.join(sorted(by_path[p]))})")
+    return "\n".join(lines)

@@ -1,0 +1,34 @@
+"""``python -m plbench.sweep.worker STAGE.json``: run one stage in a fresh process (``--jobs N``).
+
+A fresh process per stage lets the parent give it its own ``CUDA_VISIBLE_DEVICES``. Exit status: 0 done,
+2 bad input (the message is on stderr), 1 anything else (traceback on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from plbench.errors import InputError
+from plbench.sweep.execute import execute_stage
+from plbench.sweep.stages import Stage
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m plbench.sweep.worker STAGE.json\n")
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    stage = Stage.from_dict(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
+    try:
+        execute_stage(stage)
+    except InputError as e:
+        sys.stderr.write(e.message + "\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
