@@ -195,7 +195,11 @@ class _Checker:
         unknown = sorted(set(table) - set(allowed))
         if unknown:
             key = f"{where}.{unknown[0]}" if where else unknown[0]
-            self.fail(key, f"unknown key {unknown[0]!r}", f"use only: {', '.join(allowed)}")
+            hint = ""
+            if where and unknown[0] in TOP_KEYS:
+                hint = (f" ({unknown[0]} is a top-level key: in TOML it must come before the first [table] or "
+                        "[[array]] header, else it belongs to that table)")
+            self.fail(key, f"unknown key {unknown[0]!r}{hint}", f"use only: {', '.join(allowed)}")
 
     def required(self, table: Mapping[str, Any], key: str, where: str) -> Any:
         if key not in table:
@@ -341,7 +345,19 @@ def _methods(raw: Any, check: _Checker) -> tuple[MethodSpec, ...]:
                        f"add mode = one of {', '.join(m.value for m in Mode)} (or a list of them)")
         for mode in check.list_(t["mode"], f"{where}.mode", allow_scalar=True):
             out.append(MethodSpec(loss, check.choice(Mode, mode, f"{where}.mode"), options, schemes))
+    for i, m in enumerate(out):  # values too (e.g. epr without expected_num_pos), before anything runs
+        _check_loss_builds(m.loss, m.mode, m.loss_options, check, "methods")
     return tuple(out)
+
+
+def _check_loss_builds(loss: str, mode: str | None, options: dict[str, Any], check: _Checker, where: str) -> None:
+    from plbench.losses import create_loss
+
+    try:
+        create_loss(loss, **({"mode": mode} if mode is not None else {}), **options)
+    except (ValueError, TypeError) as e:
+        check.fail(f"{where} ({loss}{'/' + mode if mode else ''})", f"the loss cannot be built: {e}",
+                   "fix its loss_options")
 
 
 def _heads(raw: Any, check: _Checker) -> tuple[HeadSpec, ...]:
