@@ -27,11 +27,12 @@ h3{font-size:1.05em;margin-top:1.4em}
 .scroll{overflow-x:auto;margin:.4em 0}
 table{border-collapse:collapse;font-size:.9em}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right;white-space:nowrap}
-th.row{text-align:left;font-weight:normal}
+th.row{text-align:left;font-weight:normal;white-space:normal;min-width:7em;max-width:17em}
+thead th:first-child{text-align:left}
 thead th{background:#f3f3f3}
 tr.published{color:#555;font-style:italic;background:#fafafa}
-table.plain td{text-align:left;white-space:normal}
-td.code{max-width:40em;word-break:break-all}
+table.plain td,table.plain th{text-align:left}
+td.code{white-space:normal;min-width:18em;max-width:36em;word-break:break-all}
 span.n{color:#777;font-size:.85em}
 p.protocol,ul.notes{font-size:.88em;color:#444}
 figure{margin:1em 0}figure img{max-width:100%;height:auto}figcaption{font-size:.88em;color:#444}
@@ -121,7 +122,7 @@ def _table_section(doc: _Doc, table: ResultTable, authors: ResultTable | None, r
     doc.figure(f"per-class-ap-{table.slug}.png", figures.per_class_ap(table, colors, reference),
                f"{table.title}: per-class AP against class frequency (mean over seeds)")
     doc.figure(f"curves-{table.slug}.png", figures.training_curves(table, colors),
-               f"{table.title}: validation mAP per epoch, one line per run (dashed: EMA model)")
+               f"{table.title}: validation mAP per epoch: mean over seeds (shaded: range over seeds; dashed: EMA model)")
     doc.figure(f"lvis-{table.slug}.png", figures.lvis_groups(table, colors),
                f"{table.title}: mAP per LVIS frequency group (error bars: sample std over seeds)")
 
@@ -208,9 +209,9 @@ def write_report(
     doc.heading(2, "Provenance")
     prov = render.provenance_rows(records)
     doc.table(render.provenance_markdown(records), render.rows_html(
-        ["run", "plbench", "git commit", "command", "hardware", "torch", "started", "wall s", "train s"],
-        [[p["run"], p["plbench_version"], p["git_commit"][:12], p["command"], p["hardware"], p["torch_version"],
-          p["started_at"], p["wall_seconds"], p["train_seconds"]] for p in prov], code_columns=(3,)),
+        ["run", "wall s", "train s", "plbench", "git commit", "hardware", "torch", "started", "command"],
+        [[p["run"], p["wall_seconds"], p["train_seconds"], p["plbench_version"], p["git_commit"][:12], p["hardware"],
+          p["torch_version"], p["started_at"], p["command"]] for p in prov], code_columns=(8,)),
         "provenance.csv", render.provenance_csv(records))
     doc.para(f"Report written by plbench {__version__}.", "protocol")
 

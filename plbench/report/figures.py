@@ -18,6 +18,7 @@ from plbench.report.records import RunRecord, column_label, labels_sort_key
 from plbench.report.tables import ResultTable, resolve_reference
 
 DPI = 110
+MAX_WIDTH_IN = 10.5  # the HTML page is ~1150 px wide: wider figures get scaled down and their text shrinks
 LVIS_GROUPS = ("rare", "common", "frequent")
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
             "#bcbd22")
@@ -30,23 +31,31 @@ def column_colors(columns: Sequence[str]) -> dict[str, str]:
 
 def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    # "tight" grows the canvas to whatever lies outside it (a legend wider than a narrow figure)
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.1, metadata={"Software": None})
     return buf.getvalue()
 
 
 def _grid(n: int, max_cols: int = 3, w: float = 4.2, h: float = 3.4) -> tuple[Figure, list[Any]]:
     cols = min(n, max_cols)
     rows = math.ceil(n / cols)
+    w = min(w, MAX_WIDTH_IN / cols)
     fig = Figure(figsize=(w * cols, h * rows + 0.6), layout="constrained")
+    fig.get_layout_engine().set(h_pad=0.12, hspace=0.06)  # room between a panel's x label and the next title
     axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
     for ax in axes[n:]:
         ax.set_visible(False)
     return fig, axes[:n]
 
 
-def _legend(fig: Figure, handles: list, labels: list[str]) -> None:
+def _legend(fig: Figure, handles: list, labels: list[str], markerscale: float = 1.0) -> None:
+    """One legend below the panels, as many entries per line as the figure's width holds."""
     uniq = dict(zip(labels, handles))
-    fig.legend(list(uniq.values()), list(uniq), loc="outside lower center", ncol=min(5, len(uniq)), frameon=False)
+    width_in = fig.get_figwidth()
+    per_entry_in = 0.45 + 0.085 * max(len(x) for x in uniq)  # handle + text at the default 10 pt font
+    ncol = max(1, min(len(uniq), int(width_in // per_entry_in)))
+    fig.legend(list(uniq.values()), list(uniq), loc="outside lower center", ncol=ncol, frameon=False,
+               markerscale=markerscale)
 
 
 def _style(ax: Any) -> None:
@@ -58,11 +67,11 @@ def map_bars(table: ResultTable, colors: dict[str, str]) -> bytes:
     """Grouped bars: mean mAP per label setting and column, error bars = sample std over seeds, published
     numbers of the same setting as black markers on the bar of their column."""
     n_rows, n_cols = len(table.rows), len(table.columns)
-    fig = Figure(figsize=(max(5.0, 1.1 * n_rows * max(1, n_cols) * 0.55 + 2.0), 3.8), layout="constrained")
+    fig = Figure(figsize=(min(MAX_WIDTH_IN, max(5.0, 0.4 * n_rows * max(1, n_cols) + 2.0)), 3.8), layout="constrained")
     ax = fig.subplots()
     width = 0.8 / max(1, n_cols)
     handles, labels = [], []
-    pub_plotted = False
+    pub_handle = None
     for j, c in enumerate(table.columns):
         xs, ys, es = [], [], []
         for i, row in enumerate(table.rows):
@@ -78,17 +87,16 @@ def map_bars(table: ResultTable, colors: dict[str, str]) -> bytes:
         for i, row in enumerate(table.rows):
             for _, numbers in table.published_rows(row):
                 if c in numbers:
-                    h = ax.scatter([i + (j - (n_cols - 1) / 2) * width], [numbers[c].map], marker="D", s=22,
-                                   color="black", zorder=3)
-                    if not pub_plotted:
-                        handles.append(h)
-                        labels.append("published (see table)")
-                        pub_plotted = True
+                    pub_handle = ax.scatter([i + (j - (n_cols - 1) / 2) * width], [numbers[c].map], marker="D",
+                                            s=22, color="black", zorder=3)
     ax.set_xticks(range(n_rows), table.rows)
     ax.set_ylabel(f"{'mAP' if table.metric == 'val_map' else 'selected mAP'} (%)")
     ax.set_xlabel("training labels")
     _style(ax)
     ax.grid(False, axis="x")
+    if pub_handle is not None:
+        handles.append(pub_handle)
+        labels.append("published (see table)")
     _legend(fig, handles, labels)
     return _png(fig)
 
@@ -117,8 +125,11 @@ def annotation_curves(table: ResultTable, colors: dict[str, str]) -> bytes | Non
             h = ax.errorbar(x, y, yerr=e, marker="o", ms=4, capsize=2, color=colors[c], linewidth=1.4)
             handles.append(h)
             labels.append(column_label(c))
+        ax.set_xticks([p for p, _ in levels], [f"{p:g}" for p, _ in levels])
         if scheme == "fpc":
             ax.set_xscale("log")
+            ax.set_xticks([p for p, _ in levels], [f"{p:g}" for p, _ in levels])
+            ax.minorticks_off()
             ax.set_xlabel("FPC: positives and negatives kept per class (n)")
         else:
             ax.set_xlabel("RPS: probability p that a label is hidden")
@@ -197,7 +208,7 @@ def per_class_ap(table: ResultTable, colors: dict[str, str], reference: str | No
         ax.set_xlabel(what)
         ax.set_title(row, fontsize=10)
         _style(ax)
-    _legend(fig, handles, labels)
+    _legend(fig, handles, labels, markerscale=2.0)
     return _png(fig)
 
 
@@ -257,28 +268,36 @@ def prior_scatter(records: Sequence[RunRecord]) -> tuple[bytes | None, list[str]
 
 
 def training_curves(table: ResultTable, colors: dict[str, str]) -> bytes | None:
-    """Validation mAP per epoch (``metrics.jsonl``), one panel per label setting, one line per run; dashed:
-    the EMA model where recorded. None unless some run has two epochs or more."""
-    curves: dict[str, list[tuple[str, list[dict[str, Any]]]]] = defaultdict(list)
+    """Validation mAP per epoch (``metrics.jsonl``), one panel per label setting: per column the mean over
+    seeds (solid), the range over seeds (shaded), and the EMA model's mean where recorded (dashed). None
+    unless some run has two epochs or more."""
+    curves: dict[tuple[str, str], list[dict[int, dict[str, Any]]]] = defaultdict(list)
     for r in table.records:
-        m = [h for h in r.folder.metrics() if "epoch" in h and h.get("val_map") is not None]
+        m = {int(h["epoch"]): h for h in r.folder.metrics() if "epoch" in h and h.get("val_map") is not None}
         if len(m) >= 2:
-            curves[r.labels].append((r.column, m))
+            curves[(r.labels, r.column)].append(m)
     if not curves:
         return None
-    rows = sorted(curves, key=labels_sort_key)
+    rows = sorted({row for row, _ in curves}, key=labels_sort_key)
     fig, axes = _grid(len(rows), max_cols=3, w=4.2, h=3.2)
     handles, labels = [], []
     for ax, row in zip(axes, rows):
-        for col, m in curves[row]:
-            ep = [h["epoch"] + 1 for h in m]
-            (h,) = ax.plot(ep, [h["val_map"] for h in m], color=colors[col], linewidth=1.2, alpha=0.85)
+        for col in table.columns:
+            runs = curves.get((row, col))
+            if not runs:
+                continue
+            epochs = sorted(set.intersection(*(set(m) for m in runs)))
+            vals = np.array([[m[e]["val_map"] for e in epochs] for m in runs], dtype=float)
+            x = [e + 1 for e in epochs]
+            (h,) = ax.plot(x, vals.mean(axis=0), color=colors[col], linewidth=1.4)
+            if len(runs) > 1:
+                ax.fill_between(x, vals.min(axis=0), vals.max(axis=0), color=colors[col], alpha=0.18, linewidth=0)
+            ema = [[m[e].get("val_map_ema") for e in epochs] for m in runs]
+            if all(v is not None for seq in ema for v in seq):
+                ax.plot(x, np.mean(np.array(ema, dtype=float), axis=0), color=colors[col], linewidth=1.0,
+                        linestyle="--")
             handles.append(h)
             labels.append(column_label(col))
-            ema = [h.get("val_map_ema") for h in m]
-            if any(v is not None for v in ema):
-                ax.plot(ep, [math.nan if v is None else v for v in ema], color=colors[col], linewidth=1.0,
-                        linestyle="--", alpha=0.85)
         ax.set_title(row, fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation mAP (%)")

@@ -53,8 +53,9 @@ def published_notes(table: ResultTable) -> list[str]:
             p = next(iter(numbers.values()))
             lines.append(f"Published, {row}: {setting} — model selection: {p.selection}. Source: {p.source}.")
         for p in table.unmatched_published(row):
-            lines.append(f"Also published for {row} (no column here): {p.method} {p.map:.2f} ({p.setting}; "
-                         f"{p.source}).")
+            size = f", {p.image_size} px" if p.image_size else ""
+            lines.append(f"Also published for {row} (no column here): {p.method} {p.map:.2f} ({p.backbone}{size}; "
+                         f"model selection: {p.selection}. Source: {p.source}).")
     return lines
 
 
@@ -123,25 +124,25 @@ def provenance_rows(records: Sequence[RunRecord]) -> list[dict[str, str]]:
         train = r.summary.get("train_seconds")
         out.append({
             "run": r.name,
+            "wall_seconds": fmt(float(wall), 0) if isinstance(wall, (int, float)) else "–",
+            "train_seconds": fmt(float(train), 0) if isinstance(train, (int, float)) else "–",
             "plbench_version": str(p.get("plbench_version") or r.summary.get("plbench_version") or "–"),
             "git_commit": str(p.get("git_commit") or "–"),
-            "command": str(p.get("command") or "–"),
             "hardware": str(p.get("hardware") or "–"),
             "torch_version": str(p.get("torch_version") or "–"),
             "started_at": str(p.get("started_at") or "–"),
-            "wall_seconds": fmt(float(wall), 0) if isinstance(wall, (int, float)) else "–",
-            "train_seconds": fmt(float(train), 0) if isinstance(train, (int, float)) else "–",
+            "command": str(p.get("command") or "–"),
         })
     return out
 
 
 def provenance_markdown(records: Sequence[RunRecord]) -> str:
-    lines = ["| run | plbench | git commit | command | hardware | started | wall s | train s |",
-             "|---|---|---|---|---|---|---:|---:|"]
+    lines = ["| run | wall s | train s | plbench | git commit | hardware | started | command |",
+             "|---|---:|---:|---|---|---|---|---|"]
     for p in provenance_rows(records):
         cmd = f"`{p['command']}`" if p["command"] != "–" else "–"
-        lines.append(f"| {_md_escape(p['run'])} | {p['plbench_version']} | {p['git_commit'][:12]} | {_md_escape(cmd)} "
-                     f"| {_md_escape(p['hardware'])} | {p['started_at']} | {p['wall_seconds']} | {p['train_seconds']} |")
+        lines.append(f"| {_md_escape(p['run'])} | {p['wall_seconds']} | {p['train_seconds']} | {p['plbench_version']} "
+                     f"| {p['git_commit'][:12]} | {_md_escape(p['hardware'])} | {p['started_at']} | {_md_escape(cmd)} |")
     return "\n".join(lines)
 
 
@@ -198,8 +199,8 @@ def rows_html(header: Sequence[str], rows: Sequence[Sequence[Any]], code_columns
     head = "".join(f"<th>{_h(h)}</th>" for h in header)
     body = []
     for r in rows:
-        tds = "".join(f"<td class='code'><code>{_h(v)}</code></td>" if i in code_columns else f"<td>{_h(v)}</td>"
-                      for i, v in enumerate(r))
+        tds = "".join(f"<td class='code'><code>{_h(v)}</code></td>" if i in code_columns and v != "–"
+                      else f"<td>{_h(v)}</td>" for i, v in enumerate(r))
         body.append(f"<tr>{tds}</tr>")
     return f"<table class='plain'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
