@@ -351,3 +351,23 @@ def test_cli_report(runs, tmp_path):
     assert f"`plbench report {runs} --out {tmp_path / 'rep'} --reference selective`" in md
     res = CliRunner().invoke(app, ["report", str(tmp_path / "missing")])
     assert res.exit_code == 2 and "not a run folder" in res.output
+
+
+def test_class_frequency_falls_back_to_the_predictions(tmp_path):
+    from plbench.report.figures import class_frequency
+
+    d = write_run(tmp_path, "r", train_true_frequency_per_class=None)
+    targets = np.array([[1, 0, -1], [1, 1, 0], [0, -1, 0], [1, 0, 0]], dtype=np.int8)
+    RunFolder(d).write_predictions(np.zeros((4, 3), np.float32), targets, ["a", "b", "c", "d"], np.arange(4),
+                                   ["x", "y", "z"])
+    (r,) = load_records([d])
+    freq, what = class_frequency([r])
+    np.testing.assert_allclose(freq, [3 / 4, 1 / 3, 0 / 3])  # positives among the annotated entries
+    assert "evaluation split" in what
+
+
+def test_html_contents_links_to_every_section(runs, tmp_path):
+    html = write_report([runs], tmp_path / "rep")["html"].read_text()
+    anchors = re.findall(r"<a href='#(s\d+)'>", html)
+    assert anchors and all(f"<h2 id='{a}'>" in html for a in anchors)
+    assert html.count("<h2 ") == len(anchors)

@@ -37,6 +37,7 @@ span.n{color:#777;font-size:.85em}
 p.protocol,ul.notes{font-size:.88em;color:#444}
 figure{margin:1em 0}figure img{max-width:100%;height:auto}figcaption{font-size:.88em;color:#444}
 code{background:#f4f4f4;padding:0 .2em}
+nav{font-size:.9em;background:#fafafa;border:1px solid #eee;padding:.4em 1em}nav ul{margin:.3em 0}
 """
 
 
@@ -47,10 +48,20 @@ class _Doc:
     md: list[str] = field(default_factory=list)
     html: list[str] = field(default_factory=list)
     files: dict[str, bytes] = field(default_factory=dict)
+    sections: list[tuple[str, str]] = field(default_factory=list)  # (anchor, title) of each h2, for the contents
 
     def heading(self, level: int, text: str) -> None:
         self.md.append(f"{'#' * level} {text}\n")
-        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
+        if level == 2:
+            anchor = f"s{len(self.sections) + 1}"
+            self.sections.append((anchor, text))
+            self.html.append(f"<h2 id='{anchor}'>{html.escape(text)}</h2>")
+        else:
+            self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def contents_html(self) -> str:
+        items = "".join(f"<li><a href='#{a}'>{html.escape(t)}</a></li>" for a, t in self.sections)
+        return f"<nav><b>Contents</b><ul>{items}</ul></nav>"
 
     def para(self, text: str, cls: str = "") -> None:
         self.md.append(f"{text}\n")
@@ -196,15 +207,11 @@ def write_report(
         doc.notes(prior_notes)
 
     doc.heading(2, "Runs")
-    doc.table(render.runs_markdown(records), render.rows_html(
-        ["run", "labels", "loss", "mode", "seed", "headline mAP", "plain", "EMA", "best epoch", "authors' selection",
-         "evaluation protocol"],
-        [[r.name, r.labels, r.loss, r.mode or "–", "–" if r.seed is None else r.seed, render.fmt(r.val_map),
-          render.fmt(r.val_map_plain), render.fmt(r.val_map_ema), render.fmt(r.best_val_map),
-          render.fmt(r.authors_map), r.evaluation_protocol] for r in records]),
-        "results.csv", render.results_csv(records))
+    doc.table(render.runs_markdown(records), render.rows_html(render.RUNS_HEADER, render.runs_rows(records)),
+              "results.csv", render.results_csv(records))
     doc.para("headline mAP: final epoch, model fixed before training. best epoch and authors' selection are "
-             "selected on the evaluation split and therefore optimistic.", "protocol")
+             "selected on the evaluation split and therefore optimistic. CF1/OF1: per-class and overall F1 (%) at "
+             "threshold 0.5.", "protocol")
 
     doc.heading(2, "Provenance")
     prov = render.provenance_rows(records)
@@ -221,10 +228,12 @@ def write_report(
             if p.strip():
                 doc.para(p.strip())
 
+    intro = 4 if command else 3  # title, command, the two paragraphs: the contents go after them
+    body = doc.html[:intro] + [doc.contents_html()] + doc.html[intro:]
     page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
-            + "\n".join(doc.html) + "\n</body></html>\n")
+            + "\n".join(body) + "\n</body></html>\n")
     paths: dict[str, Path] = {}
     for name, data in doc.files.items():
         write_bytes(out_dir / name, data)

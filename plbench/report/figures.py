@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from plbench.errors import InputError
 from plbench.report.records import RunRecord, column_label, labels_sort_key
@@ -56,6 +57,16 @@ def _legend(fig: Figure, handles: list, labels: list[str], markerscale: float = 
     ncol = max(1, min(len(uniq), int(width_in // per_entry_in)))
     fig.legend(list(uniq.values()), list(uniq), loc="outside lower center", ncol=ncol, frameon=False,
                markerscale=markerscale)
+
+
+def _log_axis(axis: Any, lo: float, hi: float) -> None:
+    """Log scale with plain-number labels (0.01, 0.02, 0.05 ...); 1-2-5 ticks when the data span under
+    two decades, one tick per decade otherwise, and no minor-tick labels (they overlap on short ranges)."""
+    decades = math.log10(max(hi, lo * 1.0001) / lo) if lo > 0 else 3.0
+    subs = (1.0, 2.0, 5.0) if decades < 2 else (1.0,)
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _style(ax: Any) -> None:
@@ -205,6 +216,7 @@ def per_class_ap(table: ResultTable, colors: dict[str, str], reference: str | No
         else:
             ax.set_ylabel("AP (%)")
         ax.set_xscale("log")
+        _log_axis(ax.xaxis, float(np.nanmin(x)), float(np.nanmax(x)))
         ax.set_xlabel(what)
         ax.set_title(row, fontsize=10)
         _style(ax)
@@ -259,6 +271,8 @@ def prior_scatter(records: Sequence[RunRecord]) -> tuple[bytes | None, list[str]
         ax.plot([lo, 1.0], [lo, 1.0], color="black", linewidth=0.8, linestyle="--")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _log_axis(ax.xaxis, lo, 1.0)
+        _log_axis(ax.yaxis, lo, 1.0)
         ax.set_xlabel("true class frequency (training set)")
         ax.set_ylabel("estimated prior")
         err = float(np.mean(np.abs(est[ok] - true[ok])))

@@ -168,7 +168,10 @@ def load_record(run: RunFolder | str | Path) -> RunRecord:
                          "re-run the training (the run did not finish its evaluation)")
     loss = str(s.get("loss") or config.get("loss") or "pasl")
     mode = s.get("mode", config.get("mode"))
-    mode = None if mode in (None, "") else str(mode)
+    if loss in MODELESS_LOSSES or mode in (None, ""):  # older summaries gave modeless losses the default mode
+        mode = None
+    else:
+        mode = str(mode)
     protocol = s.get("protocol")
     if protocol is None:
         protocol = Protocol.LINEAR.value if config.get("features") else Protocol.FINE_TUNED.value

@@ -104,15 +104,24 @@ def _diff_text(d: Any) -> str:
 
 
 def runs_markdown(records: Sequence[RunRecord]) -> str:
-    lines = ["| run | labels | loss | mode | seed | headline mAP | plain | EMA | best epoch | authors' selection | "
-             "evaluation protocol |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
-    for r in records:
-        lines.append(
-            f"| {_md_escape(r.name)} | {r.labels} | {r.loss} | {r.mode or '–'} | {r.seed if r.seed is not None else '–'} "
-            f"| {fmt(r.val_map)} | {fmt(r.val_map_plain)} | {fmt(r.val_map_ema)} | {fmt(r.best_val_map)} "
-            f"| {fmt(r.authors_map)} | {_md_escape(r.evaluation_protocol)} |"
-        )
+    lines = ["| " + " | ".join(RUNS_HEADER) + " |", "|---|---|---|---|---:|" + "---:|" * 7 + "---|"]
+    lines += ["| " + " | ".join(_md_escape(str(v)) for v in row) + " |" for row in runs_rows(records)]
     return "\n".join(lines)
+
+
+RUNS_HEADER = ("run", "labels", "loss", "mode", "seed", "headline mAP", "plain", "EMA", "best epoch",
+               "authors' selection", "CF1", "OF1", "evaluation protocol")
+
+
+def runs_rows(records: Sequence[RunRecord]) -> list[list[Any]]:
+    """The per-run table: mAP values (percent) under each protocol, CF1/OF1 (percent) where the run has them."""
+    def metric(r: RunRecord, key: str) -> str:
+        v = r.summary.get(key)
+        return fmt(float(v)) if isinstance(v, (int, float)) else "–"
+
+    return [[r.name, r.labels, r.loss, r.mode or "–", "–" if r.seed is None else r.seed, fmt(r.val_map),
+             fmt(r.val_map_plain), fmt(r.val_map_ema), fmt(r.best_val_map), fmt(r.authors_map), metric(r, "cf1"),
+             metric(r, "of1"), r.evaluation_protocol] for r in records]
 
 
 def provenance_rows(records: Sequence[RunRecord]) -> list[dict[str, str]]:
