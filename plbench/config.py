@@ -21,15 +21,19 @@ class TrainConfig:
     val_split: str = "val"  # evaluated with its own (complete or natural) labels, never simulated
     dataset_options: dict[str, Any] = field(default_factory=dict)  # loader options (strict, fo_field, ...)
     simulation: str | None = None  # parquet from `plbench simulate`; None = the dataset's own train labels
-    mode: str = "selective"  # how unannotated labels are treated, see plbench.losses.Mode
+    mode: str | None = "selective"  # plbench.choices.Mode; None for losses without modes (an, epr, ...)
     loss: str = "pasl"  # loss registry name, see plbench.losses.create_loss
     loss_options: dict[str, Any] = field(default_factory=dict)  # overrides of the loss defaults
     prior: str | None = None  # prior CSV (Classes,avg_pred) for mode=selective
     backbone: str = "resnet10t"  # any timm model name
     pretrained: bool = False  # timm pretrained weights (needs them cached or downloadable)
     checkpoint: str | None = None  # local backbone weights file (.pt/.pth/.safetensors)
-    head: str = "gap"  # gap | ml-decoder
+    head: str = "gap"  # plbench.choices.Head: gap | ml-decoder
     head_options: dict[str, Any] = field(default_factory=dict)
+    features: str | None = None  # folder from `plbench features extract`: train the head only ("linear")
+    recipe: str = "light"  # plbench.choices.Recipe the settings came from (see plbench.engine.recipes)
+    augment: str = "flip"  # plbench.choices.Augment: flip | cutout-randaugment (csl)
+    ema_decay: float = 0.0  # model EMA decay per optimizer step; 0 = no EMA (csl: 0.9997)
     image_size: int = 224  # square input side, pixels
     batch_size: int = 64
     epochs: int = 10
@@ -46,6 +50,16 @@ class TrainConfig:
     out_dir: str = "runs"
     run_name: str | None = None  # default: <dataset>-<labels tag>-<mode>-<backbone>-s<seed>
     tag: str | None = None  # label-setting tag shown in reports (default: from the simulation file)
+
+    @property
+    def protocol(self) -> str:
+        """``linear`` (head on cached features) or ``fine-tuned`` (see plbench.choices.Protocol)."""
+        return "linear" if self.features is not None else "fine-tuned"
+
+    @property
+    def headline_model(self) -> str:
+        """The model whose final-epoch mAP is the headline number, fixed before training: ``ema`` or ``plain``."""
+        return "ema" if self.ema_decay > 0 else "plain"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -65,7 +79,7 @@ class TrainConfig:
         defaults = cls()
         for key, value in data.items():
             expected = type(getattr(defaults, key))
-            if getattr(defaults, key) is None:  # optional fields: None or a plain value
+            if getattr(defaults, key) is None or key == "mode":  # optional fields: None or a plain value
                 ok = value is None or isinstance(value, (str, int, float))
             elif expected is float:
                 ok = isinstance(value, (int, float)) and not isinstance(value, bool)

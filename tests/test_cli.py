@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+
+from plbench.errors import InputError
 from typer.testing import CliRunner
 
 from plbench.cli import app
@@ -93,7 +95,12 @@ def test_config_with_wrong_type_is_named(tmp_path):
 
 
 def test_cli_modes_are_the_loss_modes():
-    from plbench.cli.train_cmd import TrainMode
-    from plbench.losses import Mode
+    from plbench.choices import Mode
+    from plbench.cli.train_cmd import default_mode
+    from plbench.losses import functional
 
-    assert {m.value for m in TrainMode} == {m.value for m in Mode}
+    assert functional.Mode is Mode  # one enum for the CLI, the config and the losses
+    assert default_mode("pasl", None) == "selective" and default_mode("asl", None) == "negative"
+    assert default_mode("an", None) is None
+    with pytest.raises(InputError, match="loss 'an' has no partial-label modes"):
+        default_mode("an", Mode.SELECTIVE)

@@ -194,11 +194,13 @@ def test_cache_prefix_and_undecodable_images_are_skipped(tmp_path):
     pred = np.load(result.run_dir / "predictions.npz", allow_pickle=False)
     assert broken not in set(pred["image_paths"]) and len(pred["image_paths"]) == 9
     # a batch made only of undecodable images is skipped
-    from plbench.engine.train import make_dataset, make_loader, predict
+    from plbench.engine.evaluate import predict
+    from plbench.engine.train import make_dataset, make_loader, normalization
 
     one = cfg.replace(batch_size=1)
     loader = make_loader(make_dataset(one, "val", val.image_paths, val.labels, train=False), one)
-    scores, targets, index = predict(result.model, loader, torch.device("cpu"))
+    mean, std = normalization(one)
+    scores, targets, index = predict(result.model, loader, torch.device("cpu"), mean=mean, std=std)
     assert index.tolist() == [0, 1, 2, 3, 5, 6, 7, 8, 9] and scores.shape == (9, 3)
     np.testing.assert_array_equal(targets, val.labels.to_dense()[index])
     # reading the training split from the cache: 12 of its 20 rows
@@ -224,8 +226,13 @@ def test_checkpoint_of_another_architecture_is_refused(tiny_data, tmp_path):
 
 
 def test_prior_model_uses_an_ignore_capable_loss():
-    from plbench.engine.prior import _ignore_capable_loss
+    from plbench.choices import Mode
+    from plbench.engine.prior import prior_model_config
 
-    assert _ignore_capable_loss("bce") == "bce"
-    assert _ignore_capable_loss("pasl") == "pasl"
-    assert _ignore_capable_loss("an") == "pasl"  # single-positive losses have no Ignore mode
+    base = TrainConfig()
+    assert prior_model_config(base.replace(loss="bce", mode="negative"), Mode.IGNORE, "x", False).loss == "bce"
+    assert prior_model_config(base, Mode.IGNORE, "x", False).mode == "ignore"
+    # single-positive losses have no Ignore mode: the prior model falls back to P-ASL without their options
+    cfg = prior_model_config(base.replace(loss="epr", mode=None, loss_options={"expected_num_pos": 2.9}),
+                             Mode.IGNORE, "x", False)
+    assert (cfg.loss, cfg.mode, cfg.loss_options) == ("pasl", "ignore", {})

@@ -310,10 +310,17 @@ def test_factory_lists_and_errors():
         create_loss("an", gamma_neg=2)
     with pytest.raises(ValueError, match="does not use a class prior"):
         create_loss("an", prior=torch.ones(3))
-    # mode and a None prior are accepted by every loss (the engine forwards its config unchanged)
-    for name in LOSSES:
+    # a loss declares whether it has modes; mode=None and prior=None are accepted by every loss,
+    # a mode given to a loss without modes is an error (a run must never carry a mode it did not use)
+    assert {n for n, c in LOSSES.items() if c.has_modes} == {"pasl", "asl", "bce"}
+    for name, cls in LOSSES.items():
         kw = {"expected_num_pos": 1.0} if name == "epr" else {}
-        create_loss(name, mode="selective", prior=None, **kw)
+        create_loss(name, mode=None, prior=None, **kw)
+        if cls.has_modes:
+            assert create_loss(name, mode="ignore", **kw).mode.value == "ignore"
+        else:
+            with pytest.raises(ValueError, match=f"loss '{name}' has no partial-label modes"):
+                create_loss(name, mode="selective", **kw)
 
 
 def test_mode_parse_lists_values():

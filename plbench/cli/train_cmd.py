@@ -3,43 +3,41 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+import shlex
+import sys
 from pathlib import Path
 from typing import Annotated, List, Optional
 
 import typer
 
-from plbench.cli.app import app, command
+from plbench.choices import Checkpoint, Head, Mode, Recipe
+from plbench.cli.app import app, command, fail
 from plbench.cli.options import DataRoot, dataset_options, option_group
 from plbench.config import TrainConfig
 from plbench.errors import InputError
-
-
-class TrainMode(str, Enum):
-    IGNORE = "ignore"
-    NEGATIVE = "negative"
-    SELECTIVE = "selective"
-    IGNORE_NORMALIZED = "ignore_normalized"
-
-
-class HeadName(str, Enum):
-    GAP = "gap"
-    ML_DECODER = "ml-decoder"
 
 
 Dataset = Annotated[str, typer.Option(help="Dataset loader: coco, lvis, openimages, fiftyone, synthetic.")]
 Simulation = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
                                                     help="Parquet file from `plbench simulate`; default: the dataset's own labels.")]
 Backbone = Annotated[str, typer.Option(help="Any timm model name.")]
-Head = Annotated[HeadName, typer.Option(help="Classification head.")]
-ImageSize = Annotated[int, typer.Option(min=16, help="Square input size, pixels.")]
-BatchSize = Annotated[int, typer.Option(min=1)]
-Epochs = Annotated[int, typer.Option(min=1)]
-Lr = Annotated[float, typer.Option(min=0.0, help="Peak learning rate (one-cycle).")]
+HeadOpt = Annotated[Head, typer.Option("--head", help="Classification head.")]
+RecipeOpt = Annotated[Optional[Recipe], typer.Option(
+    "--recipe", help="Training recipe: csl (the CSL authors' train.py: Cutout + RandAugment, EMA 0.9997, 30 epochs, "
+    "448 px on COCO/LVIS, 224 px on OpenImages) or light (flip only, no EMA). Default: csl for coco, lvis and "
+    "openimages, light otherwise. Options below override the recipe's values.")]
+ImageSize = Annotated[Optional[int], typer.Option(min=16, help="Square input size, pixels (default: the recipe's).")]
+BatchSize = Annotated[Optional[int], typer.Option(min=1, help="Global batch size (default: the recipe's, 64).")]
+Epochs = Annotated[Optional[int], typer.Option(min=1, help="Epochs (default: the recipe's; csl 30, light 10).")]
+Lr = Annotated[Optional[float], typer.Option(min=0.0, help="Peak learning rate, one-cycle (default 2e-4).")]
+EmaDecay = Annotated[Optional[float], typer.Option(min=0.0, max=0.999999, help="Model EMA decay per step, 0 = none "
+                                                   "(default: the recipe's; csl 0.9997).")]
+Features = Annotated[Optional[Path], typer.Option(exists=True, file_okay=False, help="Folder from `plbench features "
+                                                  "extract`: train only the head on cached features (linear protocol).")]
 Seed = Annotated[int, typer.Option(min=0, help="Seed of initialisation, data order and augmentation.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Pretrained = Annotated[bool, typer.Option(help="Start from timm's pretrained weights (must be cached locally).")]
-Checkpoint = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Local backbone weights file.")]
+CheckpointFile = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Local backbone weights file.")]
 MaxImages = Annotated[Optional[int], typer.Option(min=1, help="Train on the first N images only.")]
 Preload = Annotated[bool, typer.Option(help="Decode all images into memory once (small datasets).")]
 Workers = Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")]
@@ -69,15 +67,18 @@ def training_options(
     data_root: DataRoot = Path("data/synthetic"),
     simulation: Simulation = None,
     backbone: Backbone = "resnet10t",
-    head: Head = HeadName.GAP,
-    image_size: ImageSize = 224,
-    batch_size: BatchSize = 64,
-    epochs: Epochs = 10,
-    lr: Lr = 2e-4,
+    head: HeadOpt = Head.GAP,
+    recipe: RecipeOpt = None,
+    image_size: ImageSize = None,
+    batch_size: BatchSize = None,
+    epochs: Epochs = None,
+    lr: Lr = None,
+    ema_decay: EmaDecay = None,
+    features: Features = None,
     seed: Seed = 0,
     device: Device = "auto",
     pretrained: Pretrained = False,
-    checkpoint: Checkpoint = None,
+    checkpoint: CheckpointFile = None,
     max_train_images: MaxImages = None,
     preload: Preload = False,
     workers: Workers = 0,
@@ -87,20 +88,31 @@ def training_options(
     cache_dir: CacheDir = None,
     dataset_options: dict | None = None,
 ) -> dict[str, object]:
-    """The options `train` and `estimate-prior` share, as TrainConfig fields (paths as str)."""
+    """The options `train` and `estimate-prior` share, as TrainConfig fields (paths as str).
+
+    The recipe (``--recipe`` or the dataset's default) fills every recipe setting the user left out.
+    """
     values = dict(locals())
-    for key in ("data_root", "simulation", "checkpoint", "cache_dir"):
+    from plbench.engine.recipes import default_recipe, recipe_values
+
+    for key in ("data_root", "simulation", "checkpoint", "cache_dir", "features"):
         if values[key] is not None:
             values[key] = str(values[key])
     values["head"] = head.value
     values["dataset_options"] = dataset_options or {}
+    preset = recipe_values(recipe or default_recipe(dataset), dataset)
+    for key, value in preset.items():
+        if values.get(key) is None:
+            values[key] = value
     return values
 
 
 @command(app, "train")
 @option_group(training_options, into="common")
 def train_command(
-    mode: Annotated[TrainMode, typer.Option(help="How unannotated labels are treated.")] = TrainMode.SELECTIVE,
+    mode: Annotated[Optional[Mode], typer.Option(
+        help="How unannotated labels are treated (losses pasl, asl, bce; default selective for pasl, negative for "
+        "asl/bce). Losses without modes (an, an_ls, wan, epr, ll_r) take none.")] = None,
     prior: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
                                                   help="Prior CSV (Classes,avg_pred) for --mode selective.")] = None,
     loss: Annotated[str, typer.Option(help="Loss: pasl (partial ASL, uses --mode), asl, bce, an, an_ls, wan, epr, ll_r.")] = "pasl",
@@ -110,37 +122,86 @@ def train_command(
     run_name: Annotated[Optional[str], typer.Option(help="Run folder name (default derived from the config).")] = None,
     config: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
                                                    help="Train from a saved config.json (other options ignored).")] = None,
+    resume_from: Annotated[Checkpoint, typer.Option(
+        help="Checkpoint an unfinished run continues from: last, or best after a damaged last.pt.")] = Checkpoint.LAST,
     common: dict | None = None,
 ) -> None:
-    """Train a partial-label classifier into a run folder (resumes an unfinished run)."""
-    from plbench.engine.train import train
+    """Train a partial-label classifier into a run folder (resumes an unfinished run).
+
+    Under torchrun (`torchrun --nproc-per-node N -m plbench train ...`) every process trains its share of
+    each global batch with DistributedDataParallel; rank 0 writes the run folder.
+    """
+    from plbench.engine import distributed as dist
+    from plbench.engine.train import TrainingInterrupted, train
 
     if config is not None:
         cfg = TrainConfig.load(config)
     else:
         cfg = TrainConfig(
-            **(common or {}), mode=mode.value, prior=None if prior is None else str(prior), loss=loss,
+            **(common or {}), mode=default_mode(loss, mode), prior=None if prior is None else str(prior), loss=loss,
             loss_options=parse_key_values(loss_option or [], "--loss-option"), out_dir=str(out), run_name=run_name,
         )
-    result = train(cfg)
-    s = result.summary
-    typer.echo(f"{result.run_dir}: final mAP {s['val_map']:.2f} (best epoch {s['best_val_map']:.2f}) "
-               f"on {s['val_images']} validation images")
+    dist.init_from_env(cfg.device)
+    try:
+        result = train(cfg, resume_from=resume_from.value, command=shlex.join(["plbench", *sys.argv[1:]]))
+    except TrainingInterrupted as e:
+        if dist.is_main():
+            fail(f"Interrupted at epoch {e.epoch + 1}, step {e.step}; a checkpoint was saved in {e.run_dir}. "
+                 f"Resume with: plbench train --config {e.run_dir / 'config.json'}", code=130)
+        raise typer.Exit(130) from None
+    finally:
+        dist.shutdown()
+    if dist.is_main():
+        s = result.summary
+        ema = "" if s.get("val_map_ema") is None else f", plain model {s['val_map_plain']:.2f}"
+        typer.echo(f"{result.run_dir}: final mAP {s['val_map']:.2f} ({s['evaluation_protocol']}{ema}; best epoch "
+                   f"{s['best_val_map']:.2f} and authors' protocol {s['authors_map']:.2f}, both selected on the "
+                   f"validation split) on {s['val_images']} validation images")
+
+
+def default_mode(loss: str, mode: Mode | None) -> str | None:
+    """The mode a run uses: the given one, else selective for pasl, negative for asl/bce, none otherwise."""
+    from plbench.losses import LOSSES
+
+    if loss not in LOSSES:
+        raise InputError(None, "--loss", f"unknown loss {loss!r}; available: {', '.join(sorted(LOSSES))}",
+                         "pick a loss from `plbench train --help`")
+    if not LOSSES[loss].has_modes:
+        if mode is not None:
+            raise InputError(None, "--mode", f"loss {loss!r} has no partial-label modes, but got --mode {mode.value}",
+                             "leave out --mode for this loss")
+        return None
+    if mode is not None:
+        return mode.value
+    return Mode.SELECTIVE.value if loss == "pasl" else Mode.NEGATIVE.value
 
 
 @command(app, "estimate-prior")
 @option_group(training_options, into="common")
 def estimate_prior_command(
     out: Annotated[Optional[Path], typer.Option(dir_okay=False, help="Prior CSV to write (default priors/<name>.csv).")] = None,
+    compare_modes: Annotated[bool, typer.Option(
+        help="Also train a Negative-mode temporary model and compare both estimates (the CSL README's table).")] = False,
     common: dict | None = None,
 ) -> None:
-    """Estimate class priors with a temporary Ignore-mode model; writes `Classes,avg_pred` CSV."""
-    from plbench.engine.prior import estimate_prior
+    """Estimate class priors with a temporary Ignore-mode model; writes `Classes,avg_pred` CSV.
+
+    Beside the CSV, NAME.comparison.md compares the estimate with the naive prior of the partial labels
+    (positives / annotated) and, when the split's own labels are complete, with the true class frequencies:
+    Spearman rank correlation, mean absolute error and the ten highest classes of each.
+    """
+    from plbench.artifacts.atomic import write_text
+    from plbench.engine.prior import compare_priors, estimate_prior
     from plbench.priors import default_prior_path, write_prior_csv
 
-    cfg = TrainConfig(**(common or {}), mode="ignore")
-    names, prior = estimate_prior(cfg)
+    cfg = TrainConfig(**(common or {}), mode=Mode.IGNORE.value)
     if out is None:
         out = default_prior_path(cfg.dataset, cfg.simulation, cfg.backbone, cfg.seed)
+    names, prior = estimate_prior(cfg)
+    estimates = {"ignore model (CSL)": prior}
+    if compare_modes:
+        estimates["negative model"] = estimate_prior(cfg, mode=Mode.NEGATIVE)[1]
     write_prior_csv(out, names, prior)
-    typer.echo(f"wrote {out}: {len(names)} classes, mean prior {prior.mean():.4f}")
+    table = compare_priors(cfg, estimates).markdown()
+    write_text(out.with_suffix(".comparison.md"), f"# Prior estimate: {out.name}\n\n{table}")
+    typer.echo(f"wrote {out}: {len(names)} classes, mean prior {prior.mean():.4f}\n\n{table}")

@@ -1,7 +1,9 @@
-"""Torch datasets over a split's image paths and a ``PartialLabels`` store.
+"""The torch dataset of training and validation images, and the batch preparation on the device.
 
-Augmentation randomness is derived from (seed, epoch, index), never from global RNG state, so a
-resumed run sees exactly the samples an uninterrupted run would have seen.
+Items leave the loader as uint8 images (3, S, S); :func:`normalize` turns a batch into the model's
+input on the device (cheaper to move, and the normalisation runs where the model runs). Augmentation
+randomness is derived from (seed, epoch, index), never from global RNG state, so a resumed run sees
+exactly the samples an uninterrupted run would have seen.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from plbench.engine.transforms import train_augment
 from plbench.errors import InputError
 from plbench.labels import PartialLabels
 
@@ -20,6 +23,8 @@ if TYPE_CHECKING:
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: the item of :class:`ImageLabelDataset`: image uint8 (3, S, S), labels int8 (C,), dataset index
+Item = tuple[torch.Tensor, torch.Tensor, int]
 
 
 def decode_resized(path: str, size: int, strict: bool = True) -> np.ndarray | None:
@@ -33,23 +38,34 @@ def decode_resized(path: str, size: int, strict: bool = True) -> np.ndarray | No
     return None if image is None else resize_square(image, size)
 
 
-def to_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) -> normalised float32 (3, H, W)."""
-    x = torch.from_numpy(np.array(pixels, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return (x - mean) / std
+def to_chw(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> uint8 (3, H, W), contiguous."""
+    # the transposed copy is always a new, writable array (cache rows are read-only memory maps)
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(pixels, dtype=np.uint8).transpose(2, 0, 1)))
+
+
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Model input from a batch: uint8 (B, 3, S, S) -> float32 ((x / 255) - mean) / std.
+
+    Float batches (cached features) pass through as float32 unchanged.
+    """
+    if images.dtype != torch.uint8:
+        return images.float()
+    m = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    s = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    return (images.float().div_(255.0) - m) / s
 
 
 class ImageLabelDataset(Dataset):
-    """Items are ``(image float32 (3, S, S), labels int8 (C,), index int)``, or None for an image that
+    """Items are ``(image uint8 (3, S, S), labels int8 (C,), index int)``, or None for an image that
     cannot be decoded when ``strict`` is false (use :func:`plbench.datasets.images.collate_skip_none`).
 
     Args:
         paths: (N,) image paths aligned with ``labels`` rows.
         labels: the label store (dense or sparse); rows are fetched per item.
         image_size: square side S in pixels.
-        train: apply augmentation (random horizontal flip) when true.
+        train: apply the ``augment`` augmentation when true.
+        augment: a :class:`plbench.choices.Augment` value.
         seed: base seed of the augmentation.
         preload: decode and resize every image once into memory (small datasets).
         cache: a pre-resized :class:`plbench.datasets.images.ImageCache` of exactly these paths at size S.
@@ -63,6 +79,7 @@ class ImageLabelDataset(Dataset):
         image_size: int,
         *,
         train: bool,
+        augment: str = "flip",
         seed: int = 0,
         preload: bool = False,
         cache: "ImageCache | None" = None,
@@ -74,6 +91,7 @@ class ImageLabelDataset(Dataset):
         self.labels = labels
         self.image_size = image_size
         self.train = train
+        self.augment = augment
         self.seed = seed
         self.strict = strict
         self.epoch = 0
@@ -110,18 +128,41 @@ class ImageLabelDataset(Dataset):
             return self._pixels[index]
         return decode_resized(self.paths[index], self.image_size, self.strict)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+    def __getitem__(self, index: int) -> Item | None:
         pixels = self.pixels(index)
         if pixels is None:
             return None
         if self.train:
-            rng = np.random.default_rng((self.seed, self.epoch, index))
-            if rng.random() < 0.5:
-                pixels = pixels[:, ::-1]
+            pixels = train_augment(pixels, np.random.default_rng((self.seed, self.epoch, index)), self.augment)
         labels = torch.from_numpy(self.labels.batch([index])[0])
-        return to_tensor(pixels), labels, index
+        return to_chw(pixels), labels, index
 
 
 def epoch_order(num_items: int, seed: int, epoch: int) -> np.ndarray:
     """The training order of an epoch: a permutation that depends only on (seed, epoch)."""
     return np.random.default_rng((seed, epoch, 0x5EED)).permutation(num_items)
+
+
+def train_batch_count(num_items: int, batch_size: int) -> tuple[int, int]:
+    """(images used per epoch, optimizer steps per epoch).
+
+    A last batch of a single image is dropped: BatchNorm cannot train on it.
+    """
+    used = num_items - 1 if num_items > 1 and num_items % batch_size == 1 else num_items
+    return used, max(1, -(-used // batch_size))
+
+
+def epoch_batches(num_items: int, batch_size: int, seed: int, epoch: int, *, start_batch: int = 0,
+                  rank: int = 0, world_size: int = 1) -> list[list[int]]:
+    """The batches of dataset indices one process reads in an epoch, in order (a ``batch_sampler``).
+
+    The global batch sequence is that of a single process: global batch ``b`` is
+    ``order[b * batch_size:(b + 1) * batch_size]`` of :func:`epoch_order`. With ``world_size`` processes,
+    ``batch_size`` is the global batch and rank ``r`` reads the ``r``-th of ``world_size`` contiguous
+    slices of every global batch (split as evenly as possible). ``start_batch`` skips the global batches
+    already done (resume inside an epoch).
+    """
+    used, steps = train_batch_count(num_items, batch_size)
+    order = epoch_order(num_items, seed, epoch)[:used]
+    return [np.array_split(order[b * batch_size:(b + 1) * batch_size], world_size)[rank].tolist()
+            for b in range(start_batch, steps)]

@@ -7,7 +7,7 @@ schedules such as LL-R's), so a training loop can treat them alike.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +26,15 @@ def _prior_buffer(prior: Tensor | Any | None) -> Tensor | None:
 
 
 class PartialLoss(nn.Module):
-    """Base class: ``forward(logits, targets)`` plus an epoch hook for scheduled losses."""
+    """Base class: ``forward(logits, targets)`` plus an epoch hook for scheduled losses.
+
+    Class attributes declare what a training loop must know: ``has_modes`` (the loss takes a
+    :class:`~plbench.choices.Mode` and a prior) and ``reduction`` (``sum`` or ``mean`` over the batch;
+    data-parallel training scales a summed loss by the number of processes).
+    """
+
+    has_modes: ClassVar[bool] = False
+    reduction: ClassVar[str] = "mean"
 
     def set_epoch(self, epoch: int) -> None:
         """Tell the loss the 0-based index of the epoch about to run (no-op unless scheduled)."""
@@ -46,6 +54,9 @@ class PartialAsymmetricLoss(PartialLoss):
         >>> round(float(loss(torch.zeros(1, 2), torch.tensor([[1, -1]]))), 4)  # -log(0.5)
         0.6931
     """
+
+    has_modes = True
+    reduction = "sum"
 
     def __init__(
         self,
@@ -87,6 +98,9 @@ class AsymmetricLoss(PartialLoss):
     ``likelihood_topk``, ``prior_threshold`` and ``prior`` act as in :class:`PartialAsymmetricLoss`."""
 
 
+    has_modes = True
+    reduction = "sum"
+
     def __init__(
         self, gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: float = 0.05,
         mode: Mode | str = Mode.NEGATIVE, likelihood_topk: int = 5, prior_threshold: float = 0.5,
@@ -110,6 +124,9 @@ class BCELoss(PartialLoss):
     """Binary cross-entropy on logits (:func:`plbench.losses.binary_cross_entropy`); sum over the batch.
     Unannotated entries are negatives weighted by ``mode`` (default negative)."""
 
+
+    has_modes = True
+    reduction = "sum"
 
     def __init__(
         self, mode: Mode | str = Mode.NEGATIVE, likelihood_topk: int = 5, prior_threshold: float = 0.5,

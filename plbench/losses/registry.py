@@ -58,9 +58,8 @@ def list_losses() -> list[str]:
 def create_loss(name: str, **kw: Any) -> PartialLoss:
     """Build a registered loss.
 
-    ``mode`` and ``prior`` may be passed to every loss, so a training loop can forward its
-    configuration unchanged: a loss without a ``mode`` argument drops it (logged), and a ``prior`` of
-    None is dropped; a non-None prior for a loss that cannot use one is an error.
+    ``mode=None`` and ``prior=None`` may be passed to every loss and are dropped where the loss has no
+    modes (``cls.has_modes``); a mode or a prior for a loss without modes is an error.
 
     Args:
         name: one of :func:`list_losses` (``pasl``, ``asl``, ``bce``, ``an``, ``an_ls``, ``wan``, ``epr``,
@@ -82,8 +81,10 @@ def create_loss(name: str, **kw: Any) -> PartialLoss:
         if kw["prior"] is not None:
             raise ValueError(f"loss {name!r} does not use a class prior; use pasl with mode=selective")
         del kw["prior"]
-    if "mode" in kw and "mode" not in params:
-        log.info("loss %r has no partial-label mode; ignoring mode=%r", name, kw.pop("mode"))
+    if "mode" in kw and kw["mode"] is None:
+        del kw["mode"]  # the loss's default mode
+    if "mode" in kw and not cls.has_modes:
+        raise ValueError(f"loss {name!r} has no partial-label modes; leave out the mode")
     unknown = sorted(set(kw) - set(params) - {"self"})
     if unknown:
         allowed = ", ".join(p for p in params if p != "self")
