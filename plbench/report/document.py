@@ -207,19 +207,21 @@ def write_report(
         doc.notes(prior_notes)
 
     doc.heading(2, "Runs")
-    doc.table(render.runs_markdown(records), render.rows_html(render.RUNS_HEADER, render.runs_rows(records)),
-              "results.csv", render.results_csv(records))
+    header, rows, shared = render.split_constant(render.RUNS_HEADER, render.runs_rows(records))
+    if shared:
+        doc.para(render.shared_text(shared))
+    doc.table(render.plain_markdown(header, rows), render.rows_html(header, rows), "results.csv",
+              render.results_csv(records))
     doc.para("headline mAP: final epoch, model fixed before training. best epoch and authors' selection are "
              "selected on the evaluation split and therefore optimistic. CF1/OF1: per-class and overall F1 (%) at "
              "threshold 0.5.", "protocol")
 
     doc.heading(2, "Provenance")
-    prov = render.provenance_rows(records)
-    doc.table(render.provenance_markdown(records), render.rows_html(
-        ["run", "wall s", "train s", "plbench", "git commit", "hardware", "torch", "started", "command"],
-        [[p["run"], p["wall_seconds"], p["train_seconds"], p["plbench_version"], p["git_commit"][:12], p["hardware"],
-          p["torch_version"], p["started_at"], p["command"]] for p in prov], code_columns=(8,)),
-        "provenance.csv", render.provenance_csv(records))
+    header, rows, shared = render.split_constant(*render.provenance_table(records))
+    if shared:
+        doc.para(render.shared_text(shared))
+    doc.table(render.plain_markdown(header, rows, code=("command",)), render.rows_html(header, rows, code=("command",)),
+              "provenance.csv", render.provenance_csv(records))
     doc.para(f"Report written by plbench {__version__}.", "protocol")
 
     if notes.strip():

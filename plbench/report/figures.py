@@ -49,9 +49,12 @@ def _grid(n: int, max_cols: int = 3, w: float = 4.2, h: float = 3.4) -> tuple[Fi
     return fig, axes[:n]
 
 
-def _legend(fig: Figure, handles: list, labels: list[str], markerscale: float = 1.0) -> None:
-    """One legend below the panels, as many entries per line as the figure's width holds."""
+def _legend(fig: Figure, handles: list, labels: list[str], markerscale: float = 1.0,
+            order: Sequence[str] = ()) -> None:
+    """One legend below the panels, entries in ``order`` (then first seen), as many per line as fit."""
     uniq = dict(zip(labels, handles))
+    rank = {label: i for i, label in enumerate(order)}
+    uniq = dict(sorted(uniq.items(), key=lambda kv: rank.get(kv[0], len(rank))))
     width_in = fig.get_figwidth()
     per_entry_in = 0.45 + 0.085 * max(len(x) for x in uniq)  # handle + text at the default 10 pt font
     ncol = max(1, min(len(uniq), int(width_in // per_entry_in)))
@@ -220,7 +223,7 @@ def per_class_ap(table: ResultTable, colors: dict[str, str], reference: str | No
         ax.set_xlabel(what)
         ax.set_title(row, fontsize=10)
         _style(ax)
-    _legend(fig, handles, labels, markerscale=2.0)
+    _legend(fig, handles, labels, markerscale=2.0, order=[column_label(c) for c in table.columns])
     return _png(fig)
 
 
@@ -316,7 +319,7 @@ def training_curves(table: ResultTable, colors: dict[str, str]) -> bytes | None:
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation mAP (%)")
         _style(ax)
-    _legend(fig, handles, labels)
+    _legend(fig, handles, labels, order=[column_label(c) for c in table.columns])
     return _png(fig)
 
 
@@ -348,5 +351,5 @@ def lvis_groups(table: ResultTable, colors: dict[str, str]) -> bytes | None:
         ax.set_title(row, fontsize=10)
         _style(ax)
         ax.grid(False, axis="x")
-    _legend(fig, handles, labels)
+    _legend(fig, handles, labels, order=[column_label(c) for c in table.columns])
     return _png(fig)

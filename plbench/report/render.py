@@ -103,14 +103,9 @@ def _diff_text(d: Any) -> str:
     return fmt(d.mean, signed=True) if d.n < 2 else f"{fmt(d.mean, signed=True)} ± {fmt(d.std)}"
 
 
-def runs_markdown(records: Sequence[RunRecord]) -> str:
-    lines = ["| " + " | ".join(RUNS_HEADER) + " |", "|---|---|---|---|---:|" + "---:|" * 7 + "---|"]
-    lines += ["| " + " | ".join(_md_escape(str(v)) for v in row) + " |" for row in runs_rows(records)]
-    return "\n".join(lines)
-
-
 RUNS_HEADER = ("run", "labels", "loss", "mode", "seed", "headline mAP", "plain", "EMA", "best epoch",
                "authors' selection", "CF1", "OF1", "evaluation protocol")
+PROVENANCE_HEADER = ("run", "wall s", "train s", "plbench", "git commit", "hardware", "torch", "started", "command")
 
 
 def runs_rows(records: Sequence[RunRecord]) -> list[list[Any]]:
@@ -124,8 +119,15 @@ def runs_rows(records: Sequence[RunRecord]) -> list[list[Any]]:
              metric(r, "of1"), r.evaluation_protocol] for r in records]
 
 
+def short_commit(commit: str) -> str:
+    """12 hex digits, keeping a ``+dirty`` mark (uncommitted changes when the run started)."""
+    if commit == "–":
+        return commit
+    return commit[:12] + ("+dirty" if commit.endswith("+dirty") else "")
+
+
 def provenance_rows(records: Sequence[RunRecord]) -> list[dict[str, str]]:
-    """Per run: plbench version, git commit, command, hardware, start time, wall and training seconds."""
+    """Per run: wall and training seconds, plbench version, git commit, hardware, torch, start time, command."""
     out = []
     for r in records:
         p = r.summary.get("provenance") or {}
@@ -145,13 +147,33 @@ def provenance_rows(records: Sequence[RunRecord]) -> list[dict[str, str]]:
     return out
 
 
-def provenance_markdown(records: Sequence[RunRecord]) -> str:
-    lines = ["| run | wall s | train s | plbench | git commit | hardware | started | command |",
-             "|---|---:|---:|---|---|---|---|---|"]
-    for p in provenance_rows(records):
-        cmd = f"`{p['command']}`" if p["command"] != "–" else "–"
-        lines.append(f"| {_md_escape(p['run'])} | {p['wall_seconds']} | {p['train_seconds']} | {p['plbench_version']} "
-                     f"| {p['git_commit'][:12]} | {_md_escape(p['hardware'])} | {p['started_at']} | {_md_escape(cmd)} |")
+def provenance_table(records: Sequence[RunRecord]) -> tuple[list[str], list[list[Any]]]:
+    rows = [[p["run"], p["wall_seconds"], p["train_seconds"], p["plbench_version"], short_commit(p["git_commit"]),
+             p["hardware"], p["torch_version"], p["started_at"], p["command"]] for p in provenance_rows(records)]
+    return list(PROVENANCE_HEADER), rows
+
+
+def split_constant(header: Sequence[str], rows: Sequence[Sequence[Any]], keep: Sequence[str] = ("run",)
+                   ) -> tuple[list[str], list[list[Any]], dict[str, Any]]:
+    """Columns with one value in every row (of two rows or more) leave the table; returns the narrower
+    table and ``{column: value}`` of those columns, to print once above it."""
+    if len(rows) < 2:
+        return list(header), [list(r) for r in rows], {}
+    constant = [i for i, h in enumerate(header) if h not in keep and len({str(r[i]) for r in rows}) == 1]
+    shared = {header[i]: rows[0][i] for i in constant}
+    cols = [i for i in range(len(header)) if i not in constant]
+    return [header[i] for i in cols], [[r[i] for i in cols] for r in rows], shared
+
+
+def shared_text(shared: dict[str, Any]) -> str:
+    return "Same for every run: " + "; ".join(f"{k}: {v}" for k, v in shared.items()) + "." if shared else ""
+
+
+def plain_markdown(header: Sequence[str], rows: Sequence[Sequence[Any]], code: Sequence[str] = ()) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = [f"`{v}`" if h in code and v != "–" else str(v) for h, v in zip(header, r)]
+        lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
@@ -204,12 +226,12 @@ def paired_html(paired: PairedTable) -> str:
     return "".join(out)
 
 
-def rows_html(header: Sequence[str], rows: Sequence[Sequence[Any]], code_columns: Sequence[int] = ()) -> str:
+def rows_html(header: Sequence[str], rows: Sequence[Sequence[Any]], code: Sequence[str] = ()) -> str:
     head = "".join(f"<th>{_h(h)}</th>" for h in header)
     body = []
     for r in rows:
-        tds = "".join(f"<td class='code'><code>{_h(v)}</code></td>" if i in code_columns and v != "–"
-                      else f"<td>{_h(v)}</td>" for i, v in enumerate(r))
+        tds = "".join(f"<td class='code'><code>{_h(v)}</code></td>" if h in code and v != "–"
+                      else f"<td>{_h(v)}</td>" for h, v in zip(header, r))
         body.append(f"<tr>{tds}</tr>")
     return f"<table class='plain'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
