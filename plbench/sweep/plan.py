@@ -143,7 +143,8 @@ class _Builder:
         if sim is None:  # the dataset's own labels: name them by their tag (full/natural)
             base = base.with_name(base.name.replace("-natural-", f"-{labels.tag}-", 1))
         path = base.with_name(f"{base.stem}-{h8}.csv")
-        return self.add(StageKind.PRIOR, path.stem, {"config": model.settings["config"]}, [model], path)
+        # the model's hash stands for its config (whose paths depend on the sweep root)
+        return self.add(StageKind.PRIOR, path.stem, {"config": model.settings["config"]}, [model], path, hashed={})
 
 
 def _base_config(spec: SweepSpec, ds: DatasetSpec, out: Path) -> dict[str, Any]:
