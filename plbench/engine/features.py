@@ -334,18 +334,24 @@ def feature_inputs(config: TrainConfig, split_name: str, labels: PartialLabels, 
     return FeatureDataset(store, labels, tokens=config.head != Head.GAP.value, strict=strict)
 
 
-def build_head_model(config: TrainConfig, store: FeatureStore, num_classes: int) -> HeadOnlyClassifier:
+def build_head_model(config: TrainConfig, num_classes: int, store: FeatureStore | None = None) -> HeadOnlyClassifier:
     """The model of a linear-protocol run: ``config.head`` on the store's D features, wrapped in
     :class:`HeadOnlyClassifier`.
 
+    Args:
+        config: the run; ``config.features`` names the features folder.
+        num_classes: C.
+        store: the store the head will read; default: the training split's, ``config.features/<train_split>``.
     Checks ``store`` against ``config`` (dataset, backbone, image size, pretrained, checkpoint) and that a
     token head (``ml-decoder``) has tokens to read.
 
     Raises:
-        InputError: a mismatch (naming the field), a token head on a pooled-only store, bad head options.
+        InputError: a missing store, a mismatch (naming the field), a token head on a pooled-only store, bad
+            head options.
     """
     from plbench.heads import create_head
 
+    store = store if store is not None else open_store(config, config.train_split)
     _check_config(config, store)
     if config.head != Head.GAP.value and not store.has_tokens:
         raise InputError(store.root, "tokens", f"the {config.head} head reads spatial tokens, but these features "
