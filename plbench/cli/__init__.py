@@ -13,7 +13,9 @@ from plbench.cli import train_cmd as _train  # noqa: F401
 from plbench.cli import report_cmd as _report  # noqa: F401
 from plbench.cli import demo_cmd as _demo  # noqa: F401
 from plbench.cli import export_cmd as _export  # noqa: F401
+from plbench.cli import predict_cmd as _predict  # noqa: F401
 from plbench.cli import sweep_cmd as _sweep  # noqa: F401
+from plbench.cli import features_cmd as _features  # noqa: F401
 
 
 def main() -> None:
