@@ -161,7 +161,7 @@ def test_torchrun_training_runs_the_train_command(tmp_path, monkeypatch):
 
 
 def test_slurm_parameters_keep_dependencies_and_validate_with_submitit(tmp_path):
-    submitit = pytest.importorskip("submitit")
+    submitit = pytest.importorskip("submitit", reason="the slurm extra (pip install -e '.[slurm]') is not installed")
     slurm = {"partition": "gpu", "timeout_min": 60, "cpus_per_task": 4, "gpus_per_node": 1,
              "additional_parameters": {"qos": "normal"}}
     train = fake_stage("t", StageKind.TRAIN)
@@ -178,6 +178,7 @@ def test_slurm_parameters_keep_dependencies_and_validate_with_submitit(tmp_path)
 
 @pytest.mark.slow
 def test_submitit_local_executor_end_to_end(tmp_path, monkeypatch):
+    pytest.importorskip("submitit", reason="the slurm extra (pip install -e '.[slurm]') is not installed")
     monkeypatch.chdir(tmp_path)
     data = copy.deepcopy(SMALL)
     data["labels"] = [{"scheme": "full"}]
