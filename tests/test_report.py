@@ -310,6 +310,12 @@ def test_prior_figure_reads_the_prior_csv(tmp_path, monkeypatch):
     assert (tmp_path / "rep" / "priors.png").is_file()
     md = paths["md"].read_text()
     assert "## Class priors" in md and "prior nowhere/prior.csv of run missing not found" in md
+    # a relative prior path is found above the run folder (where the training was started)
+    (tmp_path / "runs" / "rel").mkdir()
+    write_run(tmp_path / "runs" / "rel", "r", prior_path="prior.csv")
+    monkeypatch.chdir(tmp_path / "runs")
+    md = write_report([tmp_path / "runs" / "rel"], tmp_path / "rep2")["md"].read_text()
+    assert (tmp_path / "rep2" / "priors.png").is_file() and "not found" not in md
 
 
 def test_annotation_level_figure_needs_two_levels(runs, tmp_path):

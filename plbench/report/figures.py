@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from plbench.errors import InputError
+from plbench.priors import read_prior_csv
 from plbench.report.records import RunRecord, column_label, labels_sort_key
 from plbench.report.tables import ResultTable, resolve_reference
 
@@ -227,19 +229,17 @@ def per_class_ap(table: ResultTable, colors: dict[str, str], reference: str | No
     return _png(fig)
 
 
-def _prior_file(r: RunRecord) -> Path | None:
-    name = r.summary.get("prior_path") or r.config.get("prior")
-    if not name:
-        return None
+def _prior_file(r: RunRecord, name: str) -> Path | None:
+    """The prior CSV a run names: as given (absolute, or relative to the current folder), else relative to
+    one of the run folder's parents (the folder the training was started from, for a relative path)."""
     p = Path(name)
-    return p if p.is_file() else None
+    candidates = [p] if p.is_absolute() else [p, *(parent / p for parent in r.folder.path.resolve().parents[:4])]
+    return next((c.resolve() for c in candidates if c.is_file()), None)
 
 
 def prior_scatter(records: Sequence[RunRecord]) -> tuple[bytes | None, list[str]]:
     """Estimated class prior (the CSV a run used) against the true class frequency of its training set,
     one panel per prior file. Returns the PNG (None when no run has both) and notes on skipped priors."""
-    from plbench.priors import read_prior_csv
-
     notes: list[str] = []
     panels: dict[Path, tuple[np.ndarray, np.ndarray, str]] = {}
     for r in records:
@@ -247,11 +247,12 @@ def prior_scatter(records: Sequence[RunRecord]) -> tuple[bytes | None, list[str]
         truth = r.summary.get("train_true_frequency_per_class")
         if not name or not truth:
             continue
-        path = _prior_file(r)
+        path = _prior_file(r, str(name))
         if path is None:
-            notes.append(f"prior {name} of run {r.name} not found (relative paths are read from the current folder)")
+            notes.append(f"prior {name} of run {r.name} not found (a relative path is looked for in the current "
+                         "folder and above the run folder)")
             continue
-        if path.resolve() in panels:
+        if path in panels:
             continue
         try:
             est = read_prior_csv(path, r.summary.get("class_names") or [])
@@ -262,7 +263,7 @@ def prior_scatter(records: Sequence[RunRecord]) -> tuple[bytes | None, list[str]
         if len(true) != len(est):
             notes.append(f"prior {path}: {len(est)} classes, but run {r.name} has {len(true)}")
             continue
-        panels[path.resolve()] = (true, est, f"{r.labels}: {path.name}")
+        panels[path] = (true, est, textwrap.fill(f"{r.labels}: {path.name}", 42))
     if not panels:
         return None, notes
     fig, axes = _grid(len(panels), max_cols=3, w=4.0, h=3.8)
