@@ -1,4 +1,9 @@
-"""``plbench export fiftyone RUN``: a run's predictions as a FiftyOne ``Classifications`` field."""
+"""``plbench export fiftyone RUN`` (a run's predictions as a FiftyOne ``Classifications`` field) and
+``plbench export model RUN --format onnx|torchscript`` (the trained model for deployment).
+
+The model export is a subcommand (``export model``) rather than ``export RUN --format``: a group that
+takes a RUN argument itself cannot also hold the ``fiftyone`` subcommand.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from plbench.choices import Checkpoint
 from plbench.cli.app import command, export_app
+from plbench.errors import InputError
 
 
 @command(export_app, "fiftyone")
@@ -28,3 +35,38 @@ def fiftyone_command(
     verb = "created" if result.created else "updated"
     typer.echo(f"{verb} FiftyOne dataset {result.dataset!r}: {result.samples:,} samples, field {result.field!r} "
                f"(+ {result.field}_fp, {result.field}_fn). Browse: fiftyone app launch {result.dataset}")
+
+
+@command(export_app, "model")
+def model_command(
+    run: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Run folder written by `plbench train`.")],
+    export_format: Annotated[str, typer.Option("--format", help="onnx (onnxruntime, TensorRT, ...) or torchscript "
+                                        "(torch.jit.load): a plbench.engine.export.ExportFormat value.")],
+    out: Annotated[Optional[Path], typer.Option(dir_okay=False, help="Model file (default: RUN/export/"
+                                                "model-<checkpoint>-<scores|logits>.onnx or .torchscript.pt).")] = None,
+    checkpoint: Annotated[Checkpoint, typer.Option("--checkpoint", help="last (final epoch) or best.")] = Checkpoint.LAST,
+    ema: Annotated[bool, typer.Option(help="EMA weights where the run has them; --no-ema: the plain model.")] = True,
+    sigmoid: Annotated[bool, typer.Option("--sigmoid/--logits", help="Output sigmoid scores or raw logits.")] = True,
+    opset: Annotated[Optional[int], typer.Option(min=9, help="ONNX opset version (default: "
+                                                 "plbench.engine.export.DEFAULT_OPSET).")] = None,
+    check: Annotated[bool, typer.Option(help="Run the written file on batches of 1 and 3 and compare with PyTorch.")] = True,
+) -> None:
+    """Export a run's model (backbone + head, dynamic batch size) with its preprocessing in a JSON beside it.
+
+    The model takes normalised float32 images (B, 3, S, S); the JSON gives S, mean, std and the class names.
+    """
+    from plbench.engine.export import ExportFormat, export_run
+
+    try:
+        fmt = ExportFormat.parse(export_format)
+    except ValueError as e:
+        raise InputError(None, "--format", str(e), "pass --format onnx or --format torchscript") from None
+    result = export_run(run, fmt, out, which=checkpoint, ema=ema, sigmoid=sigmoid, opset=opset, check=check)
+    meta = result.metadata
+    checked = ""
+    if check:
+        checked = ("; not checked (onnxruntime missing: pip install 'plbench[onnx]')" if result.max_abs_diff is None
+                   else f"; checked: largest difference from PyTorch {result.max_abs_diff:.2e}")
+    typer.echo(f"wrote {result.path} ({meta['format']}, input {meta['input']['shape']}, output "
+               f"{meta['output']['name']} {meta['output']['shape']}; {meta['checkpoint']}.pt, {meta['weights']} weights) "
+               f"and {result.metadata_path}{checked}")

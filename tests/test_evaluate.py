@@ -1,0 +1,158 @@
+"""`plbench evaluate` on the real COCO 2017 sample and on synthetic data with reordered classes."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from plbench.artifacts.files import sha256_file
+from plbench.artifacts.runs import RunFolder
+from plbench.cli import app
+from plbench.config import TrainConfig
+from plbench.engine.inference import evaluate_run, match_classes
+from plbench.errors import InputError
+
+runner = CliRunner()
+
+
+def _train(root, dataset, out, **kw):
+    from plbench.engine.train import train
+
+    cfg = TrainConfig(dataset=dataset, data_root=str(root), backbone="resnet10t", head="gap", image_size=32,
+                      batch_size=16, epochs=1, lr=1e-3, seed=1, device="cpu", preload=True, out_dir=str(out),
+                      mode="ignore", **kw)
+    return train(cfg, progress=False).run_dir
+
+
+@pytest.fixture(scope="module")
+def coco_run(real_fixtures, tmp_path_factory):
+    """A 1-epoch run on the real COCO sample (32 train images, 6 val images, 80 classes)."""
+    return _train(real_fixtures / "coco2017_sample", "coco", tmp_path_factory.mktemp("coco"))
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    from plbench.datasets.synthetic import write_synthetic_coco
+
+    root = tmp_path_factory.mktemp("syn") / "data"
+    write_synthetic_coco(root, train=40, val=24, num_classes=5, image_size=32, seed=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(synthetic, tmp_path_factory):
+    return _train(synthetic, "synthetic", tmp_path_factory.mktemp("synruns"))
+
+
+def _files(run):
+    return {p.name: sha256_file(p) for p in sorted(run.iterdir()) if p.is_file()}
+
+
+def test_own_validation_split_reproduces_the_run(coco_run, real_fixtures):
+    before = _files(coco_run)
+    result = runner.invoke(app, ["evaluate", str(coco_run), "--dataset", "coco", "--data-root",
+                                 str(real_fixtures / "coco2017_sample"), "--split", "val"])
+    assert result.exit_code == 0, result.output
+    folder = coco_run / "eval-coco-val-last"
+    assert str(folder) in result.stdout
+    assert _files(coco_run) == before  # the run's own files are untouched
+
+    own, ev = RunFolder(coco_run), RunFolder(folder)
+    s, run_s = ev.summary(), own.summary()
+    assert s["kind"] == "evaluation" and (s["dataset"], s["split"], s["checkpoint"]) == ("coco", "val", "last")
+    assert s["map"] == run_s["val_map"]  # exactly: same model, same images, same preprocessing, same batches
+    assert s["ap_per_class"] == run_s["ap_per_class"]
+    assert (s["cf1"], s["of1"]) == (run_s["cf1"], run_s["of1"])
+    assert s["val_images"] == 6 and s["val_images_skipped"] == 0 and not s["classes_reordered"]
+    p, q = ev.predictions(), own.predictions()
+    np.testing.assert_array_equal(p["scores"], q["scores"])
+    np.testing.assert_array_equal(p["targets"], q["targets"])
+    assert list(p["image_paths"]) == list(q["image_paths"])
+    assert list(p["class_names"]) == run_s["class_names"]
+    from plbench.report.records import load_record  # the report reads the folder like a run
+
+    rec = load_record(folder)
+    assert (rec.val_map, rec.dataset, rec.val_map_plain, rec.best_val_map) == (s["map"], "coco", s["map"], None)
+    # the summary's mAP is the mean AP of the saved scores over classes with a positive (independent AP)
+    from sklearn.metrics import average_precision_score
+
+    cols = [c for c in range(80) if 0 < p["targets"][:, c].sum() < 6]
+    aps = [average_precision_score(p["targets"][:, c], p["scores"][:, c]) for c in cols]
+    assert s["map"] == pytest.approx(100 * np.mean(aps), abs=1e-6)
+
+
+def test_other_classes_are_an_error_naming_them(synthetic_run, real_fixtures):
+    result = runner.invoke(app, ["evaluate", str(synthetic_run), "--dataset", "coco", "--data-root",
+                                 str(real_fixtures / "coco2017_sample"), "--split", "val"])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    names = RunFolder(synthetic_run).summary()["class_names"]
+    assert "expected the run's 5 classes, but the split has 80" in result.stderr
+    assert repr(names[0]) in result.stderr and "'person'" in result.stderr
+    assert not any(p.name.startswith("eval-") for p in synthetic_run.iterdir())
+
+
+def _reversed_categories(src, dst):
+    """A copy of the synthetic dataset whose val annotations list the classes in reverse id order."""
+    shutil.copytree(src, dst)
+    path = dst / "annotations" / "instances_val2017.json"
+    data = json.loads(path.read_text())
+    ids = sorted(c["id"] for c in data["categories"])
+    new_id = dict(zip(ids, reversed(ids)))
+    for c in data["categories"]:
+        c["id"] = new_id[c["id"]]
+    for a in data["annotations"]:
+        a["category_id"] = new_id[a["category_id"]]
+    path.write_text(json.dumps(data))
+
+
+def test_classes_matched_by_name_in_any_order(synthetic_run, synthetic, tmp_path):
+    from plbench.datasets import load_dataset
+
+    _reversed_categories(synthetic, tmp_path / "rev")
+    split = load_dataset("synthetic", tmp_path / "rev", "val")
+    names = RunFolder(synthetic_run).summary()["class_names"]
+    assert split.class_names == names[::-1]  # the copy really lists the classes in another order
+
+    plain = evaluate_run(synthetic_run, "synthetic", synthetic, "val", device="cpu")
+    rev = evaluate_run(synthetic_run, "synthetic", tmp_path / "rev", "val", device="cpu", out=tmp_path / "ev")
+    assert rev.folder == tmp_path / "ev" and plain.folder == synthetic_run / "eval-synthetic-val-last"
+    assert rev.summary["classes_reordered"] and not plain.summary["classes_reordered"]
+    assert rev.summary["class_names"] == names
+    assert rev.summary["ap_per_class"] == plain.summary["ap_per_class"]  # per class, in the model's order
+    assert rev.summary["map"] == plain.summary["map"] == RunFolder(synthetic_run).summary()["val_map"]
+    np.testing.assert_array_equal(RunFolder(rev.folder).predictions()["targets"],
+                                  RunFolder(plain.folder).predictions()["targets"])
+
+
+def test_match_classes_by_hand():
+    assert match_classes(["a", "b", "c"], ["c", "a", "b"], None).tolist() == [1, 2, 0]
+    split_targets = np.array([[30, 10, 20]])  # columns c, a, b
+    assert split_targets[:, match_classes(["a", "b", "c"], ["c", "a", "b"], None)].tolist() == [[10, 20, 30]]
+    with pytest.raises(InputError, match="missing from the split: 'c'; not known to the model: 'd'"):
+        match_classes(["a", "b", "c"], ["a", "b", "d"], None)
+    with pytest.raises(InputError, match="names a class twice"):
+        match_classes(["a", "b"], ["a", "a"], None)
+
+
+def test_unreadable_validation_image_is_counted(synthetic_run, synthetic, tmp_path):
+    from plbench.datasets import load_dataset
+
+    root = tmp_path / "broken"
+    shutil.copytree(synthetic, root)
+    victim = sorted(load_dataset("synthetic", root, "val").image_paths)[0]
+    with open(victim, "r+b") as f:
+        f.truncate(100)
+    r = evaluate_run(synthetic_run, "synthetic", root, "val", device="cpu", out=tmp_path / "ev")
+    assert r.summary["val_images"] == 23 and r.summary["val_images_skipped"] == 1
+    assert r.summary["skipped_images"] == [str(victim)]
+    result = runner.invoke(app, ["evaluate", str(synthetic_run), "--dataset", "synthetic", "--data-root", str(root),
+                                 "--split", "val", "--strict", "--out", str(tmp_path / "ev2")])
+    assert result.exit_code == 2 and str(victim) in result.stderr
+
+
+def test_out_cannot_be_the_run_folder(synthetic_run, synthetic):
+    with pytest.raises(InputError, match="the run folder itself"):
+        evaluate_run(synthetic_run, "synthetic", synthetic, "val", device="cpu", out=synthetic_run)
