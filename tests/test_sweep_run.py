@@ -108,3 +108,17 @@ def test_a_failing_stage_blocks_only_its_dependents(tmp_path, monkeypatch):
     assert "run the same command again" in str(info.value)
     finished = [p.name for p in (out / "runs").iterdir() if (p / "summary.json").is_file()]
     assert len(finished) == 1 and finished[0].startswith("synthetic-full-negative")  # the independent run ran
+
+
+@pytest.mark.slow
+def test_linear_protocol_extracts_features_once_and_trains_heads(tmp_path):
+    pytest.importorskip("plbench.engine.features", reason="the linear protocol needs plbench.engine.features")
+    out = tmp_path / "sweep"
+    result = run_sweep(tiny(protocols=["linear"], methods=[{"loss": "pasl", "mode": ["negative", "ignore"]}]), out=out)
+    assert kinds(result.ran) == ["data", "simulate", "features", "train", "train", "report"]
+    features = next(s for s in result.plan.stages if s.kind is StageKind.FEATURES)
+    for run in result.runs:
+        config = RunFolder(run).config()
+        assert config["features"] == features.output and "-gap-linear-s0-" in run.name
+        assert RunFolder(run).summary()["protocol"] == "linear"
+    assert sorted(p.name for p in (out / "features" / features.name).iterdir()) == ["train", "val"]

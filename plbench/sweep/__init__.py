@@ -10,8 +10,8 @@
 
 from plbench.sweep.plan import Plan, expand, format_plan, plan_sweep
 from plbench.sweep.run import Launcher, SweepError, SweepResult, run_sweep
-from plbench.sweep.spec import SweepSpec, load_spec, parse_spec
+from plbench.sweep.spec import SweepSpec, load_spec, parse_spec, read_experiment
 from plbench.sweep.stages import Stage, StageKind
 
 __all__ = ["Launcher", "Plan", "Stage", "StageKind", "SweepError", "SweepResult", "SweepSpec", "expand",
-           "format_plan", "load_spec", "parse_spec", "plan_sweep", "run_sweep"]
+           "format_plan", "load_spec", "parse_spec", "plan_sweep", "read_experiment", "run_sweep"]

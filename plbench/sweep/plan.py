@@ -104,10 +104,12 @@ class _Builder:
                     "param": labels.param, "seed": seed}
         return self.add(StageKind.SIMULATE, path.stem, settings, [self.data(ds)], path, needs=self._data_needs(ds))
 
-    def features(self, ds: DatasetSpec, backbone: BackboneSpec, size: int) -> Stage:
+    def features(self, ds: DatasetSpec, backbone: BackboneSpec, size: int, base: dict[str, Any]) -> Stage:
+        extract = {k: base[k] for k in ("device", "workers", "amp") if k in base}  # [training]'s, unless overridden
+        extract.update(self.spec.features)
         settings = {**self._dataset_settings(ds), "splits": [ds.train_split, ds.val_split],
                     "backbone": backbone.name, "pretrained": backbone.pretrained, "checkpoint": backbone.checkpoint,
-                    "image_size": size, "extract_options": dict(self.spec.features),
+                    "image_size": size, "extract_options": extract,
                     # ML-Decoder heads read the spatial tokens; GAP heads need the pooled features only
                     "tokens": any(h.name != "gap" for h in self.spec.heads),
                     "cache_dir": str(Path(ds.root(self.out)) / "plbench_cache") if ds.cache else None}
@@ -187,7 +189,7 @@ def expand(spec: SweepSpec, out: str | Path = ".", *, command: str | None = None
                 for backbone in spec.backbones:
                     for head in spec.heads:
                         for protocol in spec.protocols:
-                            feats = b.features(ds, backbone, size) if protocol == Protocol.LINEAR.value else None
+                            feats = b.features(ds, backbone, size, base) if protocol == Protocol.LINEAR.value else None
                             common = TrainConfig(**{
                                 **base, "simulation": sim.output if sim else None, "tag": labels.tag,
                                 "backbone": backbone.name, "pretrained": backbone.pretrained,
@@ -199,7 +201,8 @@ def expand(spec: SweepSpec, out: str | Path = ".", *, command: str | None = None
                             for method in methods:
                                 grid.append(_method_stage(b, spec, method, common, upstream, ds, labels, sim).hash)
     grid = list(dict.fromkeys(grid))
-    report = {"title": spec.title, "notes": spec.notes, "runs": [b.stages[h].output for h in grid]}
+    report = {"title": spec.title, "notes": spec.notes, "reference": spec.reference,
+              "runs": [b.stages[h].output for h in grid]}
     if command is None:
         command = f"plbench sweep {spec.source or spec.name + '.toml'}" + ("" if str(out) == "." else f" --out {out}")
     b.add(StageKind.REPORT, spec.name, {**report, "command": command}, [b.stages[h] for h in grid],

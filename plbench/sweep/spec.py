@@ -7,6 +7,7 @@ Schema (every table and key is optional unless marked *required*; an unknown key
     name = "csl_coco"              # required; the report goes to reports/<name>/
     title = "..."                  # report title (default: the name)
     notes = "..."                  # Markdown shown in the report
+    reference = "bce:ignore"       # column the report's paired differences are taken against
 
     [[datasets]]                   # required, one or more
     name = "coco"                  # required; registry name (`plbench data list`)
@@ -44,8 +45,8 @@ Schema (every table and key is optional unless marked *required*; an unknown key
     loss = "pasl"                  # default: the selective method's own loss and loss_options
     loss_options = {}
 
-    [features]                     # options of the feature extraction (protocol "linear")
-    batch_size = 128
+    [features]                     # options of the feature extraction (protocol "linear"); device, workers
+    batch_size = 128               # and amp default to [training]'s
 
     [slurm]                        # --launcher slurm: submitit parameters
     partition = "gpu"              # also account, qos, constraint, timeout_min, cpus_per_task, mem_gb,
@@ -170,6 +171,7 @@ class SweepSpec:
     slurm: dict[str, Any] = field(default_factory=dict)
     title: str = ""
     notes: str = ""
+    reference: str | None = None  # the report's reference column (None: the report's default)
     source: str | None = None  # the TOML file, for messages and the report's command line
 
 
@@ -430,7 +432,7 @@ def parse_spec(data: Mapping[str, Any], source: str | Path | None = None) -> Swe
     data = dict(data)
     check.keys(data, TOP_KEYS, "")
     sweep = check.table(data.get("sweep", {}), "sweep")
-    check.keys(sweep, ("name", "title", "notes"), "sweep")
+    check.keys(sweep, ("name", "title", "notes", "reference"), "sweep")
     name = check.str_(check.required(sweep, "name", "sweep"), "sweep.name")
     if "/" in name or name.startswith("."):
         check.fail("sweep.name", f"expected a plain folder name, but got {name!r}", "use letters, digits, - and _")
@@ -463,7 +465,8 @@ def parse_spec(data: Mapping[str, Any], source: str | Path | None = None) -> Swe
     return SweepSpec(
         name=name,
         title=check.str_(sweep.get("title", name), "sweep.title"),
-        notes=str(sweep.get("notes", "")),
+        notes=check.str_(sweep["notes"], "sweep.notes") if "notes" in sweep else "",
+        reference=check.str_(sweep["reference"], "sweep.reference") if "reference" in sweep else None,
         datasets=_datasets(data["datasets"], check),
         labels=labels,
         methods=methods,
@@ -486,6 +489,15 @@ def load_spec(path: str | Path) -> SweepSpec:
     Raises:
         InputError: the file is missing or not valid TOML, or :func:`parse_spec` rejects it.
     """
+    return parse_spec(read_experiment(path), path)
+
+
+def read_experiment(path: str | Path) -> dict[str, Any]:
+    """The TOML file as a dict, unvalidated (to adjust before :func:`parse_spec`, as ``plbench demo`` does).
+
+    Raises:
+        InputError: the file is missing, unreadable or not valid TOML.
+    """
     import tomllib
 
     path = Path(path)
@@ -498,4 +510,4 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise InputError(path, "EXPERIMENT", f"cannot be read ({e})", "pass a readable TOML file") from None
     except tomllib.TOMLDecodeError as e:
         raise InputError(path, "EXPERIMENT", f"not valid TOML ({e})", "fix the syntax at that line") from None
-    return parse_spec(data, path)
+    return data
