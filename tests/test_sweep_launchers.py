@@ -48,7 +48,7 @@ def run_fake(monkeypatch, stages, *, jobs, gpus, failing=(), tmp_path):
         del running[name]
         events.append(("end", name, ()))
 
-    def launch(stage, assigned, any_gpu):
+    def launch(stage, assigned, any_gpu, threads=None):
         for other, held in running.items():
             assert not set(held) & set(assigned), f"{stage.name} got a GPU that {other} holds"
         running[stage.name] = tuple(assigned)
@@ -190,3 +190,32 @@ def test_submitit_local_executor_end_to_end(tmp_path, monkeypatch):
     assert (tmp_path / "out" / ".sweep" / "submitit").is_dir()
     again = run_sweep(data, out="out", launcher="submitit-local")
     assert again.ran == [] and again.job_ids == []
+
+
+def test_ctrl_c_in_a_training_stops_the_sweep_and_the_cli_says_how_to_resume(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from plbench.cli import app
+    from plbench.engine.train import TrainingInterrupted
+
+    ran = []
+
+    def execute(stage, progress=False):
+        ran.append(stage.name)
+        raise TrainingInterrupted(tmp_path / "runs" / stage.name, 0, 3)
+
+    monkeypatch.setattr(local, "execute_stage", execute)
+    stages = [fake_stage("t1", StageKind.TRAIN), fake_stage("t2", StageKind.TRAIN)]
+    with pytest.raises(TrainingInterrupted):
+        local.run_in_process(stages, progress=False, say=lambda s: None)
+    assert ran == ["t1"]  # not recorded as a failure, and nothing after it runs
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("plbench.sweep.run_sweep", interrupted)
+    toml = tmp_path / "e.toml"
+    toml.write_text('[sweep]\nname = "e"\n')
+    result = CliRunner().invoke(app, ["sweep", str(toml)])
+    assert result.exit_code == 130
+    assert "Interrupted" in result.output and f"plbench sweep {toml}" in result.output

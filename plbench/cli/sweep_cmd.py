@@ -39,6 +39,14 @@ def sweep_command(
     except SweepError as e:
         fail(str(e), code=1)
         return
+    except (KeyboardInterrupt, Exception) as e:
+        from plbench.sweep.local import is_interrupt
+
+        if not is_interrupt(e):
+            raise
+        fail("Interrupted. Finished stages are kept and an interrupted training resumes from its checkpoint: "
+             f"run `{shlex.join(argv)}` again.", code=130)
+        return
     if dry_run:
         typer.echo(format_plan(result.plan))
     elif result.report is not None:

@@ -2,7 +2,7 @@
 
 Children are ``python -m plbench.sweep.worker STAGE.json`` with their own ``CUDA_VISIBLE_DEVICES``: a
 GPU stage gets one free GPU (a torchrun training ``torchrun_nproc`` of them), a CPU stage none; without
-GPUs every stage runs on the CPU. A stage starts once the stages it depends on have finished; when one
+GPUs every stage runs on the CPU, each child with ``OMP_NUM_THREADS`` = cores / N unless that is set. A stage starts once the stages it depends on have finished; when one
 fails, the stages that depend on it are not started and the others go on.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from plbench.sweep.stages import STATE_DIR, Stage
 
 log = logging.getLogger(__name__)
 _POLL_S = 0.2
+_GRACE_S = 120.0  # how long an interrupted child may take to save its checkpoint
 
 
 @dataclass
@@ -53,6 +55,14 @@ def log_path(stage: Stage) -> Path:
     return Path(stage.root) / STATE_DIR / "logs" / f"{stage.kind.value}-{stage.name}.log"
 
 
+def is_interrupt(error: BaseException) -> bool:
+    """Ctrl-C: a KeyboardInterrupt, or a training that saved its checkpoint and raised TrainingInterrupted."""
+    if isinstance(error, KeyboardInterrupt):
+        return True
+    train = sys.modules.get("plbench.engine.train")  # not loaded: no training ran, so it cannot be one
+    return train is not None and isinstance(error, getattr(train, "TrainingInterrupted", ()))
+
+
 def _blocked(stage: Stage, failed: dict[str, StageFailure]) -> StageFailure | None:
     bad = [failed[d] for d in stage.deps if d in failed]
     if not bad:
@@ -75,6 +85,8 @@ def run_in_process(stages: list[Stage], *, progress: bool, say: Callable[[str], 
         except InputError as e:
             failed[stage.hash] = StageFailure(stage, e.message)
         except Exception as e:  # noqa: BLE001 - one failed stage must not stop the independent ones
+            if is_interrupt(e):
+                raise
             path = log_path(stage)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(traceback.format_exc(), encoding="utf-8")
@@ -95,7 +107,7 @@ class _Running:
     log: Path
 
 
-def _launch(stage: Stage, gpus: list[str], any_gpu: bool) -> _Running:
+def _launch(stage: Stage, gpus: list[str], any_gpu: bool, threads: int | None = None) -> _Running:
     state = Path(stage.root) / STATE_DIR
     stage_file = state / "stages" / f"{stage.hash}.json"
     write_json(stage_file, stage.to_dict())
@@ -103,6 +115,8 @@ def _launch(stage: Stage, gpus: list[str], any_gpu: bool) -> _Running:
     if any_gpu:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)  # "" hides every GPU from a CPU stage
     env.setdefault("PLBENCH_PROGRESS", "off")
+    if threads is not None and "OMP_NUM_THREADS" not in env:  # N children x all cores would oversubscribe
+        env["OMP_NUM_THREADS"] = str(threads)
     path = log_path(stage)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as logf:
@@ -140,6 +154,7 @@ def run_parallel(stages: list[Stage], *, jobs: int, say: Callable[[str], None],
     finished: set[str] = set()
     failed: dict[str, StageFailure] = {}
     total, started = len(stages), 0
+    threads = max(1, (os.cpu_count() or 1) // jobs)
     try:
         while pending or running:
             for stage in list(pending):
@@ -159,7 +174,7 @@ def run_parallel(stages: list[Stage], *, jobs: int, say: Callable[[str], None],
                 assigned, free = free[:need], free[need:]
                 pending.remove(stage)
                 started += 1
-                running[stage.hash] = _launch(stage, assigned, any_gpu)
+                running[stage.hash] = _launch(stage, assigned, any_gpu, threads)
                 where = f" on GPU {','.join(assigned)}" if assigned else ""
                 say(f"[{started}/{total}] run    {stage.id}{where}")
             time.sleep(_POLL_S)
@@ -177,10 +192,17 @@ def run_parallel(stages: list[Stage], *, jobs: int, say: Callable[[str], None],
                     reason = _last_line(r.log) or f"exit status {code}"
                     failed[h] = StageFailure(r.stage, reason, r.log)
                     say(f"FAILED {r.stage.id}: {reason} (log: {r.log})")
-    except BaseException:
-        for r in running.values():  # our own children only
-            r.process.terminate()
+    except BaseException as e:
+        # Ctrl-C in a terminal reaches our children too (same process group): a training finishes its step
+        # and saves; anything else (an error here) is passed on to them as SIGINT. Stragglers are stopped.
         for r in running.values():
-            r.process.wait()
+            if not isinstance(e, KeyboardInterrupt):
+                r.process.send_signal(signal.SIGINT)
+        for r in running.values():
+            try:
+                r.process.wait(timeout=_GRACE_S)
+            except subprocess.TimeoutExpired:
+                r.process.terminate()
+                r.process.wait()
         raise
     return list(failed.values())

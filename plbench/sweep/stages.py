@@ -8,6 +8,11 @@ downstream, and only those run again.
 Finished stages leave a record ``<out>/.sweep/done/<hash>.json`` (written after the output, atomically);
 an output counts as reusable when its record exists and the output itself is still there. A training
 run is also reusable when its run folder is finished (``summary.json``), record or not.
+
+What is not hashed: the contents of dataset folders (a dry run must not need the data). A simulation or a
+run made from data that changed since is caught when a training loads it (the engine compares the dataset
+fingerprint and raises an InputError naming the file); delete that output to redo it. Every TrainConfig
+field is hashed, execution ones (device, workers) included, because a run folder holds exactly one config.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """``python -m plbench.sweep.worker STAGE.json``: run one stage in a fresh process (``--jobs N``).
 
 A fresh process per stage lets the parent give it its own ``CUDA_VISIBLE_DEVICES``. Exit status: 0 done,
-2 bad input (the message is on stderr), 1 anything else (traceback on stderr).
+2 bad input (the message is on stderr), 130 interrupted (Ctrl-C; a training saved its checkpoint),
+1 anything else (traceback on stderr).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from plbench.errors import InputError
 from plbench.sweep.execute import execute_stage
+from plbench.sweep.local import is_interrupt
 from plbench.sweep.stages import Stage
 
 
@@ -27,6 +29,11 @@ def main(argv: list[str]) -> int:
     except InputError as e:
         sys.stderr.write(e.message + "\n")
         return 2
+    except BaseException as e:
+        if is_interrupt(e):
+            sys.stderr.write(f"interrupted: {e}\n")
+            return 130
+        raise
     return 0
 
 
