@@ -1,7 +1,7 @@
 """Render a plbench report in headless Chromium: screenshots to look at, and checks that the page loads with
 no console message, embeds every image as a PNG data URI and fetches nothing.
 
-    python benchmarks/render_report.py                       # fixture runs -> report -> render (OUT: /tmp/plbench-render)
+    python benchmarks/render_report.py       # fixture runs -> report -> render (OUT: /tmp/plbench-render)
     python benchmarks/render_report.py --html reports/demo/report.html --out /tmp/shots
 
 Writes OUT/screenshot.png (1200 x 3000, the top of the page) and OUT/page-N.png (the whole page cut into

@@ -8,7 +8,6 @@ The numbers are drawn from a seeded generator: they look like results, they are 
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -56,8 +55,10 @@ def write_fixture(out: Path) -> Path:
                            "train_annotated_fraction": 0.03 if scheme == "fpc" else 1 - param,
                            "prior_path": str(out / "prior.csv") if mode == "selective" else None,
                            "provenance": {"plbench_version": "0.1.0", "git_commit": "e129ef1" + "0" * 33,
-                                          "command": f"plbench train --config sweeps/csl/{tag}-{loss}-{mode}-s{seed}.json",
-                                          "hardware": "1x NVIDIA H200, 16 CPU cores", "torch_version": "2.14.1",
+                                          "command": "plbench train --config "
+                                                     f"sweeps/csl/{tag}-{loss}-{mode}-s{seed}.json",
+                                          "hardware": "1x NVIDIA H200, 16 CPU cores",
+                                          "torch_version": "2.14.1",
                                           "started_at": "2026-11-28T09:00:00Z", "finished_at": "2026-11-28T10:40:00Z"}}
                 _run(runs / "coco", f"coco-{tag}-{loss}-{mode}-s{seed}", summary, m, 30, rng)
     spl = {**base, "backbone": "resnet50", "recipe": "light", "evaluation_protocol": "final epoch, plain model",

@@ -48,9 +48,9 @@ def write_run(root: Path, name: str, *, epochs_metrics: int = 0, config: dict | 
     if config is not None:
         (d / "config.json").write_text(json.dumps(config))
     if epochs_metrics:
-        lines = [json.dumps({"epoch": e, "train_loss": 1.0 / (e + 1), "val_map": summary["val_map"] - (epochs_metrics - 1 - e),
-                             "val_map_ema": summary["val_map"] - 0.5 * (epochs_metrics - 1 - e)})
-                 for e in range(epochs_metrics)]
+        last = epochs_metrics - 1
+        lines = [json.dumps({"epoch": e, "train_loss": 1.0 / (e + 1), "val_map": summary["val_map"] - (last - e),
+                             "val_map_ema": summary["val_map"] - 0.5 * (last - e)}) for e in range(epochs_metrics)]
         (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     return d
 
@@ -156,8 +156,9 @@ def test_paired_reference_without_ignore_falls_back_to_an(runs):
 
 def test_pairs_need_the_same_simulated_labels(tmp_path):
     """Same training seed but a different simulation seed is not a pair."""
-    write_run(tmp_path, "a", mode="ignore", val_map=70.0, seed=0, simulation={"scheme": "fpc", "param": 1000, "seed": 0})
-    write_run(tmp_path, "b", mode="negative", val_map=75.0, seed=0, simulation={"scheme": "fpc", "param": 1000, "seed": 1})
+    for name, mode, v, sim_seed in (("a", "ignore", 70.0, 0), ("b", "negative", 75.0, 1)):
+        write_run(tmp_path, name, mode=mode, val_map=v, seed=0,
+                  simulation={"scheme": "fpc", "param": 1000, "seed": sim_seed})
     (t,) = build_tables(load_records([tmp_path]), "val_map", [])
     assert paired_differences(t).cells == {}
 
@@ -176,7 +177,8 @@ def test_published_numbers_matched_by_dataset_labels_and_column(runs):
     assert [(k, list(v)) for k, v in t.published_rows("full")] == [("Cole et al. 2021, ResNet-50, 448 px",
                                                                      ["bce:negative"])]
     md = table_markdown(t)
-    assert "| *fpc1000, published: Ben-Baruch et al. 2022, TResNet-M, 448 px* |  | *76.46* | *81.24* | *81.64* |  | *83.44* |" in md
+    assert ("| *fpc1000, published: Ben-Baruch et al. 2022, TResNet-M, 448 px* |  | *76.46* | *81.24* | *81.64* |  "
+            "| *83.44* |") in md
     spl = _table(build_tables(load_records([runs]), "val_map", numbers), "resnet50")
     rows = dict(spl.published_rows("spl"))  # one published row per source
     assert {s: {c: p.map for c, p in r.items()} for s, r in rows.items()} == {
@@ -259,8 +261,8 @@ def test_table_csv_long_format(runs):
     lines = table_csv(t).splitlines()
     assert lines[0] == "labels,source,column,column_label,metric,mean,std_ddof1,n,best,values,seeds"
     sel = next(line for line in lines if line.startswith("fpc1000,plbench,pasl:selective,"))
-    assert sel.split(",")[5:9] == [repr(round((83 + 84 + 85.5) / 3, 6)), repr(round(float(np.std([83, 84, 85.5], ddof=1)), 6)),
-                                   "3", "1"]
+    std = float(np.std([83, 84, 85.5], ddof=1))
+    assert sel.split(",")[5:9] == [repr(round((83 + 84 + 85.5) / 3, 6)), repr(round(std, 6)), "3", "1"]
     assert any(line.startswith("fpc1000,\"Ben-Baruch et al. 2022") and ",83.44," in line for line in lines)
 
 
@@ -282,7 +284,8 @@ def test_write_report_files_and_self_contained_html(runs, tmp_path):
     names = {p.name for p in out.iterdir()}
     assert {"report.md", "report.html", "results.csv", "provenance.csv", "table-coco-tresnet-m-gap-fine-tuned.csv",
             "table-coco-tresnet-m-gap-fine-tuned-authors.csv", "paired-coco-tresnet-m-gap-fine-tuned.csv",
-            "map-coco-tresnet-m-gap-fine-tuned.png", "per-class-ap-coco-tresnet-m-gap-fine-tuned.png", "curves-coco-tresnet-m-gap-fine-tuned.png"} <= names
+            "map-coco-tresnet-m-gap-fine-tuned.png", "per-class-ap-coco-tresnet-m-gap-fine-tuned.png",
+            "curves-coco-tresnet-m-gap-fine-tuned.png"} <= names
     assert not any(n.startswith(("lvis-", "annotation-")) for n in names)  # no LVIS groups, one level per scheme
     assert not list(out.glob(".*tmp*"))
     for name in names:
