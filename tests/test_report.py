@@ -395,3 +395,10 @@ def test_html_contents_links_to_every_section(runs, tmp_path):
     anchors = re.findall(r"<a href='#(s\d+)'>", html)
     assert anchors and all(f"<h2 id='{a}'>" in html for a in anchors)
     assert html.count("<h2 ") == len(anchors)
+
+
+def test_training_curves_use_the_plain_model_with_a_fallback_for_older_metrics():
+    from plbench.report.figures import _plain_map
+
+    assert _plain_map({"val_map": 80.0, "val_map_plain": 78.0, "val_map_ema": 80.0}) == 78.0  # csl: headline = EMA
+    assert _plain_map({"val_map": 70.0}) == 70.0  # metrics.jsonl written before val_map_plain existed

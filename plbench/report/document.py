@@ -133,8 +133,8 @@ def _table_section(doc: _Doc, table: ResultTable, authors: ResultTable | None, r
     doc.figure(f"per-class-ap-{table.slug}.png", figures.per_class_ap(table, colors, reference),
                f"{table.title}: per-class AP against class frequency (mean over seeds)")
     doc.figure(f"curves-{table.slug}.png", figures.training_curves(table, colors),
-               f"{table.title}: validation mAP per epoch: mean over seeds (shaded: range over seeds; "
-               "dashed: EMA model)")
+               f"{table.title}: validation mAP per epoch, mean over seeds: plain model (solid; shaded: range "
+               "over seeds) and EMA model (dashed, where used)")
     doc.figure(f"lvis-{table.slug}.png", figures.lvis_groups(table, colors),
                f"{table.title}: mAP per LVIS frequency group (error bars: sample std over seeds)")
 

@@ -285,10 +285,15 @@ def prior_scatter(records: Sequence[RunRecord]) -> tuple[bytes | None, list[str]
     return _png(fig), notes
 
 
+def _plain_map(record: dict[str, Any]) -> float:
+    v = record.get("val_map_plain")
+    return float(record["val_map"] if v is None else v)
+
+
 def training_curves(table: ResultTable, colors: dict[str, str]) -> bytes | None:
-    """Validation mAP per epoch (``metrics.jsonl``), one panel per label setting: per column the mean over
-    seeds (solid), the range over seeds (shaded), and the EMA model's mean where recorded (dashed). None
-    unless some run has two epochs or more."""
+    """Validation mAP per epoch (``metrics.jsonl``), one panel per label setting: per column the plain model's
+    mean over seeds (solid; ``val_map_plain``, else ``val_map`` in older runs), its range over seeds (shaded),
+    and the EMA model's mean where recorded (dashed). None unless some run has two epochs or more."""
     curves: dict[tuple[str, str], list[dict[int, dict[str, Any]]]] = defaultdict(list)
     for r in table.records:
         m = {int(h["epoch"]): h for h in r.folder.metrics() if "epoch" in h and h.get("val_map") is not None}
@@ -305,7 +310,7 @@ def training_curves(table: ResultTable, colors: dict[str, str]) -> bytes | None:
             if not runs:
                 continue
             epochs = sorted(set.intersection(*(set(m) for m in runs)))
-            vals = np.array([[m[e]["val_map"] for e in epochs] for m in runs], dtype=float)
+            vals = np.array([[_plain_map(m[e]) for e in epochs] for m in runs], dtype=float)
             x = [e + 1 for e in epochs]
             (h,) = ax.plot(x, vals.mean(axis=0), color=colors[col], linewidth=1.4)
             if len(runs) > 1:
