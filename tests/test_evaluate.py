@@ -156,3 +156,51 @@ def test_unreadable_validation_image_is_counted(synthetic_run, synthetic, tmp_pa
 def test_out_cannot_be_the_run_folder(synthetic_run, synthetic):
     with pytest.raises(InputError, match="the run folder itself"):
         evaluate_run(synthetic_run, "synthetic", synthetic, "val", device="cpu", out=synthetic_run)
+
+
+@pytest.fixture(scope="module")
+def linear_run(synthetic, tmp_path_factory):
+    """A linear-protocol run: features of a resnet10t from a weights file, a GAP head trained on them."""
+    import timm
+    import torch
+
+    from plbench.engine.features import extract_split
+    from plbench.engine.train import train
+
+    base = tmp_path_factory.mktemp("linear")
+    torch.manual_seed(123)
+    net = timm.create_model("resnet10t", pretrained=False, num_classes=0, global_pool="")
+    weights = base / "resnet10t.pt"
+    torch.save(net.state_dict(), weights)
+    for split in ("train", "val"):
+        extract_split("synthetic", synthetic, split, base / "features", backbone="resnet10t", image_size=32,
+                      checkpoint=weights, batch_size=16, device="cpu")
+    cfg = TrainConfig(dataset="synthetic", data_root=str(synthetic), features=str(base / "features"),
+                      backbone="resnet10t", checkpoint=str(weights), head="gap", image_size=32, batch_size=16,
+                      epochs=2, lr=1e-2, seed=2, device="cpu", out_dir=str(base / "runs"), mode="ignore")
+    return train(cfg, progress=False).run_dir, weights
+
+
+def test_linear_protocol_run_rebuilt_from_its_features_backbone(linear_run, synthetic, tmp_path):
+    """Backbone from the weights file + the run's head = the run's own scores, up to the float16 features."""
+    run, weights = linear_run
+    own = RunFolder(run)
+    assert own.summary()["protocol"] == "linear"
+    r = evaluate_run(run, "synthetic", synthetic, "val", device="cpu")
+    got, want = RunFolder(r.folder).predictions()["scores"], own.predictions()["scores"]
+    # float16 storage: relative error 2^-11 per feature (measured here: at most 6e-6 on the scores)
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-3)
+    assert r.summary["map"] == pytest.approx(own.summary()["val_map"], abs=0.5)
+
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "checkpoint": None}))  # as if randomly initialised
+    try:
+        with pytest.raises(InputError, match="randomly initialised backbone"):
+            evaluate_run(run, "synthetic", synthetic, "val", device="cpu", out=tmp_path / "a")
+        changed = tmp_path / "changed.pt"
+        changed.write_bytes(weights.read_bytes() + b"\0")
+        (run / "config.json").write_text(json.dumps({**config, "checkpoint": str(changed)}))
+        with pytest.raises(InputError, match="changed since the features were extracted"):
+            evaluate_run(run, "synthetic", synthetic, "val", device="cpu", out=tmp_path / "b")
+    finally:
+        (run / "config.json").write_text(json.dumps(config))

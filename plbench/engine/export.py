@@ -85,9 +85,13 @@ def export_onnx(module: nn.Module, path: str | Path, image_size: int, output_nam
         kwargs["dynamo"] = False
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter is deprecated
-        torch.onnx.export(module, (example,), str(tmp), input_names=[INPUT_NAME], output_names=[output_name],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, output_name: {0: "batch"}},
-                          opset_version=opset, do_constant_folding=True, **kwargs)
+        try:
+            torch.onnx.export(module, (example,), str(tmp), input_names=[INPUT_NAME], output_names=[output_name],
+                              dynamic_axes={INPUT_NAME: {0: "batch"}, output_name: {0: "batch"}},
+                              opset_version=opset, do_constant_folding=True, **kwargs)
+        except ModuleNotFoundError as e:  # the onnx package is an optional extra
+            raise InputError(path, "onnx", f"exporting to ONNX needs the package {e.name!r}, which is not installed",
+                             "pip install 'plbench[onnx]'") from None
 
 
 def export_torchscript(module: nn.Module, path: str | Path, image_size: int) -> None:
