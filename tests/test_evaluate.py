@@ -20,9 +20,10 @@ runner = CliRunner()
 def _train(root, dataset, out, **kw):
     from plbench.engine.train import train
 
-    cfg = TrainConfig(dataset=dataset, data_root=str(root), backbone="resnet10t", head="gap", image_size=32,
-                      batch_size=16, epochs=1, lr=1e-3, seed=1, device="cpu", preload=True, out_dir=str(out),
-                      mode="ignore", **kw)
+    settings = dict(dataset=dataset, data_root=str(root), backbone="resnet10t", head="gap", image_size=32,
+                    batch_size=16, epochs=1, lr=1e-3, seed=1, device="cpu", preload=True, out_dir=str(out),
+                    mode="ignore")
+    cfg = TrainConfig(**{**settings, **kw})
     return train(cfg, progress=False).run_dir
 
 
@@ -204,3 +205,21 @@ def test_linear_protocol_run_rebuilt_from_its_features_backbone(linear_run, synt
             evaluate_run(run, "synthetic", synthetic, "val", device="cpu", out=tmp_path / "b")
     finally:
         (run / "config.json").write_text(json.dumps(config))
+
+
+def test_ema_run_headline_and_plain_model(synthetic, tmp_path_factory):
+    """A run with EMA: the default evaluation is the headline (EMA) model, --no-ema the plain one."""
+    run = _train(synthetic, "synthetic", tmp_path_factory.mktemp("ema"), ema_decay=0.5, epochs=2)
+    s = RunFolder(run).summary()
+    assert s["val_map_ema"] is not None and s["val_map_ema"] != s["val_map_plain"]  # two different models
+    result = runner.invoke(app, ["evaluate", str(run), "--dataset", "synthetic", "--data-root", str(synthetic),
+                                 "--split", "val"])
+    assert result.exit_code == 0, result.output
+    ema = RunFolder(run / "eval-synthetic-val-last").summary()
+    assert ema["weights"] == "ema" and ema["map"] == s["val_map"] == s["val_map_ema"]
+    result = runner.invoke(app, ["evaluate", str(run), "--dataset", "synthetic", "--data-root", str(synthetic),
+                                 "--split", "val", "--no-ema"])
+    assert result.exit_code == 0, result.output
+    plain = RunFolder(run / "eval-synthetic-val-last-plain").summary()
+    assert plain["weights"] == "plain" and plain["map"] == s["val_map_plain"]
+    assert (plain["val_map_plain"], plain["val_map_ema"]) == (plain["map"], None)

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import time
 from pathlib import Path
-from typing import Annotated, Any, List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
 from plbench.choices import Checkpoint
 from plbench.cli.app import app, command
 from plbench.cli.options import DataRoot, DatasetName, dataset_options, option_group
-from plbench.errors import InputError
 
 RunArg = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Run folder written by `plbench train`.")]
 CheckpointOpt = Annotated[Checkpoint, typer.Option(
@@ -29,28 +25,11 @@ WorkersOpt = Annotated[int, typer.Option(min=0, help="Image-decoding worker proc
 NAMED_FAILURES = 20
 
 
-def _failure_note(failed: list[str]) -> str:
-    named = ", ".join(failed[:NAMED_FAILURES]) + (f" and {len(failed) - NAMED_FAILURES} more"
-                                                  if len(failed) > NAMED_FAILURES else "")
-    return f"{len(failed)} unreadable image(s) skipped: {named}"
-
-
-class _Writer:
-    """Rows of ``--out``: JSON lines (one object per image) or CSV (one row per image and class)."""
-
-    def __init__(self, stream: io.TextIOBase, kind: str) -> None:
-        self.stream, self.kind = stream, kind
-        self.csv = csv.writer(stream, lineterminator="\n") if kind == "csv" else None
-        if self.csv is not None:
-            self.csv.writerow(["image", "class", "score"])
-
-    def write(self, image: str, picked: list[tuple[str, float]]) -> None:
-        if self.csv is not None:
-            for name, score in picked:
-                self.csv.writerow([image, name, f"{score:.6f}"])
-        else:
-            rec = {"image": image, "predictions": [{"class": n, "score": round(s, 6)} for n, s in picked]}
-            self.stream.write(json.dumps(rec) + "\n")
+def _failure_note(count: int, paths: list[str]) -> str:
+    """``N unreadable image(s) skipped: a, b and M more`` (``paths``: the first of them, at least)."""
+    named = paths[:NAMED_FAILURES]
+    more = f" and {count - len(named)} more" if count > len(named) else ""
+    return f"{count} unreadable image(s) skipped: {', '.join(named)}{more}"
 
 
 @command(app, "predict")
@@ -69,51 +48,33 @@ def predict_command(
     strict: Annotated[bool, typer.Option(help="An unreadable image is an error instead of being counted.")] = False,
 ) -> None:
     """Print (or write) the classes a run's model sees in images, with their scores."""
-    from plbench.artifacts.atomic import atomic_path
     from plbench.artifacts.runs import RunFolder
-    from plbench.engine.inference import iter_predictions, list_images, load_checkpoint_model, select_classes
+    from plbench.engine.inference import (iter_selected, list_images, load_checkpoint_model, prediction_file_kind,
+                                          write_selected)
     from plbench.engine.train import resolve_device
 
-    kind = None
     if out is not None:
-        kind = {".jsonl": "jsonl", ".csv": "csv"}.get(out.suffix.lower())
-        if kind is None:
-            raise InputError(out, "--out", f"expected a .jsonl or .csv file name, but got {out.name!r}",
-                             "name the output e.g. predictions.jsonl or predictions.csv")
+        prediction_file_kind(out)  # a bad suffix fails before the model is loaded
     folder = RunFolder(run)
     (model, pre, names), source = load_checkpoint_model(folder, checkpoint, ema)
     paths = list_images(images)
-    bs = batch_size or int(folder.config().get("batch_size", 32))
-    batches = iter_predictions(model, paths, pre, batch_size=bs, device=resolve_device(device), workers=workers,
-                               strict=strict, progress=out is not None)  # else the printed lines are the progress
     failed: list[str] = []
-    done, t0 = 0, time.perf_counter()
-
-    def emit(write: Any) -> None:
-        nonlocal done
-        for batch in batches:
-            failed.extend(str(paths[i]) for i in batch.failed)
-            for row, i in enumerate(batch.indices):
-                write(str(paths[i]), select_classes(batch.scores[row], names, threshold=threshold, top_k=top_k))
-            done += len(batch.indices)
-
+    rows = iter_selected(model, paths, pre, names, threshold=threshold, top_k=top_k, failed=failed,
+                         batch_size=batch_size or int(folder.config().get("batch_size", 32)),
+                         device=resolve_device(device), workers=workers, strict=strict,
+                         progress=out is not None)  # on the terminal, the printed lines are the progress
+    t0 = time.perf_counter()
     if out is None:
-        def show(image: str, picked: list[tuple[str, float]]) -> None:
-            classes = ", ".join(f"{n} {s:.3f}" for n, s in picked) or (
-                f"(no class at or above {threshold:g})" if top_k is None else "")
-            typer.echo(f"{image}: {classes}")
-
-        emit(show)
+        for image, picked in rows:
+            none = f"(no class at or above {threshold:g})"
+            typer.echo(f"{image}: {', '.join(f'{n} {s:.3f}' for n, s in picked) or none}")
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
-            emit(_Writer(f, kind).write)
-    seconds = time.perf_counter() - t0
-    what = f"{source.checkpoint}.pt, {source.weights} weights, epoch {source.epoch + 1}"
-    if out is not None:
-        typer.echo(f"wrote predictions for {done} image(s) to {out} ({what}; {done / max(seconds, 1e-9):.1f} images/s)")
+        done = write_selected(out, rows)
+        rate = done / max(time.perf_counter() - t0, 1e-9)
+        typer.echo(f"wrote predictions for {done} image(s) to {out} ({source.checkpoint}.pt, {source.weights} "
+                   f"weights, epoch {source.epoch + 1}; {rate:.1f} images/s)")
     if failed:
-        typer.echo(_failure_note(failed), err=True)
+        typer.echo(_failure_note(len(failed), failed), err=True)
 
 
 @command(app, "evaluate")
@@ -148,5 +109,4 @@ def evaluate_command(
                f"({s['val_images']} images; CF1 {s['cf1']:.2f}, OF1 {s['of1']:.2f}{groups}); "
                f"{s['checkpoint']}.pt, {s['weights']} weights -> {result.folder}")
     if s["val_images_skipped"]:
-        typer.echo(_failure_note(s["skipped_images"]) if s["val_images_skipped"] <= len(s["skipped_images"]) else
-                   f"{s['val_images_skipped']} unreadable image(s) skipped (first: {s['skipped_images'][0]})", err=True)
+        typer.echo(_failure_note(s["val_images_skipped"], s["skipped_images"]), err=True)

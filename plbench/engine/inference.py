@@ -14,12 +14,14 @@ folder format, so ``plbench report`` can read it; the run's own files are never 
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from plbench import __version__
+from plbench.artifacts.atomic import atomic_path
 from plbench.artifacts.features import FeatureStore, store_folder
 from plbench.artifacts.files import sha256_file
 from plbench.artifacts.runs import RunFolder
@@ -387,6 +390,70 @@ def select_classes(scores: np.ndarray, class_names: Sequence[str], *, threshold:
     return [(class_names[j], float(scores[j])) for j in keep]
 
 
+#: one image's reported classes: (image path, [(class name, score), ...] highest score first)
+Selected = tuple[str, list[tuple[str, float]]]
+#: ``--out`` file kinds by suffix: JSON lines (one object per image) or CSV (one row per image and class)
+PREDICTION_FILE_KINDS = {".jsonl": "jsonl", ".csv": "csv"}
+
+
+def iter_selected(model: nn.Module, paths: Sequence[str | Path], preprocessing: dict[str, Any],
+                  class_names: Sequence[str], *, threshold: float = 0.5, top_k: int | None = None,
+                  failed: list[str] | None = None, **kwargs: Any) -> Iterator[Selected]:
+    """The classes each decodable image gets (:func:`select_classes`), in input order, batch by batch.
+
+    Args:
+        failed: when given, the paths of undecodable images are appended to it as they are met.
+        kwargs: as for :func:`iter_predictions` (batch_size, device, workers, strict, progress, ...).
+    """
+    for batch in iter_predictions(model, paths, preprocessing, **kwargs):
+        if failed is not None:
+            failed.extend(str(paths[i]) for i in batch.failed)
+        for row, i in enumerate(batch.indices):
+            yield str(paths[i]), select_classes(batch.scores[row], class_names, threshold=threshold, top_k=top_k)
+
+
+def prediction_file_kind(path: str | Path) -> str:
+    """``jsonl`` or ``csv``, from the file name.
+
+    Raises:
+        InputError: another suffix.
+    """
+    kind = PREDICTION_FILE_KINDS.get(Path(path).suffix.lower())
+    if kind is None:
+        raise InputError(path, "--out", f"expected a .jsonl or .csv file name, but got {Path(path).name!r}",
+                         "name the output e.g. predictions.jsonl or predictions.csv")
+    return kind
+
+
+def write_selected(path: str | Path, rows: Iterable[Selected]) -> int:
+    """Stream ``rows`` into a predictions file, atomically (the file appears complete or not at all).
+
+    Formats, by suffix: ``.jsonl``, one line per image ``{"image": path, "predictions": [{"class": name,
+    "score": s}, ...]}``; ``.csv``, header ``image,class,score`` then one row per (image, class). Scores
+    have 6 decimals.
+
+    Returns:
+        The number of images written.
+    Raises:
+        InputError: a suffix other than .jsonl or .csv.
+    """
+    kind = prediction_file_kind(path)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        table = csv.writer(f, lineterminator="\n") if kind == "csv" else None
+        if table is not None:
+            table.writerow(["image", "class", "score"])
+        for image, picked in rows:
+            if table is not None:
+                table.writerows([image, name, f"{score:.6f}"] for name, score in picked)
+            else:
+                f.write(json.dumps({"image": image, "predictions": [{"class": n, "score": round(sc, 6)}
+                                                                    for n, sc in picked]}) + "\n")
+            count += 1
+    return count
+
+
 # -- evaluation -----------------------------------------------------------------------------------------------
 
 
@@ -531,7 +598,8 @@ def evaluate_run(
         "preprocessing": pre, "plbench_version": __version__,
         "evaluation_seconds": time.time() - started,
     }
-    ev_dir.write_summary(_json_safe(summary))
+    summary = _json_safe(summary)
+    ev_dir.write_summary(summary)
     return EvaluationResult(folder, summary)
 
 
