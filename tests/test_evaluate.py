@@ -51,6 +51,7 @@ def _files(run):
     return {p.name: sha256_file(p) for p in sorted(run.iterdir()) if p.is_file()}
 
 
+@pytest.mark.slow  # trains a tiny run
 def test_own_validation_split_reproduces_the_run(coco_run, real_fixtures):
     before = _files(coco_run)
     result = runner.invoke(app, ["evaluate", str(coco_run), "--dataset", "coco", "--data-root",
@@ -84,6 +85,7 @@ def test_own_validation_split_reproduces_the_run(coco_run, real_fixtures):
     assert s["map"] == pytest.approx(100 * np.mean(aps), abs=1e-6)
 
 
+@pytest.mark.slow  # trains a tiny run
 def test_other_classes_are_an_error_naming_them(synthetic_run, real_fixtures):
     result = runner.invoke(app, ["evaluate", str(synthetic_run), "--dataset", "coco", "--data-root",
                                  str(real_fixtures / "coco2017_sample"), "--split", "val"])
@@ -109,6 +111,7 @@ def _reversed_categories(src, dst):
     path.write_text(json.dumps(data))
 
 
+@pytest.mark.slow  # trains a tiny run
 def test_classes_matched_by_name_in_any_order(synthetic_run, synthetic, tmp_path):
     from plbench.datasets import load_dataset
 
@@ -138,6 +141,7 @@ def test_match_classes_by_hand():
         match_classes(["a", "b"], ["a", "a"], None)
 
 
+@pytest.mark.slow  # trains a tiny run
 def test_unreadable_validation_image_is_counted(synthetic_run, synthetic, tmp_path):
     from plbench.datasets import load_dataset
 
@@ -154,6 +158,7 @@ def test_unreadable_validation_image_is_counted(synthetic_run, synthetic, tmp_pa
     assert result.exit_code == 2 and str(victim) in result.stderr
 
 
+@pytest.mark.slow  # trains a tiny run
 def test_out_cannot_be_the_run_folder(synthetic_run, synthetic):
     with pytest.raises(InputError, match="the run folder itself"):
         evaluate_run(synthetic_run, "synthetic", synthetic, "val", device="cpu", out=synthetic_run)
@@ -182,6 +187,7 @@ def linear_run(synthetic, tmp_path_factory):
     return train(cfg, progress=False).run_dir, weights
 
 
+@pytest.mark.slow  # trains a tiny run
 def test_linear_protocol_run_rebuilt_from_its_features_backbone(linear_run, synthetic, tmp_path):
     """Backbone from the weights file + the run's head = the run's own scores, up to the float16 features."""
     run, weights = linear_run
@@ -207,9 +213,10 @@ def test_linear_protocol_run_rebuilt_from_its_features_backbone(linear_run, synt
         (run / "config.json").write_text(json.dumps(config))
 
 
+@pytest.mark.slow  # trains a tiny run
 def test_ema_run_headline_and_plain_model(synthetic, tmp_path_factory):
     """A run with EMA: the default evaluation is the headline (EMA) model, --no-ema the plain one."""
-    run = _train(synthetic, "synthetic", tmp_path_factory.mktemp("ema"), ema_decay=0.5, epochs=2)
+    run = _train(synthetic, "synthetic", tmp_path_factory.mktemp("ema"), ema_decay=0.5)
     s = RunFolder(run).summary()
     assert s["val_map_ema"] is not None and s["val_map_ema"] != s["val_map_plain"]  # two different models
     result = runner.invoke(app, ["evaluate", str(run), "--dataset", "synthetic", "--data-root", str(synthetic),

@@ -65,6 +65,7 @@ def _suffix(fmt):
     return ".onnx" if fmt is ExportFormat.ONNX else ".torchscript.pt"
 
 
+@pytest.mark.slow  # trains a tiny run
 @pytest.mark.parametrize("head", ["gap", "ml-decoder"])
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_round_trip_on_real_images(runs, photo_batches, head, fmt, tmp_path):
@@ -87,6 +88,7 @@ def test_round_trip_on_real_images(runs, photo_batches, head, fmt, tmp_path):
     assert meta["input"] == {"name": "images", "shape": ["batch", 3, 32, 32], "dtype": "float32"}
 
 
+@pytest.mark.slow  # trains a tiny run
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_sigmoid_scores_and_the_built_in_check(runs, photo_batches, fmt, tmp_path):
     model, _, _ = load_run_model(runs["gap"])
@@ -101,6 +103,7 @@ def test_sigmoid_scores_and_the_built_in_check(runs, photo_batches, fmt, tmp_pat
     assert ((got > 0) & (got < 1)).all()
 
 
+@pytest.mark.slow  # trains a tiny run
 @pytest.mark.skipif(onnxruntime is None, reason="onnxruntime not installed (pip install 'plbench[onnx]')")
 def test_onnx_graph_has_a_dynamic_batch(runs, tmp_path):
     import onnx
@@ -113,6 +116,7 @@ def test_onnx_graph_has_a_dynamic_batch(runs, tmp_path):
     assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [3, 32, 32]
 
 
+@pytest.mark.slow  # trains a tiny run
 def test_cli_writes_model_and_metadata(runs):
     result = runner.invoke(app, ["export", "model", str(runs["gap"]), "--format", "torchscript", "--logits"])
     assert result.exit_code == 0, result.output

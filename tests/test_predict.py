@@ -85,6 +85,7 @@ def _lines(output):
     return out
 
 
+@pytest.mark.slow  # trains a tiny run
 def test_known_classes_above_threshold(known_run, names, photos):
     result = runner.invoke(app, ["predict", str(known_run), str(photos), "--no-ema"])
     assert result.exit_code == 0, result.output
@@ -101,6 +102,7 @@ def test_known_classes_above_threshold(known_run, names, photos):
     assert result.exit_code == 0 and "(no class at or above 0.95)" in result.stdout
 
 
+@pytest.mark.slow  # trains a tiny run
 def test_top_k_ignores_threshold(known_run, names, photos):
     result = runner.invoke(app, ["predict", str(known_run), str(photos / "000000000885.jpg"), "--no-ema",
                                  "--top-k", "4", "--threshold", "0.99"])
@@ -109,6 +111,7 @@ def test_top_k_ignores_threshold(known_run, names, photos):
     assert [n for n, _ in got] == [names[0], names[4], names[2], names[3]]
 
 
+@pytest.mark.slow  # trains a tiny run
 def test_ema_weights_by_default(known_run, names, photos):
     result = runner.invoke(app, ["predict", str(known_run), str(photos / "000000000885.jpg")])
     assert result.exit_code == 0, result.output
@@ -120,6 +123,7 @@ def test_ema_weights_by_default(known_run, names, photos):
     assert source.weights == "plain"
 
 
+@pytest.mark.slow  # trains a tiny run
 def test_unreadable_images_counted_and_named(known_run, photos, tmp_path):
     folder = tmp_path / "mixed"
     shutil.copytree(photos, folder)
@@ -138,6 +142,7 @@ def test_unreadable_images_counted_and_named(known_run, photos, tmp_path):
     assert "Traceback" not in result.output and "broken.jpg" in result.stderr
 
 
+@pytest.mark.slow  # trains a tiny run
 def test_out_files_jsonl_and_csv(known_run, names, photos, tmp_path):
     out = tmp_path / "p.jsonl"
     result = runner.invoke(app, ["predict", str(known_run), str(photos), "--no-ema", "--out", str(out),
@@ -161,6 +166,7 @@ def test_out_files_jsonl_and_csv(known_run, names, photos, tmp_path):
     assert result.exit_code == 2 and ".jsonl or .csv" in result.stderr
 
 
+@pytest.mark.slow  # trains a tiny run
 def test_batched_scores_equal_one_image_at_a_time(trained_run, photos):
     """The batched pipeline against an independent per-image computation (PIL decode + numpy normalisation)."""
     from plbench.datasets.images import load_image, resize_square
@@ -200,6 +206,7 @@ def test_list_images(photos, tmp_path):
         list_images([tmp_path])
 
 
+@pytest.mark.slow  # trains a tiny run
 def test_checkpoint_without_new_fields_falls_back(trained_run, tmp_path):
     """Checkpoints written before ema/preprocessing/class_names: plain model, config size, ImageNet mean/std."""
     run = tmp_path / "old"
@@ -219,6 +226,7 @@ def test_checkpoint_without_new_fields_falls_back(trained_run, tmp_path):
         assert torch.equal(model(x), ref(x))
 
 
+@pytest.mark.slow  # trains a tiny run
 def test_bad_runs_are_input_errors(trained_run, tmp_path):
     run = tmp_path / "r"
     shutil.copytree(trained_run, run)
