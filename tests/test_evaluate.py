@@ -11,7 +11,7 @@ from plbench.artifacts.files import sha256_file
 from plbench.artifacts.runs import RunFolder
 from plbench.cli import app
 from plbench.config import TrainConfig
-from plbench.engine.inference import evaluate_run, match_classes
+from plbench.engine.inference import evaluate_run, match_classes, reorder_groups
 from plbench.errors import InputError
 
 runner = CliRunner()
@@ -139,6 +139,12 @@ def test_match_classes_by_hand():
         match_classes(["a", "b", "c"], ["a", "b", "d"], None)
     with pytest.raises(InputError, match="names a class twice"):
         match_classes(["a", "b"], ["a", "a"], None)
+
+
+def test_class_groups_follow_the_model_order():
+    perm = match_classes(["a", "b", "c", "d"], ["d", "c", "b", "a"], None)  # model j = split perm[j]
+    groups = reorder_groups({"rare": np.array([0, 1]), "frequent": np.array([3])}, perm)  # split: d, c / a
+    assert groups["rare"].tolist() == [2, 3] and groups["frequent"].tolist() == [0]  # model: c, d / a
 
 
 @pytest.mark.slow  # trains a tiny run

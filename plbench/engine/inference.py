@@ -481,6 +481,20 @@ def match_classes(model_classes: Sequence[str], split_classes: Sequence[str], pa
     return np.asarray([position[n] for n in model_classes], dtype=np.int64)
 
 
+def reorder_groups(groups: dict[str, np.ndarray], perm: np.ndarray) -> dict[str, np.ndarray]:
+    """Class groups (e.g. LVIS rare/common/frequent) of a split, as indices into the model's class order.
+
+    Args:
+        groups: name -> int64 indices into the split's classes.
+        perm: from :func:`match_classes`: model class j is split class ``perm[j]``.
+    Returns:
+        name -> sorted int64 indices into the model's classes.
+    """
+    position = np.empty_like(perm)
+    position[perm] = np.arange(len(perm))  # split class index -> model class index
+    return {g: np.sort(position[np.asarray(idx, np.int64)]) for g, idx in groups.items()}
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
@@ -565,9 +579,7 @@ def evaluate_run(
                           batch_size=batch_size or int(config.get("batch_size", 32)),
                           device=resolve_device(device), workers=workers, strict=strict, amp=amp, progress=progress)
     targets = split_data.labels.batch(preds.indices)[:, perm]
-    position = np.empty_like(perm)
-    position[perm] = np.arange(len(perm))  # split class index -> model class index
-    groups = {g: np.sort(position[np.asarray(idx, np.int64)]) for g, idx in split_data.class_groups.items()}
+    groups = reorder_groups(split_data.class_groups, perm)
     ev = evaluate_scores(preds.scores, targets, groups)
 
     ev_dir = RunFolder(folder)
