@@ -251,7 +251,10 @@ def export_run(
         else:
             rng = np.random.default_rng(0)
             batches = [rng.standard_normal((b, 3, size, size)).astype(np.float32) for b in (1, 3)]
-            diff = compare_outputs(module, runner, batches)
+            try:
+                diff = compare_outputs(module, runner, batches)
+            except ValueError as e:  # an output of the wrong shape: the batch axis did not stay dynamic
+                raise InputError(out, "outputs", str(e), "report this as a bug with the run's backbone and head") from None
             if not diff <= tolerance:
                 raise InputError(out, "outputs", f"expected the exported model to match the PyTorch model within "
                                  f"{tolerance:g}, but the largest difference is {diff:.3g}",

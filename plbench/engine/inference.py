@@ -288,7 +288,7 @@ class PredictionBatch(NamedTuple):
 
     Attributes:
         indices: int64 (b,) positions in the input list of the images that decoded.
-        scores: float32 (b, C) sigmoid scores in [0, 1].
+        scores: float32 (b, C) sigmoid scores in [0, 1] (shape (0, 0) when no image of the batch decoded).
         failed: positions of the images of this batch that could not be decoded.
     """
 
@@ -330,8 +330,8 @@ def iter_predictions(
     device = torch.device(device)
     model = model.to(device).eval()
     size = int(preprocessing["image_size"])
-    loader = DataLoader(ImageFiles(paths, size), batch_size=batch_size, shuffle=False,
-                        num_workers=workers, collate_fn=_collate)
+    loader = DataLoader(ImageFiles(paths, size), batch_size=batch_size, shuffle=False, num_workers=workers,
+                        collate_fn=_collate, pin_memory=device.type == "cuda")
     with progress_bar(total=len(paths), desc="predict", unit="img", enabled=progress) as bar:
         for images, indices, failed in loader:
             if failed and strict:  # decode again in this process to raise the decoder's own error
