@@ -44,7 +44,8 @@ def synthetic(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def synthetic_run(synthetic, tmp_path_factory):
-    return _train(synthetic, "synthetic", tmp_path_factory.mktemp("synruns"))
+    """A 1-epoch run on 5 synthetic classes with an EMA model (decay 0.5): its headline model is the EMA."""
+    return _train(synthetic, "synthetic", tmp_path_factory.mktemp("synruns"), ema_decay=0.5)
 
 
 def _files(run):
@@ -94,7 +95,7 @@ def test_other_classes_are_an_error_naming_them(synthetic_run, real_fixtures):
     names = RunFolder(synthetic_run).summary()["class_names"]
     assert "expected the run's 5 classes, but the split has 80" in result.stderr
     assert repr(names[0]) in result.stderr and "'person'" in result.stderr
-    assert not any(p.name.startswith("eval-") for p in synthetic_run.iterdir())
+    assert not any(p.name.startswith("eval-coco") for p in synthetic_run.iterdir())
 
 
 def _reversed_categories(src, dst):
@@ -220,9 +221,9 @@ def test_linear_protocol_run_rebuilt_from_its_features_backbone(linear_run, synt
 
 
 @pytest.mark.slow  # trains a tiny run
-def test_ema_run_headline_and_plain_model(synthetic, tmp_path_factory):
+def test_ema_run_headline_and_plain_model(synthetic_run, synthetic):
     """A run with EMA: the default evaluation is the headline (EMA) model, --no-ema the plain one."""
-    run = _train(synthetic, "synthetic", tmp_path_factory.mktemp("ema"), ema_decay=0.5)
+    run = synthetic_run
     s = RunFolder(run).summary()
     assert s["val_map_ema"] is not None and s["val_map_ema"] != s["val_map_plain"]  # two different models
     result = runner.invoke(app, ["evaluate", str(run), "--dataset", "synthetic", "--data-root", str(synthetic),
