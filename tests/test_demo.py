@@ -1,27 +1,83 @@
-"""End to end: a small demo configuration through the same code path as `plbench demo`."""
+"""End to end: the demo at a reduced size through the same code path as `plbench demo` (the sweep), and
+experiments/demo.toml kept equal to the demo's defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
 
 import numpy as np
+import pytest
 
-from plbench.demo import DemoSettings, run_demo
+from plbench.demo import DemoSettings, FineTunedDemoSettings, demo_spec, run_demo, run_fine_tuned_demo
+
+EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "demo.toml"
 
 
-def test_small_demo_end_to_end(tmp_path):
-    settings = DemoSettings(out=str(tmp_path), train_images=120, val_images=60, num_classes=6, data_image_size=48,
-                            image_size=32, epochs=1, batch_size=32, fpc=10, rps=0.8)
+def test_demo_toml_is_the_demo_default():
+    from plbench.sweep.spec import load_spec, parse_spec
+
+    from_file = load_spec(EXPERIMENT)
+    epr = [m for m in from_file.methods if m.loss == "epr"][0]
+    from_code = parse_spec(demo_spec(DemoSettings(), epr.loss_options["expected_num_pos"]))
+    assert dataclasses.replace(from_file, source=None, notes="") == dataclasses.replace(from_code, source=None, notes="")
+
+
+@pytest.mark.slow
+def test_small_linear_demo_end_to_end(tmp_path):
+    from scipy.stats import spearmanr
+
+    from plbench.artifacts.features import FeatureStore
+    from plbench.datasets import load_dataset
+    from plbench.priors import read_prior_csv
+
+    settings = DemoSettings(out=str(tmp_path), train_images=120, val_images=48, num_classes=5, data_image_size=32,
+                            image_size=32, epochs=2, fpc=8, rps=0.8, seeds=(0, 1))
     said = []
     paths = run_demo(settings, progress=False, say=said.append)
+    assert said[0].startswith("[1/3]") and said[-1].startswith("done in")
+    md = paths["md"].read_text()
+    assert "Regenerate with: `plbench demo --out " in md and "--seeds 2" in md
+    for row in ("| full |", "| fpc8 |", "| rps0.8 |", "| spl |"):
+        assert row in md
+    for column in ("Negative P-ASL", "Ignore P-ASL", "Selective P-ASL", "AN", "AN-LS", "WAN", "EPR", "LL-R"):
+        assert column in md
+    assert "(n=2)" in md and "Paired differences" in md
+    runs = [p for p in (tmp_path / "runs").iterdir() if (p / "summary.json").is_file()]
+    assert len(runs) == 2 * (1 + 3 + 3 + 8)
+    # the features come from ImageNet weights, never a silent random initialisation
+    (store_dir,) = [p for p in (tmp_path / "features").iterdir() if p.is_dir()]
+    meta = FeatureStore.open(store_dir / "train").meta
+    assert meta["weights"]["pretrained"] is True and meta["weights"]["source"] != "random initialisation"
+    assert meta["preprocessing"]["mean"] == [0.5, 0.5, 0.5]  # tf_ models: inputs scaled to [-1, 1]
+    # the notes' prior table against scipy on the prior files
+    split = load_dataset("synthetic", tmp_path / "data" / "synthetic", "train")
+    true = (split.labels.to_dense() == 1).mean(axis=0)
+    rhos = []
+    for seed in (0, 1):
+        (path,) = [p for p in (tmp_path / "priors").glob(f"synthetic-fpc8-s{seed}-*.csv")]
+        prior = read_prior_csv(path, split.class_names)
+        rhos.append(spearmanr(prior, true)[0])
+    row = re.search(r"\| fpc8 \| [^|]+\| [^|]+\| ([-\d.]+) ± ([\d.]+) \|", md)
+    assert row is not None
+    assert float(row.group(1)) == pytest.approx(np.mean(rhos), abs=0.006)
+    assert float(row.group(2)) == pytest.approx(np.std(rhos, ddof=1), abs=0.006)
+
+
+@pytest.mark.slow
+def test_small_fine_tuned_demo_end_to_end(tmp_path):
+    settings = FineTunedDemoSettings(out=str(tmp_path), train_images=120, val_images=60, num_classes=6,
+                                     data_image_size=48, image_size=32, epochs=1, batch_size=32, fpc=10, rps=0.8)
+    said = []
+    paths = run_fine_tuned_demo(settings, progress=False, say=said.append)
     assert said[0].startswith("[1/13]") and said[-1].startswith("done in")
     md = paths["md"].read_text()
-    assert md.splitlines()[2].startswith("Regenerate with: `plbench demo --out ")
+    assert "plbench demo --protocol fine-tuned --out " in md
     for row in ("| full |", "| fpc10 |", "| rps0.8 |"):
         assert row in md
-    for mode in ("negative", "ignore", "selective"):
-        assert mode in md
-    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    assert len(runs) == 7
-    assert len(list((tmp_path / "simulations").glob("*.parquet"))) == 2
+    assert len([p for p in (tmp_path / "runs").iterdir()]) == 7
     priors = sorted((tmp_path / "priors").glob("*.csv"))
     assert len(priors) == 2
     values = np.loadtxt(priors[0], delimiter=",", skiprows=1, usecols=1)
     assert values.shape == (6,) and ((values > 0) & (values < 1)).all()
-    assert paths["html"].read_text().startswith("<!doctype html>")

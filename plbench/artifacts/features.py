@@ -10,7 +10,7 @@ settings x seeds) share one pass of the backbone. Layout of a store folder::
                        "weights": {"pretrained", "source", "checkpoint", "checkpoint_sha256"},
                        "image_size": S, "preprocessing": {"image_size", "mean", "std"},
                        "failed": [rows whose image did not decode], "image_ids_sha256",
-                       "files": {name: {"bytes", "mtime_ns", "sha256"}}, "plbench_version", ...}
+                       "files": {name: {"bytes", "mtime_ns", "sha256"}}, "seconds", "plbench_version", ...}
       pooled.f16      raw float16 (N, D), C order: the tokens averaged (what the GAP head sees)
       tokens.f16      raw float16 (N, L, D), C order, only when tokens were asked for (ML-Decoder)
       image_ids.npy   (N,) the split's image ids, in row order
@@ -34,6 +34,7 @@ import hashlib
 import json
 import logging
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -177,6 +178,7 @@ def write_feature_store(
     if num_tokens is None:
         (root / TOKENS_FILE).unlink(missing_ok=True)
     written = np.zeros(num_images, dtype=bool)
+    t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         pooled_tmp, pooled = stack.enter_context(_data_file(root / POOLED_FILE, (num_images, num_features)))
         tokens_tmp = tokens = None
@@ -215,6 +217,7 @@ def write_feature_store(
         "num_images": int(num_images), "num_features": int(num_features),
         "num_tokens": None if num_tokens is None else int(num_tokens), "dtype": "float16",
         "failed": failed, "image_ids_sha256": _ids_digest(ids), "files": files,
+        "seconds": round(time.perf_counter() - t0, 3),  # producing and writing the batches (the extraction)
     }
     write_json(root / META_FILE, index)
     return FeatureStore.open(root)

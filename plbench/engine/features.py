@@ -96,7 +96,8 @@ def extract_features(
     out = Path(out)
     dev = _device(device)
     model = build_model(backbone, Head.GAP.value, 1, pretrained=pretrained, checkpoint=checkpoint)
-    net = model.backbone.to(dev).eval()
+    # channels-last: measured 2.4x faster for tf_efficientnet_lite0 on a busy 2-core CPU (depthwise convolutions)
+    net = model.backbone.to(dev, memory_format=torch.channels_last).eval()
     from plbench.engine.pretrained import resolve_normalization
 
     mean, std = resolve_normalization(net)
@@ -153,7 +154,7 @@ def extract_features(
                 if batch is None:  # every image of the batch was undecodable
                     continue
                 x, _, index = batch
-                x = normalize(x.to(dev, non_blocking=True), mean, std)
+                x = normalize(x.to(dev, non_blocking=True), mean, std).contiguous(memory_format=torch.channels_last)
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
                     fmap = net.forward_features(x)
                 t = _as_tokens(fmap.float())  # (B, L, D)
