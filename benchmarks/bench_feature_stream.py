@@ -84,7 +84,7 @@ def main() -> None:
 
     n = int(OPENIMAGES_TRAIN * args.fraction)
     root = args.out / "train"
-    print(f"memory at start: {memory_mb()}", flush=True)
+    print(f"memory after imports (baseline): {memory_mb()}", flush=True)
     if (root / "features.json").is_file():
         store = FeatureStore.open(root)
         print(f"reusing {root}", flush=True)
@@ -102,7 +102,8 @@ def main() -> None:
     criterion = create_loss("pasl", mode="ignore")
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     order = np.random.default_rng(2).permutation(n)
-    batches = [order[i * args.batch_size:(i + 1) * args.batch_size].tolist() for i in range(args.steps)]
+    steps = min(args.steps, n // args.batch_size)
+    batches = [order[i * args.batch_size:(i + 1) * args.batch_size].tolist() for i in range(steps)]
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate_skip_none)
     t0, seen, peak = time.perf_counter(), 0, 0.0
     for step, (x, y, _) in enumerate(loader):
@@ -111,12 +112,12 @@ def main() -> None:
         loss.backward()
         opt.step()
         seen += len(x)
-        if step % 50 == 0 or step == args.steps - 1:
+        if step % 50 == 0 or step == steps - 1:
             mem = memory_mb()
             peak = max(peak, mem["RssAnon"])
             print(f"step {step}: {seen / (time.perf_counter() - t0):.0f} images/s, memory {mem}", flush=True)
     rate = seen / (time.perf_counter() - t0)
-    print(f"trained {args.steps} steps of {args.batch_size} random rows from the whole file: {rate:.0f} images/s "
+    print(f"trained {steps} steps of {args.batch_size} random rows from the whole file: {rate:.0f} images/s "
           f"(one epoch of {n:,} would take {n / rate / 60:.0f} min); peak RssAnon {peak:.0f} MB of a "
           f"{format_bytes(store.nbytes)} store", flush=True)
     if not args.keep:

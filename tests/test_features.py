@@ -214,3 +214,23 @@ def test_extraction_on_the_real_coco_sample(tmp_path):
     assert sorted(store.image_ids().tolist()) == ids
     # pooled features of real photos differ between images (not a constant or zero map)
     assert np.std(store.pooled.astype(np.float32), axis=0).mean() > 1e-3
+
+
+def test_cli_extract_and_errors(tiny_synthetic, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from plbench.cli import app
+
+    args = ["features", "extract", "--dataset", "synthetic", "--data-root", str(tiny_synthetic), "--out",
+            str(tmp_path / "f"), "--image-size", "32", "--device", "cpu", "--split", "val"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "8 images x 512 float16 = 8.2 KB" in result.output
+    assert FeatureStore.open(tmp_path / "f" / "val").pooled.shape == (8, 512)
+    bad = CliRunner().invoke(app, args + ["--backbone", "no_such_net"])
+    assert bad.exit_code == 2 and "unknown timm model" in bad.output
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(fs.shutil, "disk_usage", lambda p: usage._replace(free=10))
+    full = CliRunner().invoke(app, args[:-1] + ["train"])
+    assert full.exit_code == 2 and "disk space" in full.output and "only 10 B are free" in full.output
+    assert not (tmp_path / "f" / "train").exists()
