@@ -253,11 +253,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def find_runs(paths: Iterable[str | Path], *, finished: bool = True) -> list[RunFolder]:
+def find_runs(paths: Iterable[str | Path], *, finished: bool = True, evaluations: bool = False) -> list[RunFolder]:
     """Run folders among ``paths``: each path is a run folder or a folder of run folders (searched recursively).
 
     Args:
         finished: only runs with a ``summary.json`` (else every folder with a ``config.json``).
+        evaluations: also the evaluation folders that ``plbench evaluate`` writes inside a run folder
+            (left out by default: they would count a run twice).
     Raises:
         InputError: a path that does not exist, or no run found at all.
     """
@@ -268,7 +270,8 @@ def find_runs(paths: Iterable[str | Path], *, finished: bool = True) -> list[Run
         if (p / marker).is_file():
             runs.append(RunFolder(p))
         elif p.is_dir():
-            runs.extend(RunFolder(q.parent) for q in sorted(p.rglob(marker)))
+            runs.extend(RunFolder(q.parent) for q in sorted(p.rglob(marker))
+                        if evaluations or not (q.parent.parent / CONFIG).is_file())
         else:
             raise InputError(p, "RUNS", "not a run folder nor a folder of runs",
                              "pass folders written by `plbench train`")

@@ -142,16 +142,17 @@ def train_command(
             loss_options=parse_key_values(loss_option or [], "--loss-option"), out_dir=str(out), run_name=run_name,
         )
     dist.init_from_env(cfg.device)
+    main = dist.is_main()  # asked before the process group is shut down
     try:
         result = train(cfg, resume_from=resume_from.value, command=shlex.join(["plbench", *sys.argv[1:]]))
     except TrainingInterrupted as e:
-        if dist.is_main():
+        if main:
             fail(f"Interrupted at epoch {e.epoch + 1}, step {e.step}; a checkpoint was saved in {e.run_dir}. "
                  f"Resume with: plbench train --config {e.run_dir / 'config.json'}", code=130)
         raise typer.Exit(130) from None
     finally:
         dist.shutdown()
-    if dist.is_main():
+    if main:
         s = result.summary
         ema = "" if s.get("val_map_ema") is None else f", plain model {s['val_map_plain']:.2f}"
         typer.echo(f"{result.run_dir}: final mAP {s['val_map']:.2f} ({s['evaluation_protocol']}{ema}; best epoch "

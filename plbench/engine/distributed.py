@@ -9,8 +9,8 @@ process group (NCCL on GPUs, gloo on CPUs). What changes against one process:
 * DDP averages gradients over ranks; a loss summed over the batch (P-ASL, ASL, BCE) is multiplied by the
   world size so the gradient is that of the global batch sum, a mean-reduced loss is left as is;
 * batch-level statistics become per rank: the Selective mode's likelihood top-k (``likelihood_topk`` per
-  image, counted over the local batch), the EPR regulariser (mean over the local batch) and BatchNorm
-  statistics (per rank unless the backbone uses SyncBatchNorm);
+  image, counted over the local batch), the EPR regulariser (mean over the local batch) and, on CPUs,
+  BatchNorm statistics (on GPUs BatchNorm is converted to SyncBatchNorm: global-batch statistics);
 * validation images are sharded (rank r scores images r, r + N, ...) and gathered on rank 0, so each image
   is scored exactly once; only rank 0 writes files.
 """
@@ -76,11 +76,18 @@ def barrier() -> None:
 
 
 def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """DistributedDataParallel around ``model`` under torchrun, else ``model`` itself."""
+    """DistributedDataParallel around ``model`` under torchrun, else ``model`` itself.
+
+    On GPUs, BatchNorm layers become SyncBatchNorm (converted in place, same parameters), so batch
+    statistics are those of the global batch, as in one process; PyTorch has no SyncBatchNorm on CPUs.
+    """
     if not is_distributed():
         return model
-    ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if device.type == "cuda":
+        for name, child in list(model.named_children()):
+            model.add_module(name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+        return nn.parallel.DistributedDataParallel(model, device_ids=[device.index])
+    return nn.parallel.DistributedDataParallel(model)
 
 
 def any_rank(flag: bool, device: torch.device) -> bool:

@@ -533,7 +533,7 @@ def _train_in(run: RunFolder, config: TrainConfig, data: TrainingData, model: nn
     train_set = make_dataset(config, config.train_split, data.train_paths, data.train_labels, train=True)
     val_set = make_dataset(config, config.val_split, data.val_split.image_paths, data.val_split.labels, train=False)
     val_loader = make_loader(dist.shard_dataset(val_set), config, device=device)
-    results: dict[str, Any] = {}
+    results: dict[str, Any] | None = None  # {} on ranks other than 0
     with t.interrupt.installed():
         for epoch in range(partial.epoch if partial else start_epoch, config.epochs):
             state = partial if partial is not None and partial.epoch == epoch else EpochState(epoch)
@@ -570,7 +570,7 @@ def _train_in(run: RunFolder, config: TrainConfig, data: TrainingData, model: nn
             if t.interrupt.flag:
                 raise TrainingInterrupted(run.path, epoch, (epoch + 1) * steps_per_epoch)
 
-    if not results:  # resumed after the last epoch but before the summary was written
+    if results is None:  # resumed after the last epoch but before the summary was written
         results = evaluate_models(t, val_loader, data.val_split, progress=progress)
     headline_model = ema.module if (ema is not None and headline == "ema") else model
     summary: dict[str, Any] = {}

@@ -1,0 +1,72 @@
+"""torchrun with two CPU processes (gloo): one run folder, every validation image scored once, and the
+same result as one process.
+
+Tolerance: the backbone is timm's ``test_efficientnet_gn`` (GroupNorm: no batch statistics, so a rank's
+half batch normalises exactly as the whole batch would), so the two runs differ only by the order of
+floating-point sums (the gradient all-reduce); scores agree to 1e-4 and mAP to 0.01 points. With
+BatchNorm backbones on CPUs (no SyncBatchNorm there) the statistics are per rank and results differ more.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from plbench.artifacts.runs import RunFolder
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from plbench.datasets.synthetic import write_synthetic_coco
+
+    root = tmp_path_factory.mktemp("ddp") / "synthetic"
+    write_synthetic_coco(root, train=48, val=21, num_classes=4, image_size=32, seed=5)
+    return root
+
+
+def _args(data, out, extra=()):
+    return ["train", "--dataset", "synthetic", "--data-root", str(data), "--backbone", "test_efficientnet_gn",
+            "--image-size", "32", "--batch-size", "16", "--epochs", "2", "--lr", "1e-3", "--device", "cpu",
+            "--preload", "--mode", "ignore", "--seed", "1", "--out", str(out), "--run-name", "r", *extra]
+
+
+def _run(cmd, tmp_path):
+    env = {**os.environ, "PLBENCH_PROGRESS": "off", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def test_torchrun_two_processes_equals_one_process(data, tmp_path):
+    one = _run([sys.executable, "-m", "plbench", *_args(data, tmp_path / "one")], tmp_path)
+    two = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                "-m", "plbench", *_args(data, tmp_path / "two")], tmp_path)
+    assert two.stdout.count("final mAP") == 1  # only rank 0 reports
+    assert [p.name for p in (tmp_path / "two").iterdir()] == ["r"]  # one run folder
+    a, b = RunFolder(tmp_path / "one" / "r"), RunFolder(tmp_path / "two" / "r")
+    sa, sb = a.summary(), b.summary()
+    assert sb["provenance"]["world_size"] == 2 and sa["provenance"]["world_size"] == 1
+    pa, pb = a.predictions(), b.predictions()
+    # every validation image scored exactly once, in dataset order
+    assert len(pb["image_ids"]) == len(set(pb["image_ids"].tolist())) == 21 == sb["val_images"]
+    np.testing.assert_array_equal(pa["image_ids"], pb["image_ids"])
+    np.testing.assert_allclose(pa["scores"], pb["scores"], atol=1e-4)
+    assert sb["val_map"] == pytest.approx(sa["val_map"], abs=0.01)
+    la, lb = a.metrics(), b.metrics()
+    assert [m["epoch"] for m in lb] == [0, 1]
+    # the loss is the global batch's: rank 0 logs its own half, so it is not compared; lr schedule is the same
+    assert [m["lr_end"] for m in la] == [m["lr_end"] for m in lb]
+
+
+def test_torchrun_resume_after_a_finished_epoch(data, tmp_path):
+    """A run folder written by two processes resumes (and is returned when finished) in one process."""
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "plbench",
+          *_args(data, tmp_path)], tmp_path)
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    again = _run([sys.executable, "-m", "plbench", "train", "--config", str(tmp_path / "r" / "config.json")], tmp_path)
+    assert "final mAP" in again.stdout and cfg["epochs"] == 2
