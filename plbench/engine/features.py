@@ -53,7 +53,7 @@ FeatureItem = tuple[torch.Tensor, torch.Tensor, int]
 
 
 def _device(name: str) -> torch.device:
-    from plbench.engine.train import resolve_device
+    from plbench.engine.train import resolve_device  # here: engine.train imports this module
 
     return resolve_device(name)
 
@@ -212,7 +212,8 @@ class FeatureDataset(Dataset):
         if labels.num_images > store.num_images:
             raise ValueError(f"{labels.num_images} label rows but only {store.num_images} feature rows")
         if tokens and not store.has_tokens:
-            store.tokens  # raises the InputError that says how to get tokens
+            raise InputError(store.root, "tokens", "this store holds pooled features only",
+                             "re-extract with `plbench features extract --tokens` (needed by the ml-decoder head)")
         self.store = store
         self.labels = labels
         self.tokens = tokens
