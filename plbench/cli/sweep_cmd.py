@@ -22,8 +22,8 @@ def sweep_command(
     jobs: Annotated[int, typer.Option(min=1, help="Independent stages run at once (local launcher), one GPU each "
                                                   "when GPUs exist.")] = 1,
     launcher: Annotated[Launcher, typer.Option(help="local: this machine; slurm: a Slurm cluster through submitit "
-                                                    "(pip install 'plbench[slurm]'); submitit-local: the same "
-                                                    "path on this machine.")] = Launcher.LOCAL,
+                                                    "(install the slurm extra); submitit-local: the same path "
+                                                    "on this machine.")] = Launcher.LOCAL,
     wait: Annotated[bool, typer.Option(help="slurm: wait for the jobs to finish (else return once submitted).")]
     = False,
 ) -> None:
