@@ -42,7 +42,8 @@ class TrainConfig:
     warmup_fraction: float = 0.2  # fraction of steps spent rising to the peak LR
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = False  # bf16/fp16 autocast on CUDA
+    amp: bool = False  # autocast on CUDA: bf16, or fp16 with a gradient scaler on GPUs without bf16
+    compile: bool = False  # torch.compile the model (CUDA: worth it for long runs; minutes of compilation)
     workers: int = 0  # DataLoader worker processes
     preload: bool = False  # decode and resize every image once into memory (small datasets, CPU)
     cache_dir: str | None = None  # pre-resized image cache from `plbench data cache`

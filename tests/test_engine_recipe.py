@@ -217,3 +217,30 @@ def test_sigint_to_a_real_process_saves_and_prints_the_resume_command(tiny_data,
     assert state["epoch"] >= 0 and not (tmp_path / "r" / "summary.json").exists()
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
     assert cfg["epochs"] == 40 and cfg["recipe"] == "light"
+
+
+def test_persistent_loader_workers_see_each_epoch(tiny_data, tmp_path):
+    """One loader with persistent workers serves every epoch; augmentation still follows (seed, epoch, index)."""
+    a = train(_config(tiny_data, tmp_path / "a", preload=False), progress=False)
+    b = train(_config(tiny_data, tmp_path / "b", preload=False, workers=2), progress=False)
+    assert _same(_weights(a.model), _weights(b.model))
+
+
+def test_epoch_batch_sampler_shards_global_batches():
+    from plbench.engine.data import EpochBatchSampler, epoch_order
+
+    one = EpochBatchSampler(21, 8, seed=4)
+    one.set_epoch(2)
+    batches = list(one)
+    order = epoch_order(21, 4, 2).tolist()
+    assert batches == [order[0:8], order[8:16], order[16:21]] and len(one) == 3
+    halves = [EpochBatchSampler(21, 8, seed=4, rank=r, world_size=2) for r in (0, 1)]
+    for s in halves:
+        s.set_epoch(2, start_batch=1)
+    r0, r1 = (list(s) for s in halves)
+    assert [a + b for a, b in zip(r0, r1)] == batches[1:]  # each global batch split between the ranks
+    keyed = EpochBatchSampler(21, 8, seed=4, with_epoch=True)
+    keyed.set_epoch(5)
+    assert all(e == 5 for batch in keyed for e, _ in batch)
+    # a last batch of one image is dropped (BatchNorm cannot train on it)
+    assert sum(len(b) for b in EpochBatchSampler(17, 8, seed=0)) == 16

@@ -36,12 +36,14 @@ Features = Annotated[Optional[Path], typer.Option(exists=True, file_okay=False, 
                                                   "extract`: train only the head on cached features (linear protocol).")]
 Seed = Annotated[int, typer.Option(min=0, help="Seed of initialisation, data order and augmentation.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-Pretrained = Annotated[bool, typer.Option(help="Start from timm's pretrained weights (must be cached locally).")]
+Pretrained = Annotated[bool, typer.Option(help="Start from ImageNet weights: timm's (Hugging Face cache or download), "
+                                          "else an installed weight package (tf_efficientnet_lite0/1/2 offline).")]
 CheckpointFile = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Local backbone weights file.")]
 MaxImages = Annotated[Optional[int], typer.Option(min=1, help="Train on the first N images only.")]
 Preload = Annotated[bool, typer.Option(help="Decode all images into memory once (small datasets).")]
 Workers = Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")]
-Amp = Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")]
+Amp = Annotated[bool, typer.Option(help="Autocast on CUDA: bf16, or fp16 with a gradient scaler on GPUs without bf16.")]
+Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the model (long GPU runs).")]
 Split = Annotated[str, typer.Option(help="Split name.")]
 CacheDir = Annotated[Optional[Path], typer.Option(file_okay=False, help="Image-cache root from `plbench data cache` "
                                                   "(holds <dataset>-<split>-<size>/), e.g. DATA_ROOT/plbench_cache.")]
@@ -83,6 +85,7 @@ def training_options(
     preload: Preload = False,
     workers: Workers = 0,
     amp: Amp = False,
+    compile: Compile = False,
     train_split: Split = "train",
     val_split: Split = "val",
     cache_dir: CacheDir = None,

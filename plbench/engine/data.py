@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from plbench.engine.transforms import train_augment
 from plbench.errors import InputError
@@ -128,12 +128,15 @@ class ImageLabelDataset(Dataset):
             return self._pixels[index]
         return decode_resized(self.paths[index], self.image_size, self.strict)
 
-    def __getitem__(self, index: int) -> Item | None:
+    def __getitem__(self, key: int | tuple[int, int]) -> Item | None:
+        """``key``: an index, or ``(epoch, index)`` from :class:`EpochBatchSampler` (so persistent loader
+        workers know the epoch without shared state)."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         pixels = self.pixels(index)
         if pixels is None:
             return None
         if self.train:
-            pixels = train_augment(pixels, np.random.default_rng((self.seed, self.epoch, index)), self.augment)
+            pixels = train_augment(pixels, np.random.default_rng((self.seed, epoch, index)), self.augment)
         labels = torch.from_numpy(self.labels.batch([index])[0])
         return to_chw(pixels), labels, index
 
@@ -166,3 +169,31 @@ def epoch_batches(num_items: int, batch_size: int, seed: int, epoch: int, *, sta
     order = epoch_order(num_items, seed, epoch)[:used]
     return [np.array_split(order[b * batch_size:(b + 1) * batch_size], world_size)[rank].tolist()
             for b in range(start_batch, steps)]
+
+
+class EpochBatchSampler(Sampler[list]):
+    """Batch sampler of the training loader: :func:`epoch_batches` of the epoch set by :meth:`set_epoch`.
+
+    One loader (with persistent workers) serves every epoch. With ``with_epoch`` the batches hold
+    ``(epoch, index)`` keys, which datasets that augment (:class:`ImageLabelDataset`) read the epoch from.
+    """
+
+    def __init__(self, num_items: int, batch_size: int, seed: int, *, rank: int = 0, world_size: int = 1,
+                 with_epoch: bool = False) -> None:
+        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
+        self.rank, self.world_size, self.with_epoch = rank, world_size, with_epoch
+        self.epoch, self.start_batch = 0, 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def _batches(self) -> list[list[int]]:
+        return epoch_batches(self.num_items, self.batch_size, self.seed, self.epoch, start_batch=self.start_batch,
+                             rank=self.rank, world_size=self.world_size)
+
+    def __iter__(self):  # type: ignore[override]
+        for batch in self._batches():
+            yield [(self.epoch, i) for i in batch] if self.with_epoch else batch
+
+    def __len__(self) -> int:
+        return train_batch_count(self.num_items, self.batch_size)[1] - self.start_batch

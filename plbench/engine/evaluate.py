@@ -38,7 +38,10 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device, *, mean:
             continue
         inputs, labels, index = batch
         x = normalize(inputs.to(device, non_blocking=True), mean, std)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+        if device.type == "cuda" and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float16
+        with torch.autocast(device.type, dtype=dtype, enabled=amp and device.type == "cuda"):
             logits = model(x)
         scores.append(torch.sigmoid(logits.float()).cpu().numpy())
         targets.append(labels.numpy())
