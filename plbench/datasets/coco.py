@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 
+from plbench.artifacts.files import read_json
 from plbench.datasets.base import DatasetSplit, SplitSource, drop_missing_images, file_fingerprint, register_dataset
 from plbench.errors import InputError
 from plbench.labels import NEG, POS, PartialLabels
@@ -56,11 +56,17 @@ def coco_splits(root: Path) -> list[SplitSource]:
 
 
 def _load_json(path: Path) -> dict:
-    try:
-        with open(path, "rb") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise InputError(path, "json", f"not valid JSON ({e})", "re-download or regenerate the file") from None
+    return read_json(path, "re-download or regenerate the file")
+
+
+def _require_unique_ids(items: list[dict], key: str, path: Path) -> None:
+    """Raise :class:`InputError` naming the first repeated ``id`` among ``items`` (the ``key`` list of the file)."""
+    seen: set = set()
+    for item in items:
+        if item["id"] in seen:
+            raise InputError(path, f"{key}[id]", f"expected unique ids, but id {item['id']!r} appears more than once",
+                             "re-download or regenerate the file (each image, annotation and category once)")
+        seen.add(item["id"])
 
 
 def coco_labels(data: dict, path: Path, include_crowd: bool = True) -> tuple[list[int], list[str], list[str], np.ndarray]:
@@ -73,6 +79,8 @@ def coco_labels(data: dict, path: Path, include_crowd: bool = True) -> tuple[lis
     for key in ("images", "annotations", "categories"):
         if key not in data:
             raise InputError(path, key, f"missing top-level key {key!r}", "use a COCO instances_*.json file")
+    for key in ("images", "annotations", "categories"):
+        _require_unique_ids(data[key], key, path)
     cats = sorted(data["categories"], key=lambda c: c["id"])
     cat_index = {c["id"]: i for i, c in enumerate(cats)}
     images = data["images"]
@@ -81,13 +89,14 @@ def coco_labels(data: dict, path: Path, include_crowd: bool = True) -> tuple[lis
     for ann in data["annotations"]:
         if not include_crowd and ann.get("iscrowd", 0):
             continue
-        try:
-            matrix[img_index[ann["image_id"]], cat_index[ann["category_id"]]] = POS
-        except KeyError as e:
-            raise InputError(
-                path, "annotations", f"annotation {ann.get('id')} refers to unknown image or category {e}",
-                "check that the file is a complete COCO instances file",
-            ) from None
+        for field, index in (("image_id", img_index), ("category_id", cat_index)):
+            if ann[field] not in index:
+                what = "images" if field == "image_id" else "categories"
+                raise InputError(
+                    path, f"annotations[{field}]", f"annotation {ann.get('id')} refers to {field} {ann[field]!r}, "
+                    f"which is not in {what}", "check that the file is a complete COCO instances file",
+                )
+        matrix[img_index[ann["image_id"]], cat_index[ann["category_id"]]] = POS
     return (
         [img["id"] for img in images],
         [img["file_name"] for img in images],
