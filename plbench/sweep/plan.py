@@ -23,6 +23,7 @@ from typing import Any
 
 from plbench.choices import Mode, Protocol
 from plbench.config import TrainConfig
+from plbench.engine.recipes import default_recipe, recipe_values
 from plbench.sweep.spec import BackboneSpec, DatasetSpec, HeadSpec, LabelSetting, MethodSpec, SweepSpec
 from plbench.sweep.stages import GPU_KINDS, Stage, StageKind, StageStatus, is_done, stage_hash
 
@@ -152,13 +153,7 @@ class _Builder:
 def _base_config(spec: SweepSpec, ds: DatasetSpec, out: Path) -> dict[str, Any]:
     """TrainConfig values shared by a dataset's runs: recipe first, then [training], then the dataset."""
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    values: dict[str, Any] = {}
-    try:
-        from plbench.engine.recipes import default_recipe, recipe_values
-    except ImportError:  # an engine without recipes: TrainConfig defaults
-        pass
-    else:
-        values.update(recipe_values(spec.training.get("recipe") or default_recipe(ds.name), ds.name))
+    values = recipe_values(spec.training.get("recipe") or default_recipe(ds.name), ds.name)
     values.update(spec.training)
     values.update(dataset=ds.name, data_root=ds.root(out), train_split=ds.train_split, val_split=ds.val_split,
                   dataset_options=dict(ds.options), out_dir=str(out / "runs"))
