@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,9 +94,10 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise InputError(path, "config", f"cannot read a JSON config ({e})", "pass a config.json written by plbench") from None
+        from plbench.artifacts.files import read_json
+
+        data = read_json(path, "pass a config.json written by plbench")
+        if not isinstance(data, dict):
+            raise InputError(path, "config", f"expected a JSON object, but got {type(data).__name__}",
+                             "pass a config.json written by plbench")
         return cls.from_dict(data, path)

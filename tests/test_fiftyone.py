@@ -58,7 +58,7 @@ def test_missing_options_and_bad_run_folder(tmp_path):
 
     with pytest.raises(InputError, match="expected both a dataset name and a labels field"):
         load_dataset("fiftyone", tmp_path, "train", fo_dataset="d")
-    with pytest.raises(InputError, match="config.json: expected a run folder file"):
+    with pytest.raises(InputError, match="config.json: the file does not exist"):
         read_predictions(tmp_path)
     write_run(tmp_path / "r", ["a.jpg", "b.jpg"], [1, 2], ["cat"], np.zeros((2, 2)), np.zeros((2, 1)))
     with pytest.raises(InputError, match=r"scores: expected shape \(2, 1\), but got \(2, 2\)"):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from plbench.datasets.images import (ImageCache, ImageDataset, build_image_cache, collate_skip_none, load_image,
+from plbench.datasets.images import (ImageCache, build_image_cache, collate_skip_none, load_image,
                                      resize_square)
 from plbench.errors import InputError
 
@@ -139,33 +139,37 @@ def test_cache_round_trip_and_failed_images(real_fixtures, tmp_path):
 
 
 def test_image_dataset_with_and_without_cache(real_fixtures, tmp_path):
+    """The engine's one image dataset reads decoded or cached images alike; undecodable ones are None or errors."""
     torch = pytest.importorskip("torch")
+    from plbench.engine.data import ImageLabelDataset
+    from plbench.labels import PartialLabels
+
     paths = [str(p) for p in sorted((real_fixtures / "images").glob("*.jpg"))]
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8 broken")
     paths.append(str(bad))
-    targets = np.arange(len(paths) * 2, dtype=np.int8).reshape(-1, 2)
+    rows = (np.arange(len(paths) * 2).reshape(-1, 2) % 3 - 1).astype(np.int8)
+    labels = PartialLabels.from_dense(rows, np.arange(len(paths)), ["a", "b"])
     cache = build_image_cache(paths, 32, tmp_path / "c", workers=1)
-
-    def to_tensor(img):
-        return torch.from_numpy(np.asarray(img.resize((32, 32)), dtype=np.uint8).copy()).permute(2, 0, 1)
-
+    decoded = []
     for c in (None, cache):
-        ds = ImageDataset(paths, targets, transform=to_tensor, cache=c, strict=False)
+        ds = ImageLabelDataset(paths, labels, 32, train=False, cache=c, strict=False)
         assert ds[len(paths) - 1] is None
         loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2 if c is not None else 0,
                                              collate_fn=collate_skip_none)
-        xs, ys = zip(*loader)
-        x, y = torch.cat(xs), torch.cat(ys)
+        xs, ys, idx = zip(*loader)
+        x, y, i = torch.cat(xs), torch.cat(ys), torch.cat(idx)
         assert x.shape == (len(paths) - 1, 3, 32, 32) and x.dtype == torch.uint8
-        np.testing.assert_array_equal(y.numpy(), targets[:-1])
-        strict = ImageDataset(paths, targets, cache=c, strict=True)
+        np.testing.assert_array_equal(y.numpy(), rows[:-1])
+        assert i.tolist() == list(range(len(paths) - 1))
+        decoded.append(x)
+        strict = ImageLabelDataset(paths, labels, 32, train=False, cache=c, strict=True)
         with pytest.raises(InputError, match="bad.jpg"):
             strict[len(paths) - 1]
-    img, target = ImageDataset(paths, cache=cache)[3]
-    assert isinstance(img, Image.Image) and img.size == (32, 32) and target == 3
-    with pytest.raises(ValueError, match="cache holds other images"):
-        ImageDataset(paths[:-1], cache=cache)
+    # the cache holds the same pixels as decoding (both resize with the same function)
+    assert torch.equal(decoded[0], decoded[1])
+    with pytest.raises(InputError, match="holds other images"):
+        ImageLabelDataset(paths[1:], labels.subset(np.arange(1, len(paths))), 32, train=False, cache=cache)
 
 
 def _pngs(folder: Path, n: int) -> list[str]:

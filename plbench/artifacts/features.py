@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import shutil
 import time
@@ -41,6 +40,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from plbench.artifacts.files import read_json, sha256_file
 from plbench.artifacts.atomic import atomic_path, write_json
 from plbench.errors import InputError
 
@@ -111,14 +111,6 @@ def _ids_digest(image_ids: np.ndarray) -> str:
 def _plain_ids(image_ids: Sequence | np.ndarray) -> np.ndarray:
     ids = np.asarray(image_ids)
     return ids.astype(str) if ids.dtype == object else ids
-
-
-def _sha256(path: Path, block: int = 1 << 23) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @contextlib.contextmanager
@@ -225,7 +217,7 @@ def write_feature_store(
 
 def _record(path: Path) -> dict[str, Any]:
     st = path.stat()
-    return {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(path)}
+    return {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(path)}
 
 
 def _check_batch(rows: np.ndarray, pooled: np.ndarray, tokens: np.ndarray | None, n: int, d: int,
@@ -278,10 +270,7 @@ class FeatureStore:
         if not index_path.is_file():
             raise InputError(root, META_FILE, "expected a feature store, but found no features.json (not "
                              "extracted, or the extraction was interrupted)", _REBUILD)
-        try:
-            meta = json.loads(index_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise InputError(index_path, META_FILE, f"not valid JSON ({e})", _REBUILD) from None
+        meta = read_json(index_path, _REBUILD)
         if meta.get("format") != FORMAT or meta.get("version") != VERSION:
             raise InputError(index_path, "format", f"expected {FORMAT} version {VERSION}, but got "
                              f"{meta.get('format')!r} version {meta.get('version')!r}", _REBUILD)
@@ -428,7 +417,7 @@ def _check_data_file(path: Path, recorded: dict[str, Any], want: int) -> None:
     if recorded.get("mtime_ns") == st.st_mtime_ns:
         return
     # a copy that did not keep times, or a file written after the index: the content decides
-    if recorded.get("sha256") != _sha256(path):
+    if recorded.get("sha256") != sha256_file(path):
         raise InputError(path, "sha256", "the data file is not the one features.json describes (replaced, "
                          "edited or half-written)", _REBUILD)
 

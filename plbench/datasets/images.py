@@ -22,24 +22,24 @@ file must have the recorded size and either the recorded mtime (fast path) or, w
 (a copy that did not keep times), the recorded sha256: a data file that was replaced, edited or
 half-written is rejected with an :class:`~plbench.errors.InputError`.
 
-Use it from a torch ``DataLoader`` through :class:`ImageDataset` (pass ``cache=ImageCache.open(OUT)``);
+Use it from a torch ``DataLoader`` through :class:`plbench.engine.data.ImageLabelDataset` (the one torch
+dataset of images; pass ``cache=ImageCache.open(OUT)``);
 the memory map is re-opened lazily in each worker process, never pickled.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from plbench.artifacts.files import read_json, sha256_file
 from plbench.artifacts.atomic import atomic_path, write_json
 from plbench.errors import InputError
 from plbench.progress import Progress
@@ -108,14 +108,6 @@ def cache_folder(cache_root: str | Path, dataset: str, split: str, size: int) ->
     """The cache of one split at one size: ``CACHE_ROOT/<dataset>-<split>-<size>``."""
     return Path(cache_root) / f"{dataset}-{split}-{size}"
 
-
-
-def _sha256(path: Path, block: int = 1 << 23) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _decode_chunk(args: tuple[str, int, int, Sequence[str], int]) -> list[int]:
@@ -191,7 +183,7 @@ def build_image_cache(
                     failed = _collect(pool.map(_decode_chunk, tasks), tasks, bar)
         if failed and strict:  # raising here also discards the partial data file
             load_image(paths[min(failed)], strict=True)
-        digest = _sha256(tmp)
+        digest = sha256_file(tmp)
         # The old index must not survive to describe the new data file if we stop before the end.
         (out_dir / INDEX_FILE).unlink(missing_ok=True)
     if failed:
@@ -249,10 +241,7 @@ class ImageCache:
         fix = "rebuild it with `plbench data cache`"
         if not index_path.is_file():
             raise InputError(root, INDEX_FILE, "expected an image cache folder, but found no index.json", fix)
-        try:
-            index = json.loads(index_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise InputError(index_path, "json", f"not valid JSON ({e})", fix) from None
+        index = read_json(index_path, fix)
         if index.get("format") != CACHE_FORMAT or index.get("version") != CACHE_VERSION:
             raise InputError(index_path, "format", f"expected {CACHE_FORMAT} version {CACHE_VERSION}, but got "
                              f"{index.get('format')!r} version {index.get('version')!r}", fix)
@@ -321,55 +310,11 @@ def _check_data_file(data: Path, recorded: dict, want: int, fix: str) -> None:
         return
     # Times differ (a copy, or a rewrite): only the content can tell.
     log.info("%s: modification time differs from index.json; checking its sha256", data)
-    got = _sha256(data)
+    got = sha256_file(data)
     if got != recorded["sha256"]:
         raise InputError(data, "sha256", f"expected the data file index.json describes (sha256 "
                          f"{recorded['sha256'][:12]}...), but got {got[:12]}... (replaced, edited or half-written)",
                          fix)
-
-
-class ImageDataset:
-    """Map-style dataset for ``torch.utils.data.DataLoader``: item i is ``(transform(image), target)``.
-
-    Args:
-        paths: (N,) image files.
-        targets: optional (N, ...) array indexed like ``paths`` (e.g. the int8 label rows); when
-            ``None`` the item's target is its index ``i``.
-        transform: callable applied to the RGB ``PIL.Image`` (torchvision/timm transforms).
-        cache: an :class:`ImageCache` holding these paths in this order; images then come from it.
-        strict: decoding failures raise (True) or make the item ``None`` (use :func:`collate_skip_none`).
-    """
-
-    def __init__(self, paths: Sequence[str | Path], targets: np.ndarray | None = None,
-                 transform: Callable | None = None, cache: ImageCache | None = None, strict: bool = True) -> None:
-        self.paths = [str(p) for p in paths]
-        if targets is not None and len(targets) != len(self.paths):
-            raise ValueError(f"expected {len(self.paths)} targets, but got {len(targets)}")
-        if cache is not None and cache.paths != self.paths:
-            raise ValueError("the cache holds other images than the dataset; rebuild it for this split")
-        self.targets = targets
-        self.transform = transform
-        self.cache = cache
-        self.strict = strict
-        self._failed = set(cache.failed) if cache is not None else set()
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[Any, Any] | None:
-        if self.cache is not None:
-            if i in self._failed:
-                if self.strict:
-                    raise InputError(self.paths[i], "image", "expected a decodable image, but the cache "
-                                     "recorded it as undecodable", "re-download the file and rebuild the cache")
-                return None
-            img = self.cache.get_image(i)
-        else:
-            img = load_image(self.paths[i], strict=self.strict)
-            if img is None:
-                return None
-        x = self.transform(img) if self.transform is not None else img
-        return x, (i if self.targets is None else self.targets[i])
 
 
 def collate_skip_none(batch: list) -> Any:

@@ -34,7 +34,6 @@ A category both negative and positive on the same image is a contradiction in th
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from enum import Enum
@@ -43,6 +42,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from plbench.artifacts.files import read_json
 from plbench.datasets.base import DatasetSplit, SplitSource, drop_missing_images, file_fingerprint, register_dataset
 from plbench.errors import InputError
 from plbench.labels import NEG, POS, PartialLabels
@@ -261,11 +261,7 @@ def load_lvis(root: Path, split: str, *, strict: bool = False) -> DatasetSplit:
     """
     root = Path(root)
     path = find_lvis_file(root, split)
-    try:
-        with open(path, "rb") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise InputError(path, "json", f"not valid JSON ({e})", "re-download the LVIS annotations") from None
+    data = read_json(path, "re-download the LVIS annotations")
     ids, names, rows, cols, vals, groups = lvis_labels(data, path)
     version = lvis_version(data, path)
     log.info("%s: LVIS %s, %d categories, %d images", path.name, version.value, len(names), len(ids))
