@@ -310,8 +310,9 @@ SIMULATORS: dict[Scheme, Callable[[PartialLabels, float | int | None, int], Part
 
 def _as_count(param: float | int | None) -> int:
     value = None if param is None or isinstance(param, bool) else float(param)
-    if value is None or not math.isfinite(value) or not value.is_integer() or value < 0:
-        raise ValueError(f"FPC expects a non-negative integer count per class, but got {param!r}")
+    if value is None or not math.isfinite(value) or not value.is_integer() or value < 1:
+        # n = 0 would hide every label: an empty training set, never what a user means
+        raise ValueError(f"FPC expects a positive integer count per class (n >= 1), but got {param!r}")
     return int(value)
 
 

@@ -230,7 +230,7 @@ def test_scheme_registry():
     assert set(sim.SIMULATORS) == set(Scheme)
     with pytest.raises(ValueError, match="available: fpc, rps, spl"):
         simulate(arithmetic_labels(), "xyz", 1, 0)
-    with pytest.raises(ValueError, match="FPC expects a non-negative integer"):
+    with pytest.raises(ValueError, match="FPC expects a positive integer"):
         simulate(arithmetic_labels(), Scheme.FPC, 0.5, 0)
     with pytest.raises(ValueError, match=r"RPS expects a probability in \[0, 1\]"):
         simulate(arithmetic_labels(), "rps", None, 0)

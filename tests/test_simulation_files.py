@@ -199,7 +199,7 @@ def test_cli_default_path_and_spl(tmp_path, monkeypatch):
     "extra, message",
     [
         (["--scheme", "rps", "--param", "1.5"], "RPS expects a probability in [0, 1], but got 1.5"),
-        (["--scheme", "fpc", "--param", "2.5"], "FPC expects a non-negative integer"),
+        (["--scheme", "fpc", "--param", "2.5"], "FPC expects a positive integer"),
         (["--scheme", "fpc"], "expected a parameter for scheme fpc"),
         (["--scheme", "rps", "--param", "0.5", "--split", "val"], "no COCO instances file for split 'val'"),
     ],
