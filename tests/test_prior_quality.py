@@ -34,7 +34,8 @@ def test_comparison_markdown_lists_scores_and_top_classes():
     names = ["cat", "dog", "car", "sky"]
     md = comparison_markdown(names, {"true frequency": np.array([0.1, 0.4, 0.3, 0.2]),
                                      "ignore model": np.array([0.2, 0.5, 0.1, 0.3])}, "true frequency", k=2)
-    assert "| ignore model | 0.800 | 0.1000 | 1/2 |" in md
+    # ranks (1, 4, 3, 2) vs (2, 4, 1, 3): sum d^2 = 6, rho = 1 - 6 * 6 / (4 * 15) = 0.4; MAE = 0.5 / 4
+    assert "| ignore model | 0.400 | 0.1250 | 1/2 |" in md
     assert "| 1 | dog (0.400) | dog (0.500) |" in md and "| 2 | car (0.300) | sky (0.300) |" in md
 
 
