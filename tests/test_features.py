@@ -44,6 +44,12 @@ def test_round_trip_float16_and_failed_rows(tmp_path):
     np.testing.assert_array_equal(store.pooled[keep], pooled[keep].astype(np.float16))
     np.testing.assert_array_equal(store.tokens[keep], tokens[keep].astype(np.float16))
     assert store.meta["failed"] == [3] and store.ok.tolist() == [True] * 3 + [False] + [True] * 3
+    # positioned reads: any order, repeats, runs of consecutive rows
+    rows = [5, 0, 1, 1, 6, 2]
+    np.testing.assert_array_equal(store.read_rows(rows), pooled[rows].astype(np.float16))
+    np.testing.assert_array_equal(store.read_rows(rows, tokens=True), tokens[rows].astype(np.float16))
+    with pytest.raises(IndexError, match=r"rows in \[0, 7\)"):
+        store.read_rows([7])
     assert store.image_ids().tolist() == list(range(100, 107))
     assert (tmp_path / "s" / fs.POOLED_FILE).stat().st_size == 7 * 5 * 2
     assert store.nbytes == 7 * 5 * 2 + 7 * 4 * 5 * 2

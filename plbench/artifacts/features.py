@@ -1,4 +1,4 @@
-"""Feature stores: a backbone's outputs over one dataset split, computed once, memory-mapped at read time.
+"""Feature stores: a backbone's outputs over one dataset split, computed once, read row by row at training time.
 
 The "linear" protocol (Cole et al., CVPR 2021) trains only the classifier on fixed features. A feature
 store holds them for one split, in dataset order, so that many head-only trainings (losses x label
@@ -23,6 +23,11 @@ the data files are written to temp files and moved into place, and ``features.js
 interrupted extraction leaves no index and is rejected on open. On open each data file must have the
 recorded size and either the recorded mtime or, when that differs (a copy), the recorded sha256.
 
+The data files are raw float16 arrays: :attr:`FeatureStore.pooled` / :attr:`FeatureStore.tokens` map
+them (``np.memmap``) for analysis; training reads batches with :meth:`FeatureStore.read_rows` (positioned
+reads: a memory map keeps every page it touched mapped and reads ahead around each random row, which on a
+23 GB store grows the process's resident size by gigabytes of page cache).
+
 Disk use is ``N * D * 2`` bytes pooled plus ``N * L * D * 2`` with tokens (OpenImages V6 train,
 9M images, D = 1280: 23 GB pooled; tokens at 7 x 7 are 49 times that).
 """
@@ -32,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -113,19 +119,72 @@ def _plain_ids(image_ids: Sequence | np.ndarray) -> np.ndarray:
     return ids.astype(str) if ids.dtype == object else ids
 
 
+def _runs(sorted_rows: np.ndarray) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` positions of the runs of consecutive values in sorted int (B,) rows."""
+    breaks = np.flatnonzero(np.diff(sorted_rows) != 1) + 1
+    bounds = [0, *breaks.tolist(), len(sorted_rows)]
+    return zip(bounds[:-1], bounds[1:])
+
+
+class _RowFile:
+    """Rows of a raw float16 file read and written with positioned I/O (``os.preadv``/``os.pwrite``).
+
+    Neither direction maps the file: a process's memory holds one batch, never pages of the file (a
+    memory map keeps every page it touched mapped, and reads ahead around each random row).
+    """
+
+    def __init__(self, path: Path, row_shape: tuple[int, ...], writable: bool = False) -> None:
+        self.path, self.row_shape = path, tuple(row_shape)
+        self.row_bytes = int(np.prod(row_shape)) * np.dtype(FEATURE_DTYPE).itemsize
+        self.fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def write(self, rows: np.ndarray, values: np.ndarray) -> None:
+        """Store float16 (B, *row_shape) ``values`` at ``rows``; consecutive rows go in one call."""
+        order = np.argsort(rows, kind="stable")
+        rows, values = rows[order], np.ascontiguousarray(values[order])
+        for a, b in _runs(rows):
+            data = memoryview(values[a:b]).cast("B")
+            offset = int(rows[a]) * self.row_bytes
+            while data:  # pwrite may write less than asked
+                n = os.pwrite(self.fd, data, offset)
+                data, offset = data[n:], offset + n
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """float16 (B, *row_shape) at ``rows`` (any order, repeats allowed); consecutive rows in one call."""
+        order = np.argsort(rows, kind="stable")
+        sorted_rows = rows[order]
+        buf = np.empty((len(rows),) + self.row_shape, dtype=FEATURE_DTYPE)
+        for a, b in _runs(sorted_rows):
+            view = memoryview(buf[a:b]).cast("B")
+            offset = int(sorted_rows[a]) * self.row_bytes
+            while view:
+                n = os.preadv(self.fd, [view], offset)
+                if n == 0:
+                    raise InputError(self.path, "size", "the data file ended early", _REBUILD)
+                view, offset = view[n:], offset + n
+        out = np.empty_like(buf)
+        out[order] = buf
+        return out
+
+
 @contextlib.contextmanager
-def _data_file(path: Path, shape: tuple[int, ...]) -> Iterator[tuple[Path, np.memmap]]:
-    """A zero-filled float16 temp file of ``shape`` beside ``path``, memory-mapped for writing; moved into
-    place on success, removed on error."""
+def _data_file(path: Path, shape: tuple[int, ...]) -> Iterator[tuple[Path, _RowFile]]:
+    """A zero-filled float16 temp file of ``shape`` beside ``path``, open for positioned writes; moved
+    into place on success, removed on error."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.truncate(int(np.prod(shape)) * np.dtype(FEATURE_DTYPE).itemsize)  # sparse: no zeros written
-        arr = np.memmap(tmp, dtype=FEATURE_DTYPE, mode="r+", shape=shape)
+        out = _RowFile(tmp, shape[1:], writable=True)
         try:
-            yield tmp, arr
+            yield tmp, out
+            os.fsync(out.fd)
         finally:
-            arr.flush()
-            del arr
+            out.close()
 
 
 def write_feature_store(
@@ -184,14 +243,11 @@ def write_feature_store(
                 p16 = np.asarray(pooled_batch).astype(FEATURE_DTYPE)
                 t16 = None if tokens is None else np.asarray(tokens_batch).astype(FEATURE_DTYPE)
             _check_finite(p16, rows)
-            pooled[rows] = p16
+            pooled.write(rows, p16)
             if tokens is not None:
                 _check_finite(t16, rows)
-                tokens[rows] = t16
+                tokens.write(rows, t16)
             written[rows] = True
-        pooled.flush()
-        if tokens is not None:
-            tokens.flush()
         files = {POOLED_FILE: _record(pooled_tmp)}
         if tokens_tmp is not None:
             files[TOKENS_FILE] = _record(tokens_tmp)
@@ -256,6 +312,7 @@ class FeatureStore:
     _pooled: np.ndarray | None = field(default=None, repr=False)
     _tokens: np.ndarray | None = field(default=None, repr=False)
     _ok: np.ndarray | None = field(default=None, repr=False)
+    _files: dict[str, _RowFile] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, root: str | Path) -> "FeatureStore":
@@ -348,6 +405,30 @@ class FeatureStore:
             self._ok = mask
         return self._ok
 
+    def read_rows(self, rows: Sequence[int] | np.ndarray, *, tokens: bool = False) -> np.ndarray:
+        """float16 (B, D) pooled rows, or (B, L, D) token rows, in the order of ``rows`` (positioned reads:
+        memory holds the batch only, whatever the store's size; use this in training loops).
+
+        Raises:
+            InputError: ``tokens`` on a pooled-only store.
+        """
+        if tokens and not self.has_tokens:
+            self.tokens  # noqa: B018 (raises the InputError that says how to get tokens)
+        name = TOKENS_FILE if tokens else POOLED_FILE
+        if name not in self._files:  # opened lazily, in each DataLoader worker
+            shape = (self.num_tokens, self.num_features) if tokens else (self.num_features,)
+            self._files[name] = _RowFile(self.root / name, shape)
+        index = np.asarray(rows, dtype=np.int64)
+        if index.size and (index.min() < 0 or index.max() >= self.num_images):
+            raise IndexError(f"expected rows in [0, {self.num_images}), but got {index.min()}..{index.max()}")
+        return self._files[name].read(index)
+
+    def close(self) -> None:
+        """Close the files :meth:`read_rows` opened (memory maps close with the object)."""
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
     def image_ids(self) -> np.ndarray:
         """(N,) image ids in row order (read from ``image_ids.npy``)."""
         return np.load(self.root / IDS_FILE, allow_pickle=False)
@@ -404,6 +485,7 @@ class FeatureStore:
         # DataLoader workers receive the dataset by pickling: never ship mapped bytes
         state = dict(self.__dict__)
         state["_pooled"] = state["_tokens"] = None
+        state["_files"] = {}
         return state
 
 

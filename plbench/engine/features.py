@@ -11,7 +11,7 @@ a backbone:
 
 * :func:`feature_inputs` -> :class:`FeatureDataset`, whose items are ``(features float32 (L, D),
   labels int8 (C,), index int)``, as the image dataset's ``(image, labels, index)``; pooled features come
-  as (1, D). Rows are read from the memory map per batch, never the whole file.
+  as (1, D). Rows are read per batch with positioned reads, never the whole file.
 * :func:`build_head_model` -> :class:`HeadOnlyClassifier`, ``forward(features (B, L, D)) = head(features)``.
 
 A GAP head on pooled features computes exactly what it computes on the backbone's feature map (the mean
@@ -196,9 +196,9 @@ class FeatureDataset(Dataset):
     """Items are ``(features float32 (L, D), labels int8 (C,), index int)``, or None for an image without
     features (undecodable at extraction; use :func:`plbench.datasets.images.collate_skip_none`).
 
-    Pooled features come as (1, D), tokens as (L, D). Rows are read from the store's memory map when an
-    item or a batch is asked for (``__getitems__`` reads a batch's rows in one sorted gather), so memory
-    stays bounded by the batch, whatever the store's size.
+    Pooled features come as (1, D), tokens as (L, D). Rows are read from the store's file when an
+    item or a batch is asked for (``__getitems__`` reads a batch's rows in one sorted pass of positioned
+    reads, :meth:`FeatureStore.read_rows`), so memory stays bounded by the batch, whatever the store's size.
 
     Args:
         store: the split's feature store.
@@ -229,10 +229,7 @@ class FeatureDataset(Dataset):
 
     def _rows(self, index: np.ndarray) -> np.ndarray:
         """float16 (B, L, D) rows of the store, in the order of ``index``."""
-        arr = self.store.tokens if self.tokens else self.store.pooled
-        order = np.argsort(index, kind="stable")
-        rows = np.empty((len(index),) + arr.shape[1:], dtype=arr.dtype)
-        rows[order] = arr[index[order]]  # a sorted gather reads the file front to back
+        rows = self.store.read_rows(index, tokens=self.tokens)
         return rows if self.tokens else rows[:, None, :]
 
     def _missing(self, index: int) -> None:
