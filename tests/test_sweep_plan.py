@@ -131,3 +131,18 @@ def test_finished_runs_make_their_inputs_unneeded(tmp_path):
                for s in plan.stages}
     assert actions == {"simulate": "skip", "train-grid": "reuse", "train": "skip", "estimate-prior": "skip",
                        "report": "run"}
+
+
+def test_values_plbench_fills_in_are_not_hashed(tmp_path, monkeypatch):
+    """A newer plbench (other recipe values, new TrainConfig defaults) does not re-run a finished grid."""
+    from plbench.sweep import plan as plan_module
+
+    before = {s.id: s.hash for s in expand(spec(), tmp_path).stages}
+    real = plan_module.recipe_values
+    monkeypatch.setattr(plan_module, "recipe_values", lambda r, d: {**real(r, d), "warmup_fraction": 0.3})
+    after = expand(spec(), tmp_path)
+    assert {s.id: s.hash for s in after.stages} == before
+    assert all(s.settings["config"]["warmup_fraction"] == 0.3 for s in after.stages if s.kind is StageKind.TRAIN)
+    # ... but a value the experiment sets is hashed
+    changed = expand(spec(training={**BASE["training"], "warmup_fraction": 0.3}), tmp_path)
+    assert all(s.hash not in before.values() for s in changed.stages if s.kind is StageKind.TRAIN)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from plbench.artifacts.atomic import write_json
+from plbench.artifacts.runs import RunFolder
 from plbench.config import TrainConfig
 from plbench.errors import InputError
 from plbench.sweep.stages import STATE_DIR, Stage, StageKind, write_record
@@ -96,6 +97,9 @@ def _prior(stage: Stage, progress: bool) -> None:
     from plbench.priors import write_prior_csv
 
     config = TrainConfig.from_dict(stage.settings["config"])
+    saved = Path(config.out_dir) / str(config.run_name) / "config.json"
+    if saved.is_file():  # the run's own config (a newer plbench may fill fields the run was made without)
+        config = TrainConfig.from_dict(RunFolder(saved.parent).config(), saved)
     # the Ignore-mode run is finished (a dependency): train() returns it with its headline model loaded
     result = train(config, progress=progress)
     names, prior = prior_from_model(config, result.model, progress=progress)

@@ -24,12 +24,21 @@ from typing import Any
 from plbench.choices import Mode, Protocol
 from plbench.config import TrainConfig
 from plbench.engine.recipes import default_recipe, recipe_values
-from plbench.sweep.spec import BackboneSpec, DatasetSpec, HeadSpec, LabelSetting, MethodSpec, SweepSpec
+from plbench.sweep.spec import (GRID_FIELDS, BackboneSpec, DatasetSpec, HeadSpec, LabelSetting, MethodSpec,
+                                SweepSpec)
 from plbench.sweep.stages import GPU_KINDS, Stage, StageKind, StageStatus, is_done, stage_hash
 
 #: TrainConfig fields that hold paths of upstream outputs or of the run itself: the dependency hashes
 #: stand for them in the stage hash, so moving the sweep root does not change any hash
 _PATH_FIELDS = ("simulation", "prior", "features", "out_dir", "run_name", "cache_dir")
+
+
+def hashed_fields(spec: SweepSpec) -> frozenset[str]:
+    """The TrainConfig fields of a training stage's hash: those the experiment sets (the grid's, [training]'s
+    and the recipe's name). Values plbench fills in itself (the recipe's settings, defaults, fields a newer
+    plbench adds) are not hashed, so upgrading plbench does not re-run a finished grid; the run folder's
+    config.json records them."""
+    return frozenset((GRID_FIELDS | set(spec.training) | {"recipe"}) - set(_PATH_FIELDS))
 
 
 @dataclass
@@ -59,6 +68,7 @@ class Plan:
 class _Builder:
     def __init__(self, spec: SweepSpec, out: Path) -> None:
         self.spec, self.out = spec, out
+        self.hashed_fields = hashed_fields(spec)
         self.stages: dict[str, Stage] = {}  # insertion order = dependency order
 
     def add(self, kind: StageKind, name: str, settings: dict[str, Any], deps: list[Stage | None], output: str | Path,
@@ -123,7 +133,7 @@ class _Builder:
                         files=files, needs=needs)
 
     def train(self, config: TrainConfig, deps: list[Stage | None], ds: DatasetSpec, labels: LabelSetting) -> Stage:
-        hashed = {k: v for k, v in config.to_dict().items() if k not in _PATH_FIELDS}
+        hashed = {k: v for k, v in config.to_dict().items() if k in self.hashed_fields}
         hashed["torchrun_nproc"] = self.spec.torchrun_nproc
         files = (config.checkpoint,) if config.checkpoint else ()
         h = stage_hash(StageKind.TRAIN, hashed, [d.hash for d in deps if d is not None], files)

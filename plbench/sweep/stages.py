@@ -11,8 +11,9 @@ run is also reusable when its run folder is finished (``summary.json``), record 
 
 What is not hashed: the contents of dataset folders (a dry run must not need the data). A simulation or a
 run made from data that changed since is caught when a training loads it (the engine compares the dataset
-fingerprint and raises an InputError naming the file); delete that output to redo it. Every TrainConfig
-field is hashed, execution ones (device, workers) included, because a run folder holds exactly one config.
+fingerprint and raises an InputError naming the file); delete that output to redo it. A training's hash
+covers the TrainConfig fields the experiment sets (:func:`plbench.sweep.plan.hashed_fields`; execution
+ones such as device and workers included when set), not the values plbench fills in itself.
 """
 
 from __future__ import annotations
