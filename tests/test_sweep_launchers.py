@@ -219,3 +219,20 @@ def test_ctrl_c_in_a_training_stops_the_sweep_and_the_cli_says_how_to_resume(mon
     result = CliRunner().invoke(app, ["sweep", str(toml)])
     assert result.exit_code == 130
     assert "Interrupted" in result.output and f"plbench sweep {toml}" in result.output
+
+
+def test_an_existing_run_folder_resumes_with_its_own_config(tmp_path, monkeypatch):
+    """Values plbench filled in when the run started (maybe an older version) are kept on resume."""
+    data = copy.deepcopy(SMALL)
+    data["labels"] = [{"scheme": "full"}]
+    plan = plan_sweep(parse_spec(data), tmp_path)
+    stage = next(s for s in plan.stages if s.kind is StageKind.TRAIN)
+    run_dir = Path(stage.output)
+    run_dir.mkdir(parents=True)
+    old = {**stage.settings["config"], "warmup_fraction": 0.5}  # not set by the experiment: not hashed
+    (run_dir / "config.json").write_text(json.dumps(old))
+    seen = []
+    monkeypatch.setattr("plbench.engine.train.train", lambda config, progress=False: seen.append(config))
+    monkeypatch.setattr(sweep_execute, "write_record", lambda stage, seconds: None)
+    sweep_execute.execute_stage(stage)
+    assert seen[0].warmup_fraction == 0.5 and seen[0].to_dict() == old

@@ -72,10 +72,22 @@ def torchrun_command(config_path: str | Path, nproc: int) -> list[str]:
             "-m", "plbench", "train", "--config", str(config_path)]
 
 
+def _own_config(config: TrainConfig) -> TrainConfig:
+    """The config an existing run folder was started with, else ``config``.
+
+    The folder name carries the hash of the fields the experiment sets, so both agree on those; the values
+    plbench filled in (possibly by an older version) are the run's own, and resuming must keep them.
+    """
+    saved = Path(config.out_dir) / str(config.run_name) / "config.json"
+    if not saved.is_file():
+        return config
+    return TrainConfig.from_dict(RunFolder(saved.parent).config(), saved)
+
+
 def _train(stage: Stage, progress: bool) -> None:
     from plbench.engine.train import train
 
-    config = TrainConfig.from_dict(stage.settings["config"])
+    config = _own_config(TrainConfig.from_dict(stage.settings["config"]))
     nproc = int(stage.settings.get("torchrun_nproc", 1))
     if nproc <= 1:
         train(config, progress=progress)
@@ -96,10 +108,7 @@ def _prior(stage: Stage, progress: bool) -> None:
     from plbench.engine.train import train
     from plbench.priors import write_prior_csv
 
-    config = TrainConfig.from_dict(stage.settings["config"])
-    saved = Path(config.out_dir) / str(config.run_name) / "config.json"
-    if saved.is_file():  # the run's own config (a newer plbench may fill fields the run was made without)
-        config = TrainConfig.from_dict(RunFolder(saved.parent).config(), saved)
+    config = _own_config(TrainConfig.from_dict(stage.settings["config"]))
     # the Ignore-mode run is finished (a dependency): train() returns it with its headline model loaded
     result = train(config, progress=progress)
     names, prior = prior_from_model(config, result.model, progress=progress)
