@@ -10,6 +10,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from plbench.datasets.openimages import OpenImagesLabels
+from plbench.errors import InputError
 
 DatasetName = Annotated[str, typer.Option("--dataset", help="Dataset loader: coco, lvis, openimages, fiftyone, synthetic.")]
 DataRoot = Annotated[Path, typer.Option(help="Dataset root folder, as its publisher ships it.")]
@@ -21,6 +22,20 @@ ClassList = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
 OpenImagesLabelsKind = Annotated[Optional[OpenImagesLabels], typer.Option(
     help="OpenImages: read the full human-verified labels or the boxable subset (required when both are present).")]
 Strict = Annotated[bool, typer.Option(help="Missing or undecodable images are errors instead of being counted.")]
+Force = Annotated[bool, typer.Option("--force", help="Replace an existing output (refused otherwise).")]
+
+
+def refuse_existing(path: Path, force: bool, option: str = "--out", what: str = "file") -> None:
+    """Raise :class:`InputError` when ``path`` exists (a folder: holds anything) and ``force`` is off.
+
+    Called before any work, so a refused command has done nothing; with ``force`` the output is still
+    replaced atomically by its writer.
+    """
+    path = Path(path)
+    exists = path.is_file() or (path.is_dir() and any(path.iterdir()))
+    if exists and not force:
+        raise InputError(path, option, f"expected a new {what}, but it exists already",
+                         f"pass --force to replace it, or choose another {option}")
 
 
 def option_group(template: Callable[..., Any], into: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -10,7 +10,7 @@ import numpy as np
 import typer
 
 from plbench.cli.app import app, command
-from plbench.cli.options import dataset_options, option_group
+from plbench.cli.options import Force, dataset_options, option_group, refuse_existing
 from plbench.errors import InputError
 from plbench.labels import PartialLabels
 from plbench.simulate import Scheme
@@ -54,6 +54,7 @@ def simulate_command(
     split: Annotated[str, typer.Option(help="Split to simulate.")] = "train",
     out: Annotated[Optional[Path], typer.Option(dir_okay=False, help="Output parquet file; default: "
                                                 "simulations/<dataset>-<scheme><param>-s<seed>.parquet.")] = None,
+    force: Force = False,
     options: dict | None = None,
 ) -> None:
     """Simulate partial labels (FPC, RPS or single positive) from a dataset split into a parquet file."""
@@ -68,11 +69,12 @@ def simulate_command(
         value = normalise_param(scheme, param)
     except ValueError as e:
         raise InputError(None, "--param", str(e), "pass --param 1000 for fpc or --param 0.5 for rps") from None
+    path = out if out is not None else default_simulation_path(dataset, scheme.value, value, seed, split=split)
+    refuse_existing(path, force)  # runs name their simulation file: replacing it silently changes what they mean
     t0 = time.perf_counter()
     options = options or {}
     data = load_dataset(dataset, data_root, split, **options)
     labels = simulate(data.labels, scheme, value, seed)
-    path = out if out is not None else default_simulation_path(dataset, scheme.value, value, seed, split=split)
     save_simulation(path, labels, dataset=data.dataset, fingerprint=data.fingerprint, scheme=scheme.value,
                     param=value, seed=seed, extra={"split": split, "dataset_options": options})
     typer.echo(summarise(data.labels, labels, path, time.perf_counter() - t0))

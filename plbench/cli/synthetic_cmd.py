@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from plbench.cli.app import command, data_app
+from plbench.cli.options import Force, refuse_existing
 from plbench.datasets.synthetic import MAX_CLASSES
 
 
@@ -19,9 +20,12 @@ def synthetic(
     classes: Annotated[int, typer.Option(min=1, max=MAX_CLASSES, help="Number of classes.")] = 20,
     image_size: Annotated[int, typer.Option(min=32, max=1024, help="Square image side in pixels.")] = 96,
     seed: Annotated[int, typer.Option(min=0, help="Image seed; the same seed gives the same bytes.")] = 0,
+    force: Force = False,
 ) -> None:
     """Write the synthetic multi-label dataset (textured shapes, long-tailed classes) as COCO 2017."""
     from plbench.datasets.synthetic import write_synthetic_coco
+
+    refuse_existing(out, force, what="folder")  # a smaller dataset written over a larger one would leave a mix
 
     summary = write_synthetic_coco(
         out, train=train, val=val, num_classes=classes, image_size=image_size, seed=seed, progress=True

@@ -12,7 +12,7 @@ import typer
 
 from plbench.choices import Checkpoint, Head, Mode, Recipe
 from plbench.cli.app import app, command, fail
-from plbench.cli.options import DataRoot, dataset_options, option_group
+from plbench.cli.options import DataRoot, Force, dataset_options, option_group, refuse_existing
 from plbench.config import TrainConfig
 from plbench.errors import InputError
 
@@ -186,6 +186,7 @@ def estimate_prior_command(
     out: Annotated[Optional[Path], typer.Option(dir_okay=False, help="Prior CSV to write (default priors/<name>.csv).")] = None,
     compare_modes: Annotated[bool, typer.Option(
         help="Also train a Negative-mode temporary model and compare both estimates (the CSL README's table).")] = False,
+    force: Force = False,
     common: dict | None = None,
 ) -> None:
     """Estimate class priors with a temporary Ignore-mode model; writes `Classes,avg_pred` CSV.
@@ -201,6 +202,7 @@ def estimate_prior_command(
     cfg = TrainConfig(**(common or {}), mode=Mode.IGNORE.value)
     if out is None:
         out = default_prior_path(cfg.dataset, cfg.simulation, cfg.backbone, cfg.seed)
+    refuse_existing(out, force)  # before the training: runs name their prior file, replacing it changes them
     names, prior = estimate_prior(cfg)
     estimates = {"ignore model (CSL)": prior}
     if compare_modes:
