@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,7 +37,13 @@ def kinds(ids):
 
 @pytest.mark.slow
 def test_sweep_resume_reuse_new_seed_and_changed_setting(tmp_path, monkeypatch):
+    """On the linear protocol (features extracted once, heads trained on them: fast); the stage logic is the
+    same for fine-tuned runs, which the other tests train."""
+    pytest.importorskip("plbench.engine.features", reason="the linear protocol needs plbench.engine.features")
     out = tmp_path / "sweep"
+
+    def linear(**changes):
+        return tiny(protocols=["linear"], **changes)
 
     # 1. interrupted (Ctrl-C) while estimating the prior: what finished before stays finished
     real_prior = sweep_execute._EXECUTORS[StageKind.PRIOR]
@@ -46,20 +53,26 @@ def test_sweep_resume_reuse_new_seed_and_changed_setting(tmp_path, monkeypatch):
 
     monkeypatch.setitem(sweep_execute._EXECUTORS, StageKind.PRIOR, interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(tiny(), out=out)
+        run_sweep(linear(), out=out)
     monkeypatch.setitem(sweep_execute._EXECUTORS, StageKind.PRIOR, real_prior)
-    plan = plan_sweep(run_sweep(tiny(), out=out, dry_run=True).plan.spec, out)
+    plan = plan_sweep(run_sweep(linear(), out=out, dry_run=True).plan.spec, out)
+    assert [s.kind.value for s in plan.stages] == ["data", "simulate", "features", "train", "train",
+                                                   "estimate-prior", "train", "report"]
     assert [plan.status[s.hash].action for s in plan.stages] == \
-        ["reuse", "reuse", "reuse", "reuse", "run", "run", "run"]  # data, sim, negative, ignore | prior, sel, report
+        ["reuse", "reuse", "reuse", "reuse", "reuse", "run", "run", "run"]  # negative, ignore done; prior not
 
     # 2. resumed: only the missing stages run
     said: list[str] = []
-    result = run_sweep(tiny(), out=out, say=said.append)
+    result = run_sweep(linear(), out=out, say=said.append)
     assert kinds(result.ran) == ["estimate-prior", "train", "report"]
     assert any("done   estimate-prior" in s for s in said)
     assert result.report is not None and result.report["md"].is_file()
     runs = {RunFolder(p).config()["mode"]: RunFolder(p) for p in result.runs}
     assert set(runs) == {"negative", "selective"} and all(r.is_finished for r in runs.values())
+    features = next(s for s in plan.stages if s.kind is StageKind.FEATURES)
+    assert all(r.config()["features"] == features.output and r.summary()["protocol"] == "linear"
+               for r in runs.values())
+    assert sorted(p.name for p in Path(features.output).iterdir()) == ["train", "val"]
     sel = runs["selective"].config()
     prior = read_prior_table(sel["prior"])
     assert len(prior.class_names) == 4 and np.all((prior.values > 0) & (prior.values < 1))
@@ -69,7 +82,7 @@ def test_sweep_resume_reuse_new_seed_and_changed_setting(tmp_path, monkeypatch):
     assert "tiny sweep" in result.report["md"].read_text()
 
     # 3. the same command again: nothing to do
-    again = run_sweep(tiny(), out=out)
+    again = run_sweep(linear(), out=out)
     assert again.ran == []
     assert {st.action for st in again.plan.status.values()} == {"reuse"}
 
@@ -77,11 +90,11 @@ def test_sweep_resume_reuse_new_seed_and_changed_setting(tmp_path, monkeypatch):
     methods = copy.deepcopy(TINY["methods"])
     methods[0]["loss_options"] = {"gamma_neg": 2}
     stamps = {p.name: (p / "summary.json").stat().st_mtime_ns for p in (out / "runs").iterdir()}
-    changed = run_sweep(tiny(methods=methods), out=out)
+    changed = run_sweep(linear(methods=methods), out=out)
     assert kinds(changed.ran) == ["train", "report"] and "-negative-" in changed.ran[0]
 
     # 5. a new seed: only its stages (and the report) run; no finished run is touched
-    grown = run_sweep(tiny(methods=methods, seeds=[0, 1]), out=out)
+    grown = run_sweep(linear(methods=methods, seeds=[0, 1]), out=out)
     assert kinds(grown.ran) == ["simulate", "train", "train", "estimate-prior", "train", "report"]
     assert all("-s1" in i for i in grown.ran if not i.startswith("report"))
     for name, stamp in stamps.items():
@@ -109,16 +122,3 @@ def test_a_failing_stage_blocks_only_its_dependents(tmp_path, monkeypatch):
     finished = [p.name for p in (out / "runs").iterdir() if (p / "summary.json").is_file()]
     assert len(finished) == 1 and finished[0].startswith("synthetic-full-negative")  # the independent run ran
 
-
-@pytest.mark.slow
-def test_linear_protocol_extracts_features_once_and_trains_heads(tmp_path):
-    pytest.importorskip("plbench.engine.features", reason="the linear protocol needs plbench.engine.features")
-    out = tmp_path / "sweep"
-    result = run_sweep(tiny(protocols=["linear"], methods=[{"loss": "pasl", "mode": ["negative", "ignore"]}]), out=out)
-    assert kinds(result.ran) == ["data", "simulate", "features", "train", "train", "report"]
-    features = next(s for s in result.plan.stages if s.kind is StageKind.FEATURES)
-    for run in result.runs:
-        config = RunFolder(run).config()
-        assert config["features"] == features.output and "-gap-linear-s0-" in run.name
-        assert RunFolder(run).summary()["protocol"] == "linear"
-    assert sorted(p.name for p in (out / "features" / features.name).iterdir()) == ["train", "val"]
