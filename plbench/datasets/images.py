@@ -29,6 +29,7 @@ the memory map is re-opened lazily in each worker process, never pickled.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -171,9 +172,16 @@ def build_image_cache(
         workers = os.cpu_count() or 1
     failed: list[int] = []
     with atomic_path(out_dir / DATA_FILE) as tmp:
-        # Sparse file of the final size: workers write their rows in place.
+        # File of the final size: workers write their rows in place. The blocks are reserved first: a sparse
+        # file on a disk without room for it would kill the workers with SIGBUS when they touch the mapping.
         with open(tmp, "wb") as f:
             f.truncate(n * size * size * 3)
+            if n and hasattr(os, "posix_fallocate"):
+                try:
+                    os.posix_fallocate(f.fileno(), 0, n * size * size * 3)
+                except OSError as e:
+                    if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # file systems without it: stay sparse
+                        raise OSError(e.errno, e.strerror, str(out_dir / DATA_FILE)) from None
         tasks = [(str(tmp), n, size, paths[i:i + chunk], i) for i in range(0, n, chunk)]
         with show_progress(total=n, desc="caching images", unit="img", enabled=progress, leave=True) as bar:
             if workers <= 1:
