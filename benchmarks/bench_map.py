@@ -8,11 +8,13 @@ of classes.
 
     python benchmarks/bench_map.py --n 40000 --c 2000
     python benchmarks/bench_map.py --n 40000 --c 9605 --repeats 1
+    python benchmarks/bench_map.py --dry-run --json out.json    # tiny, CPU only, machine-readable figures
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
@@ -70,9 +72,15 @@ def main() -> None:
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads (default: torch's choice); 1 is steadier on a loaded machine")
+    ap.add_argument("--no-cuda", action="store_true", help="skip the CUDA measurement even where CUDA is available")
+    ap.add_argument("--json", default=None, help="also write the figures to this JSON file (seconds, ratios)")
+    ap.add_argument("--dry-run", action="store_true", help="tiny sizes (N=2000, C=50, 1 repeat), CPU only")
     args = ap.parse_args()
+    if args.dry_run:
+        args.n, args.c, args.repeats, args.no_cuda = 2000, 50, 1, True
     if args.threads:
         torch.set_num_threads(args.threads)
+    figures: dict = {"n": args.n, "c": args.c, "unknown": args.unknown, "dry_run": args.dry_run}
 
     scores, targets = make_data(args.n, args.c, args.unknown, args.seed)
     print(f"# mAP benchmark: N={args.n} C={args.c} unknown={args.unknown} torch threads={torch.get_num_threads()} "
@@ -80,6 +88,7 @@ def main() -> None:
 
     t_ours, ours = best_of(lambda: average_precision_per_class(scores, targets), args.repeats)
     print(f"plbench CPU          : {t_ours:8.3f} s")
+    figures["plbench_cpu_s"] = t_ours
     t_sort, _ = best_of(lambda: np.sort(scores, axis=0), 1)
     print(f"np.sort (reference)  : {t_sort:8.3f} s")
     if not args.skip_baseline:
@@ -88,6 +97,7 @@ def main() -> None:
         print(f"speed-up CPU         : {t_base / t_ours:8.2f} x")
         both = ~np.isnan(base)
         print(f"max |AP - loop AP|   : {np.nanmax(np.abs(ours[both] - base[both])):.2e} (loop does not group ties)")
+        figures.update(loop_s=t_base, speedup_cpu=t_base / t_ours)
 
     from sklearn.metrics import average_precision_score
 
@@ -98,8 +108,9 @@ def main() -> None:
         for k in sample
     )
     print(f"max |AP - sklearn|   : {err:.2e} over {len(sample)} classes")
+    figures["max_abs_diff_sklearn"] = float(err)
 
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and not args.no_cuda:
         dev = torch.device("cuda")
         t0 = time.perf_counter()
         s_gpu, t_gpu = torch.from_numpy(scores).to(dev), torch.from_numpy(targets).to(dev)
@@ -115,11 +126,16 @@ def main() -> None:
         t_cuda, gpu = best_of(gpu_run, args.repeats)
         print(f"plbench CUDA         : {t_cuda:8.4f} s (+{t_copy:.3f} s host-to-device copy) on "
               f"{torch.cuda.get_device_name()}")
+        figures.update(plbench_cuda_s=t_cuda, copy_s=t_copy, cuda_device=torch.cuda.get_device_name())
         if not args.skip_baseline:
             print(f"speed-up CUDA        : {t_base / t_cuda:8.1f} x")
+            figures["speedup_cuda"] = t_base / t_cuda
         print(f"max |CUDA - CPU|     : {np.nanmax(np.abs(gpu - ours)):.2e}")
     else:
-        print("CUDA                 : not available")
+        print("CUDA                 : " + ("skipped" if args.no_cuda else "not available"))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=1)
 
 
 if __name__ == "__main__":

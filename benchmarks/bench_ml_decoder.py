@@ -8,11 +8,13 @@ plus the largest output difference in eval mode.
 
     python benchmarks/bench_ml_decoder.py                       # CUDA if available: batch 64, fp32 and bf16
     python benchmarks/bench_ml_decoder.py --device cpu --batch 8
+    python benchmarks/bench_ml_decoder.py --dry-run --json out.json   # tiny, CPU, machine-readable rows
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 import torch
@@ -79,7 +81,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=None, help="default 20 on CUDA, 3 on CPU")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads (default: torch's choice); 1 is steadier on a loaded machine")
+    ap.add_argument("--json", default=None, help="also write one row per class count and precision to this file")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="tiny sizes on the CPU: batch 2, C=80, 4x4 features, 1 repeat")
     args = ap.parse_args()
+    if args.dry_run:
+        args.device, args.batch, args.classes, args.size, args.repeats = "cpu", 2, [80], 4, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -91,6 +98,7 @@ def main() -> None:
           f"{name}, load={os.getloadavg()[0]:.2f}")
     torch.manual_seed(0)
     x = torch.randn(batch, 2048, args.size, args.size, device=device)
+    rows = []
     for c in args.classes:
         head = MLDecoderHead(2048, c, num_groups=args.groups).to(device)
         loop = LoopMLDecoder(head).to(device)
@@ -104,6 +112,12 @@ def main() -> None:
             label = "fp32" if amp is None else "bf16 autocast"
             print(f"C={c:5d} G={head.num_groups:3d} K={head.group_size:3d} {label:13s}: loop {t_loop * 1e3:8.1f} ms   "
                   f"plbench {t_ours * 1e3:8.1f} ms   speed-up {t_loop / t_ours:5.2f} x   (eval max |diff| {diff:.1e})")
+            rows.append({"classes": c, "groups": head.num_groups, "precision": label, "loop_ms": t_loop * 1e3,
+                         "plbench_ms": t_ours * 1e3, "speedup": t_loop / t_ours, "max_abs_diff": diff})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": name, "batch": batch, "size": args.size, "dry_run": args.dry_run, "rows": rows},
+                      f, indent=1)
 
 
 if __name__ == "__main__":
