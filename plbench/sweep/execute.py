@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from plbench.artifacts.atomic import write_json
-from plbench.artifacts.runs import RunFolder
+from plbench.artifacts.runs import CONFIG, RunFolder
 from plbench.config import TrainConfig
 from plbench.errors import InputError
 from plbench.sweep.stages import STATE_DIR, Stage, StageKind, write_record
@@ -78,10 +78,10 @@ def _own_config(config: TrainConfig) -> TrainConfig:
     The folder name carries the hash of the fields the experiment sets, so both agree on those; the values
     plbench filled in (possibly by an older version) are the run's own, and resuming must keep them.
     """
-    saved = Path(config.out_dir) / str(config.run_name) / "config.json"
-    if not saved.is_file():
+    run = RunFolder(Path(config.out_dir) / str(config.run_name))
+    if not run.file(CONFIG).is_file():
         return config
-    return TrainConfig.from_dict(RunFolder(saved.parent).config(), saved)
+    return TrainConfig.from_dict(run.config(), run.file(CONFIG))
 
 
 def _train(stage: Stage, progress: bool) -> None:
@@ -99,7 +99,7 @@ def _train(stage: Stage, progress: bool) -> None:
     done = subprocess.run(cmd, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"torchrun exited with status {done.returncode}: {' '.join(cmd)}")
-    if not (Path(stage.output) / "summary.json").is_file():
+    if not RunFolder(stage.output).is_finished:
         raise RuntimeError(f"torchrun finished but {stage.output} has no summary.json")
 
 

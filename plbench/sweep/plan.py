@@ -24,7 +24,7 @@ from typing import Any
 from plbench.choices import Mode, Protocol
 from plbench.config import TrainConfig
 from plbench.engine.recipes import default_recipe, recipe_values
-from plbench.sweep.spec import (GRID_FIELDS, BackboneSpec, DatasetSpec, HeadSpec, LabelSetting, MethodSpec,
+from plbench.sweep.spec import (GRID_FIELDS, BackboneSpec, DatasetSpec, LabelSetting, MethodSpec,
                                 SweepSpec)
 from plbench.sweep.stages import GPU_KINDS, Stage, StageKind, StageStatus, is_done, stage_hash
 

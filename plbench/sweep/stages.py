@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from plbench.artifacts.atomic import write_json
+from plbench.artifacts.runs import RunFolder
 from plbench.choices import Choice
 
 #: bump when the meaning of stage settings changes, so that old outputs are not reused by mistake
@@ -140,7 +141,7 @@ def output_complete(stage: Stage) -> bool:
     """Whether the stage's output itself is present and complete (independent of the record)."""
     out = Path(stage.output)
     if stage.kind is StageKind.TRAIN:
-        return (out / "summary.json").is_file()
+        return RunFolder(out).is_finished
     if stage.kind is StageKind.DATA:
         return (out / "annotations" / "instances_train2017.json").is_file()
     if stage.kind is StageKind.CACHE:
