@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 
 def _umask() -> int:
@@ -34,6 +34,53 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+class _KeepWriteError:
+    """A binary file whose failed writes keep their OSError (in ``.error``) before raising it."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.raw.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.raw.flush()
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def __getattr__(self, name: str) -> Any:  # tell, seek, fileno, ... of the real file
+        return getattr(self.raw, name)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path, fsync: bool = False) -> Iterator[BinaryIO]:
+    """Yield a binary file open for writing beside ``path``; on success it replaces ``path`` atomically.
+
+    A write that fails (a full disk) raises its OSError even when the library writing through the file
+    reports something else (torch's zip writer turns it into ``RuntimeError: ... unexpected pos``), so callers
+    and the CLI see ENOSPC. ``fsync``: flush the data to the disk before the rename.
+    """
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as raw:
+            f = _KeepWriteError(raw)
+            try:
+                yield f  # type: ignore[misc]
+                f.flush()
+                if fsync:
+                    os.fsync(raw.fileno())
+            except Exception as e:
+                if f.error is not None and not isinstance(e, OSError):
+                    raise f.error from None
+                raise
 
 
 def write_text(path: str | Path, text: str) -> None:

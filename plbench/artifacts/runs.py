@@ -25,7 +25,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from plbench.artifacts.atomic import atomic_path, write_json, write_text
+from plbench.artifacts.atomic import atomic_file, atomic_path, write_json, write_text
 from plbench.artifacts.files import read_json
 from plbench.errors import InputError
 
@@ -126,11 +126,8 @@ class RunFolder:
         """Write ``<which>.pt`` atomically, flushed to disk before the rename."""
         import torch
 
-        with atomic_path(self.file(f"{which}.pt")) as tmp:
-            with open(tmp, "wb") as f:
-                torch.save(state, f)
-                f.flush()
-                os.fsync(f.fileno())
+        with atomic_file(self.file(f"{which}.pt"), fsync=True) as f:  # a full disk raises ENOSPC, not RuntimeError
+            torch.save(state, f)
         _fsync_dir(self.path)
 
     def append_metrics(self, record: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from plbench import __version__
-from plbench.artifacts.atomic import atomic_path, write_json
+from plbench.artifacts.atomic import atomic_file, atomic_path, write_json
 from plbench.artifacts.runs import RunFolder
 from plbench.choices import Checkpoint, Choice
 from plbench.engine.inference import load_checkpoint_model
@@ -104,8 +104,8 @@ def export_torchscript(module: nn.Module, path: str | Path, image_size: int) -> 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         traced = torch.jit.freeze(torch.jit.trace(module, example, check_trace=False).eval())
-        with atomic_path(path) as tmp:
-            torch.jit.save(traced, str(tmp))
+        with atomic_file(path) as f:  # through a Python file: a full disk is ENOSPC, not a C++ abort
+            torch.jit.save(traced, f)
 
 
 def load_exported(path: str | Path) -> Callable[[np.ndarray], np.ndarray]:
