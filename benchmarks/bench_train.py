@@ -48,6 +48,7 @@ import torch
 
 from _timing import sync
 from plbench.artifacts.runs import RunFolder
+from plbench.choices import Head
 from plbench.config import TrainConfig
 from plbench.datasets import load_dataset
 from plbench.datasets.images import ImageCache, build_image_cache, cache_folder
@@ -352,7 +353,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     ap.add_argument("--backbone", nargs="+", default=None, help="timm names (CUDA: resnet50, CPU: resnet10t)")
-    ap.add_argument("--head", nargs="+", default=None, choices=["gap", "ml-decoder"],
+    ap.add_argument("--head", nargs="+", default=None, choices=[h.value for h in Head],
                     help="CUDA: gap ml-decoder; CPU: gap")
     ap.add_argument("--image-size", nargs="+", type=int, default=None, help="pixels (CUDA: 224 448, CPU: 64 224)")
     ap.add_argument("--batch-size", type=int, default=None, help="default: see below")
@@ -377,12 +378,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "machine 1 is steadier: idle OpenMP threads then wait for descheduled ones")
     ap.add_argument("--verbose", action="store_true", help="tracebacks of failing parts")
     ap.add_argument("--dry-run", action="store_true",
-                    help="tiny sizes on the CPU (seconds): resnet10t, gap + ml-decoder, 32 px, batch 4, 2 steps")
+                    help="tiny sizes on the CPU (seconds): resnet10t, gap, 32 px, batch 4, 2 steps, 1 thread")
     args = ap.parse_args(argv)
     if args.dry_run:
         args.device = "cpu"
         args.backbone = args.backbone or ["resnet10t"]
-        args.head = args.head or ["gap", "ml-decoder"]
+        args.head = args.head or ["gap"]
         args.image_size = args.image_size or [32]
         args.batch_size = args.batch_size or 4
         args.workers = 1 if args.workers is None else args.workers
