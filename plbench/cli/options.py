@@ -26,12 +26,19 @@ Force = Annotated[bool, typer.Option("--force", help="Replace an existing output
 
 
 def refuse_existing(path: Path, force: bool, option: str = "--out", what: str = "file") -> None:
-    """Raise :class:`InputError` when ``path`` exists (a folder: holds anything) and ``force`` is off.
+    """Raise :class:`InputError` when ``path`` exists (a folder: holds anything) and ``force`` is off, or when
+    a file stands where its folder should be.
 
     Called before any work, so a refused command has done nothing; with ``force`` the output is still
     replaced atomically by its writer.
     """
     path = Path(path)
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():  # checked now, not after an hour of work
+        raise InputError(ancestor, option, f"expected a folder to write {path.name} in, but {ancestor} is a file",
+                         f"choose another {option}")
     exists = path.is_file() or (path.is_dir() and any(path.iterdir()))
     if exists and not force:
         raise InputError(path, option, f"expected a new {what}, but it exists already",
