@@ -5,10 +5,12 @@ datasets in the COCO, LVIS and OpenImages layouts built from the synthetic image
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from plbench.cli import app
@@ -101,3 +103,40 @@ def openimages_root(syn: Path, root: Path) -> Path:
             rows += [f"{split}{k:04d},verification,{OI_MIDS[(k + j) % 3]},{j % 2}" for j in range(2)]
         (root / OI_FILES[split]).write_text("\n".join(rows) + "\n")
     return root
+
+
+# ----------------------------------------------------------------------------------------------- a trained run
+
+TRAIN_FAST = ["--image-size", "32", "--batch-size", "8", "--epochs", "1", "--device", "cpu"]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A synthetic dataset (16 train, 8 val images of 32 px, 3 classes) and one finished 1-epoch run on it.
+
+    Shared by the fault tests of the commands that read runs and of the outputs (import it into the module).
+    """
+    base = tmp_path_factory.mktemp("trained")
+    syn = synthetic_root(base / "syn")
+    result = invoke(["train", "--dataset", "synthetic", "--data-root", syn, *TRAIN_FAST, "--mode", "ignore",
+                     "--out", base / "runs", "--run-name", "r"])
+    assert result.exit_code == 0, result.output
+    return {"base": base, "syn": syn, "run": base / "runs" / "r"}
+
+
+def damaged_run(trained: dict, name: str, damage) -> Path:
+    """A copy of the trained run (files hard-linked) where ``damage(folder)`` replaced or removed some files.
+
+    ``damage`` must unlink a file before writing it (the original run shares the inode otherwise).
+    """
+    folder = trained["base"] / "damaged" / name
+    if not folder.exists():
+        shutil.copytree(trained["run"], folder, copy_function=os.link)
+        damage(folder)
+    return folder
+
+
+def rewrite(path: Path, data: bytes) -> None:
+    """Replace a (hard-linked) file by ``data`` without touching the file it was linked to."""
+    path.unlink()
+    path.write_bytes(data)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from faults_support import OI_FILES, expect_user_error, invoke, lvis_root, openimages_root, synthetic_root
+from faults_support import (OI_FILES, TRAIN_FAST, expect_user_error, invoke, lvis_root, openimages_root,
+                            synthetic_root)
 
 # ------------------------------------------------------------------------------------------------ the data
 
@@ -127,9 +128,6 @@ def _variant(world, name: str, mutate) -> Path:
 
 def _out(world, name: str) -> Path:
     return world["base"] / "outputs" / name
-
-
-TRAIN_FAST = ["--image-size", "32", "--batch-size", "8", "--epochs", "1", "--device", "cpu"]
 
 
 def _command(world, command: str, root: Path, dataset: str = "coco") -> tuple[list, list[Path]]:
