@@ -265,8 +265,11 @@ def make_loader(dataset: Dataset, config: TrainConfig, batches: Sampler | list[l
 # -- model -------------------------------------------------------------------------------------------
 def make_model(config: TrainConfig, data: TrainingData, device: torch.device) -> nn.Module:
     if config.features is not None:
-        from plbench.engine.features import build_head_model
+        from plbench.engine.features import build_head_model, open_store
 
+        # both stores against the data, before the run folder is written (feature_inputs checks them again)
+        for name, split in ((config.train_split, data.train_split), (config.val_split, data.val_split)):
+            open_store(config, name).check(split=name, fingerprint=split.fingerprint, image_ids=split.labels.image_ids)
         return build_head_model(config, len(data.class_names)).to(device)
     return build_model(
         config.backbone, config.head, len(data.class_names), pretrained=config.pretrained,
