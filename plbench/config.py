@@ -10,6 +10,15 @@ from typing import Any
 from plbench.errors import InputError
 
 
+#: numeric fields and their allowed range (inclusive; None: open), checked on configs read from files (the
+#: CLI's options carry the same bounds); ema_decay < 1 is checked by the engine
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "image_size": (16, None), "batch_size": (1, None), "epochs": (1, None), "lr": (0, None),
+    "weight_decay": (0, None), "warmup_fraction": (0, 1), "seed": (0, None), "workers": (0, None),
+    "max_train_images": (1, None), "ema_decay": (0, 1),
+}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run (and hence its results)."""
@@ -89,6 +98,11 @@ class TrainConfig:
                 ok = isinstance(value, expected)
             if not ok:
                 raise InputError(source, key, f"expected {expected.__name__}, but got {value!r}",
+                                 "correct the value in the config file")
+            low, high = _RANGES.get(key, (None, None))
+            if value is not None and ((low is not None and value < low) or (high is not None and value > high)):
+                bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+                raise InputError(source, key, f"expected a value {bounds}, but got {value!r}",
                                  "correct the value in the config file")
         return cls(**data)
 
