@@ -74,6 +74,7 @@ def extract_features(
     amp: bool = False,
     progress: bool = False,
     say: Callable[[str], None] | None = None,
+    strict: bool = False,
 ) -> FeatureStore:
     """Run ``backbone`` once over every image of ``split`` and write a feature store to ``out``.
 
@@ -87,6 +88,7 @@ def extract_features(
         tokens: also store the spatial tokens (N, L, D), L = H * W of the feature map (ML-Decoder head).
         cache_dir: image-cache root from ``plbench data cache`` (holds ``<dataset>-<split>-<S>/``).
         say: receives the size line before anything is written (default: logging).
+        strict: an undecodable image raises (naming it) instead of being stored as a row without features.
     Returns:
         The opened store: pooled float16 (N, D) = the feature map averaged over positions, and tokens.
     Raises:
@@ -122,7 +124,7 @@ def extract_features(
                              f"--size {image_size}` first, or leave out --cache-dir")
         cache = ImageCache.open(folder)
     images = ImageLabelDataset(split.image_paths, split.labels, image_size, train=False, cache=cache,
-                               strict=False)
+                               strict=strict)
     from plbench.datasets.images import collate_skip_none
 
     loader = DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=workers,
@@ -186,7 +188,8 @@ def extract_split(
 ) -> FeatureStore:
     """Load ``split`` of ``dataset`` and extract it into ``FEATURES_DIR/<split>`` (kwargs: :func:`extract_features`)."""
     data = load_dataset(dataset, data_root, split, **(dataset_options or {}))
-    return extract_features(data, store_folder(features_dir, split), **kwargs)
+    strict = bool((dataset_options or {}).get("strict", False))
+    return extract_features(data, store_folder(features_dir, split), strict=strict, **kwargs)
 
 
 # -- training on a store ----------------------------------------------------------------------------
