@@ -65,8 +65,19 @@ def test_small_linear_demo_end_to_end(tmp_path):
     assert float(row.group(2)) == pytest.approx(np.std(rhos, ddof=1), abs=0.006)
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: on a busy CI machine two OpenMP threads waiting for each other are slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.slow
-def test_small_fine_tuned_demo_end_to_end(tmp_path):
+def test_small_fine_tuned_demo_end_to_end(tmp_path, one_thread):
     settings = FineTunedDemoSettings(out=str(tmp_path), train_images=120, val_images=60, num_classes=6,
                                      data_image_size=48, image_size=32, epochs=1, batch_size=32, fpc=10, rps=0.8)
     said = []
