@@ -83,6 +83,24 @@ def atomic_file(path: str | Path, fsync: bool = False) -> Iterator[BinaryIO]:
                 raise
 
 
+@contextlib.contextmanager
+def new_folders(path: str | Path) -> Iterator[Path]:
+    """Create folder ``path`` (and missing parents); if the block fails, remove those of them left empty.
+
+    For writers of several files into a folder: each file is atomic, and a failure leaves no empty folder.
+    """
+    path = Path(path)
+    missing = [p for p in [path, *path.parents] if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        for folder in missing:  # deepest first; a folder holding anything stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
 def write_text(path: str | Path, text: str) -> None:
     """Atomically write UTF-8 text."""
     with atomic_path(path) as tmp:

@@ -29,20 +29,19 @@ the memory map is re-opened lazily in each worker process, never pickled.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from plbench.artifacts.files import read_json, sha256_file
-from plbench.artifacts.atomic import atomic_path, write_json
+from plbench.artifacts.atomic import atomic_path, new_folders, write_json
 from plbench.errors import InputError
 from plbench.progress import Progress
 from plbench.progress import progress as show_progress  # the name `progress` is the caller's on/off flag
@@ -128,20 +127,6 @@ def _decode_chunk(args: tuple[str, int, int, Sequence[str], int]) -> list[int]:
     return failed
 
 
-@contextlib.contextmanager
-def _new_folders(path: Path) -> Iterator[None]:
-    """Create ``path`` (and missing parents); if the block fails, remove the folders created that are empty."""
-    missing = [p for p in [path, *path.parents] if not p.exists()]
-    path.mkdir(parents=True, exist_ok=True)
-    try:
-        yield
-    except BaseException:
-        for folder in missing:  # deepest first
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
-
-
 def build_image_cache(
     paths: Sequence[str | Path],
     size: int,
@@ -185,7 +170,7 @@ def build_image_cache(
     if workers is None:
         workers = os.cpu_count() or 1
     failed: list[int] = []
-    with _new_folders(out_dir), atomic_path(out_dir / DATA_FILE) as tmp:
+    with new_folders(out_dir), atomic_path(out_dir / DATA_FILE) as tmp:
         # File of the final size: workers write their rows in place. The blocks are reserved first: a sparse
         # file on a disk without room for it would kill the workers with SIGBUS when they touch the mapping.
         with open(tmp, "wb") as f:
