@@ -47,7 +47,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from plbench.artifacts.files import read_json, sha256_file
-from plbench.artifacts.atomic import atomic_path, write_json
+from plbench.artifacts.atomic import atomic_path, new_folders, write_json
 from plbench.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -224,13 +224,13 @@ def write_feature_store(
     log.info("writing %s of features (%d images x %d%s) to %s", format_bytes(needed), num_images, num_features,
              f" x {num_tokens} tokens" if num_tokens else "", root)
     check_free_space(root, needed)
-    root.mkdir(parents=True, exist_ok=True)
     (root / META_FILE).unlink(missing_ok=True)  # the old index must never describe the new data files
     if num_tokens is None:
         (root / TOKENS_FILE).unlink(missing_ok=True)
     written = np.zeros(num_images, dtype=bool)
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
+        stack.enter_context(new_folders(root))  # created here; removed again if the extraction fails
         pooled_tmp, pooled = stack.enter_context(_data_file(root / POOLED_FILE, (num_images, num_features)))
         tokens_tmp = tokens = None
         if num_tokens is not None:
