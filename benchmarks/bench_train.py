@@ -11,7 +11,8 @@ For each backbone x head x image size, in one run:
   the baseline ``fp32 NCHW`` (float32, NCHW, for-each Adam) and ``engine`` (what ``plbench train`` does on
   this device: autocast bf16 (fp16 + GradScaler without bf16) with ``--amp``, channels-last and fused Adam
   on CUDA, ``torch.compile`` with ``--compile``); on CUDA also ``amp NCHW`` (autocast alone) and
-  ``engine + cudnn.benchmark``; on the CPU also ``fp32 channels_last`` (the engine trains NCHW there).
+  ``engine + cudnn.benchmark`` and ``engine without loss sync`` (no ``loss.item()`` per step); on the CPU
+  also ``fp32 channels_last`` (the engine trains NCHW there).
 * ``loop``: ``plbench.engine.train.train`` for ``--loop-epochs`` epochs on the same synthetic dataset
   with ``cache_dir`` set; ``train_images_per_s`` of each epoch from ``metrics.jsonl`` (the first epoch
   includes worker start-up and warm-up, the last is the steady state shown in the table).
@@ -34,6 +35,7 @@ images. On the CPU: resnet10t, gap, 64 and 224 px, batch 16, 2 workers, 5 timed 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -45,8 +47,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from _timing import sync
+
 from plbench.artifacts.runs import RunFolder
 from plbench.choices import Head
 from plbench.config import TrainConfig
@@ -72,6 +74,7 @@ class Variant:
     fused: bool = False  # fused Adam (CUDA only)
     compile: bool = False
     cudnn_benchmark: bool = False
+    sync_loss: bool = True  # the engine reads the loss every step (to refuse NaN before the update)
 
 
 @dataclass
@@ -159,6 +162,7 @@ def step_variants(device: torch.device, amp: bool, compile_model: bool) -> tuple
         if amp:
             extra.append(Variant("amp NCHW", amp=True))
         extra.append(replace(eng, name="engine + cudnn.benchmark", cudnn_benchmark=True))
+        extra.append(replace(eng, name="engine without loss sync", sync_loss=False))
     else:
         extra.append(Variant("fp32 channels_last", channels_last=True))
     return base, eng, extra
@@ -176,6 +180,8 @@ def describe(v: Variant, device: torch.device) -> str:
         parts.append("compile")
     if v.cudnn_benchmark:
         parts.append("cudnn.benchmark")
+    if not v.sync_loss:
+        parts.append("no loss.item() per step")
     return ", ".join(parts)
 
 
@@ -210,7 +216,8 @@ def bench_step(config: TrainConfig, num_classes: int, device: torch.device, v: V
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 logits = stepped(x)
             loss = criterion(logits.float(), labels)
-            float(loss.detach())  # the engine syncs here to refuse a non-finite loss
+            if v.sync_loss:
+                float(loss.detach())  # the engine syncs here to refuse a non-finite loss
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -268,10 +275,13 @@ def run_config(args: argparse.Namespace, device: torch.device, backbone: str, he
         try:
             row.images, row.seconds = fn()
             row.images_per_s = rate(row.images, row.seconds)
-        except Exception as e:  # a failing part (e.g. out of memory) is reported, the others still run
+        except Exception as e:  # noqa: BLE001 -- a failing part (e.g. out of memory) is reported, the rest runs
             row.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
             if args.verbose:
                 traceback.print_exc()
+        if device.type == "cuda":  # after an out-of-memory error, the failed step's tensors are free only now
+            gc.collect()
+            torch.cuda.empty_cache()
         rows.append(row)
         return row
 
@@ -310,7 +320,7 @@ def run_config(args: argparse.Namespace, device: torch.device, backbone: str, he
             r.seconds = float(last["train_seconds"])
             r.images = round(r.images_per_s * r.seconds)
             r.note = "epochs: " + ", ".join(f"{m['train_images_per_s']:.1f}" for m in records) + " img/s"
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 -- as above
             r.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
             if args.verbose:
                 traceback.print_exc()
@@ -341,6 +351,17 @@ def format_table(rows: list[Row]) -> str:
         lines.append(f"{r.backbone:<22} {r.head:<10} {r.image_size:>4} {r.batch_size:>5}  {r.part:<5} "
                      f"{r.variant:<34} {ips}  {ratio:<20} {note}")
     return "\n".join(lines)
+
+
+def write_json(path: Path, args: argparse.Namespace, device: torch.device, rows: list[Row]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({
+        "device": device_name(device), "device_type": device.type, "torch": torch.__version__,
+        "workers": args.workers, "amp": args.amp, "compile": args.compile, "dry_run": args.dry_run,
+        "rows": [asdict(r) for r in rows],
+    }, indent=1))
+    os.replace(tmp, path)
 
 
 def device_name(device: torch.device) -> str:
@@ -430,14 +451,9 @@ def main(argv: list[str] | None = None) -> int:
                     lines = format_table(new).split("\n")
                     print("\n".join(lines if not rows else lines[2:]), flush=True)  # the header once
                     rows += new
+                    if args.json is not None:  # after each configuration: a time limit keeps what was measured
+                        write_json(args.json, args, device, rows)
         print(f"# load at end {os.getloadavg()[0]:.2f}")
-        if args.json is not None:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({
-                "device": device_name(device), "device_type": device.type, "torch": torch.__version__,
-                "workers": args.workers, "amp": args.amp, "compile": args.compile, "dry_run": args.dry_run,
-                "rows": [asdict(r) for r in rows],
-            }, indent=1))
         return 1 if any(r.error for r in rows) else 0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
