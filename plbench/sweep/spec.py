@@ -391,6 +391,12 @@ def _backbones(raw: Any, check: _Checker) -> tuple[BackboneSpec, ...]:
             check.bool_(t.get("pretrained", False), f"{where}.pretrained"),
             None if checkpoint is None else check.str_(checkpoint, f"{where}.checkpoint"),
         ))
+    import timm  # the names are checked before any stage runs (else the first training stage fails late)
+
+    for i, spec in enumerate(out):
+        if not timm.is_model(spec.name):
+            check.fail(f"backbones[{i}]", f"unknown timm model {spec.name!r}",
+                       "pick a name from timm.list_models(), e.g. resnet10t or tf_efficientnet_lite0")
     return tuple(out)
 
 
