@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -223,8 +224,9 @@ class RunFolder:
                     raise InputError(path, ", ".join(absent), f"expected keys {', '.join(PREDICTION_KEYS)}, "
                                      f"but got {', '.join(z.files)}", "re-run the evaluation with this plbench version")
                 arrays = {k: z[k] for k in PREDICTION_KEYS}
-        except (OSError, ValueError, EOFError) as e:
-            raise InputError(path, PREDICTIONS, f"cannot be read ({e})", "re-run the training") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated: BadZipFile
+            raise InputError(path, PREDICTIONS, f"cannot be read ({type(e).__name__}: {e})",
+                             "re-run the training") from None
         n, c = len(arrays["image_paths"]), len(arrays["class_names"])
         for k in ("scores", "targets"):
             if arrays[k].shape != (n, c):
