@@ -47,6 +47,7 @@ RUN_DAMAGE = {
     "config.json not JSON": (_not_json("config.json"), "config.json"),
     "summary.json not JSON": (_not_json("summary.json"), "summary.json"),
     "predictions.npz truncated": (_truncate("predictions.npz"), "predictions.npz"),
+    "predictions.npz missing": (_remove("predictions.npz"), "predictions.npz"),
 }
 
 #: which damage each command must notice (a command that does not read a file is not asked about it)
@@ -56,6 +57,9 @@ READS = {
     "predict": ["last.pt truncated", "last.pt empty", "last.pt missing", "config.json missing",
                 "config.json not JSON"],
     "evaluate": ["last.pt truncated", "last.pt empty", "config.json not JSON"],
+    # read before FiftyOne is imported or its database started: these run without MongoDB
+    "export fiftyone": ["predictions.npz truncated", "predictions.npz missing", "config.json missing",
+                        "config.json not JSON"],
     # report reads summary.json only (config.json is optional to it, predictions.npz unused)
     "report": ["summary.json not JSON"],
 }
@@ -70,6 +74,7 @@ def _call(command: str, t: dict, run: Path, out: Path) -> list:
         "evaluate": ["evaluate", run, "--dataset", "synthetic", "--data-root", syn, "--split", "val", "--device", "cpu",
                      "--out", out / "ev"],
         "report": ["report", run, "--out", out / "rep"],
+        "export fiftyone": ["export", "fiftyone", run, "--fo-dataset", f"plbench-faults-{run.name}"],
     }[command]
 
 
