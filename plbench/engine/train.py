@@ -526,8 +526,32 @@ def train(
     check_choices(config)
     Checkpoint.parse(resume_from)
     device = resolve_device(config.device) if not dist.is_distributed() else dist.device_for_rank(config.device)
+    with _numerics(device):
+        return _train(config, device, progress=progress, on_epoch=on_epoch, resume_from=resume_from,
+                      command=command, started=started)
+
+
+@contextlib.contextmanager
+def _numerics(device: torch.device) -> Iterator[None]:
+    """Deterministic kernels on the CPU (same seed, same weights); cuDNN autotuning on GPUs. The caller's
+    settings are restored afterwards."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark = torch.backends.cudnn.benchmark
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = benchmark
+
+
+def _train(config: TrainConfig, device: torch.device, *, progress: bool,
+           on_epoch: Callable[[dict[str, Any]], None] | None, resume_from: str, command: str | None,
+           started: float) -> RunResult:
     torch.manual_seed(config.seed)
     data = load_inputs(config)
     criterion = make_criterion(config, data.prior).to(device)
