@@ -36,7 +36,8 @@ def prior_from_model(config: TrainConfig, model: torch.nn.Module, *, progress: b
     """
     split, labels, paths, _ = load_training_data(config)
     device = resolve_device(config.device)
-    loader = make_loader(make_dataset(config, config.train_split, paths, labels, train=False), config)
+    loader = make_loader(make_dataset(config, config.train_split, paths, labels, train=False,
+                                      fingerprint=split.fingerprint), config)
     mean, std = normalization(config)
     scores, _, _ = predict(model.to(device), loader, device, mean=mean, std=std, amp=config.amp, progress=progress,
                            desc="prior")

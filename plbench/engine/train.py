@@ -225,13 +225,13 @@ def normalization(config: TrainConfig) -> tuple[list[float], list[float]]:
 
 # -- data --------------------------------------------------------------------------------------------
 def make_dataset(config: TrainConfig, split_name: str, paths: np.ndarray, labels: PartialLabels,
-                 *, train: bool) -> Dataset:
+                 *, train: bool, fingerprint: str | None = None) -> Dataset:
     """The torch dataset of one split: images (from the pre-resized cache when ``config.cache_dir`` is set),
     or cached backbone features when ``config.features`` is set."""
     if config.features is not None:
         from plbench.engine.features import feature_inputs
 
-        return feature_inputs(config, split_name, labels, train=train)
+        return feature_inputs(config, split_name, labels, train=train, fingerprint=fingerprint)
     from plbench.datasets.images import ImageCache, cache_folder
 
     cache = None
@@ -526,20 +526,24 @@ def train(
     check_choices(config)
     Checkpoint.parse(resume_from)
     device = resolve_device(config.device) if not dist.is_distributed() else dist.device_for_rank(config.device)
-    with _numerics(device):
+    with _numerics(device, linear=config.features is not None):
         return _train(config, device, progress=progress, on_epoch=on_epoch, resume_from=resume_from,
                       command=command, started=started)
 
 
 @contextlib.contextmanager
-def _numerics(device: torch.device) -> Iterator[None]:
-    """Deterministic kernels on the CPU (same seed, same weights); cuDNN autotuning on GPUs. The caller's
-    settings are restored afterwards."""
+def _numerics(device: torch.device, *, linear: bool = False) -> Iterator[None]:
+    """Deterministic kernels on the CPU (same seed, same weights); cuDNN autotuning on GPUs; one CPU thread
+    for head-only (linear) runs, whose small matrix products run 5-8x slower when threads wait for each
+    other on a busy machine. The caller's settings are restored afterwards."""
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     benchmark = torch.backends.cudnn.benchmark
+    threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
+        if linear:
+            torch.set_num_threads(1)
     else:
         torch.backends.cudnn.benchmark = True
     try:
@@ -547,6 +551,7 @@ def _numerics(device: torch.device) -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         torch.backends.cudnn.benchmark = benchmark
+        torch.set_num_threads(threads)
 
 
 def _train(config: TrainConfig, device: torch.device, *, progress: bool,
@@ -602,8 +607,10 @@ def _train_in(run: RunFolder, config: TrainConfig, data: TrainingData, model: nn
         log.info("resuming %s at epoch %d", run.path, (partial.epoch if partial else start_epoch) + 1)
 
     # images are decoded (or their cache opened) only once a finished run has been ruled out
-    train_set = make_dataset(config, config.train_split, data.train_paths, data.train_labels, train=True)
-    val_set = make_dataset(config, config.val_split, data.val_split.image_paths, data.val_split.labels, train=False)
+    train_set = make_dataset(config, config.train_split, data.train_paths, data.train_labels, train=True,
+                             fingerprint=data.train_split.fingerprint)
+    val_set = make_dataset(config, config.val_split, data.val_split.image_paths, data.val_split.labels, train=False,
+                           fingerprint=data.val_split.fingerprint)
     val_loader = make_loader(dist.shard_dataset(val_set), config, device=device)
     sampler = EpochBatchSampler(n_train, config.batch_size, config.seed, rank=dist.rank(),
                                 world_size=dist.world_size(), with_epoch=isinstance(train_set, ImageLabelDataset))
