@@ -39,7 +39,7 @@ def flat(text: str) -> str:
     return _BOX.sub(" ", text)
 
 
-def invoke(args: list) -> "object":
+def invoke(args: list) -> object:
     return runner.invoke(app, [str(a) for a in args])
 
 

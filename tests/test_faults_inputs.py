@@ -14,9 +14,17 @@ import shutil
 from pathlib import Path
 
 import pytest
+pytest.register_assert_rewrite("faults_support")  # its asserts report values, as in a test module
 
-from faults_support import (OI_FILES, TRAIN_FAST, expect_user_error, invoke, lvis_root, openimages_root,
-                            synthetic_root)
+from faults_support import (
+    OI_FILES,
+    TRAIN_FAST,
+    expect_user_error,
+    invoke,
+    lvis_root,
+    openimages_root,
+    synthetic_root,
+)
 
 # ------------------------------------------------------------------------------------------------ the data
 

@@ -13,7 +13,6 @@ that does not go through a temporary file and a rename never reaches the hook, a
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -24,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+pytest.register_assert_rewrite("faults_support")  # its asserts report values, as in a test module
 
-from faults_support import invoke, snapshot, synthetic_root
+from faults_support import invoke, synthetic_root
 
 #: imported first by every child: kill the process while ``target`` is being put in place
 HOOK = """
@@ -50,7 +50,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PLBENCH_PR
 
 
 def _run_child(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=ENV,
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=ENV, check=False,
                           cwd=Path(__file__).resolve().parents[1])
 
 
@@ -168,7 +168,7 @@ def _still_readable(kind: str, out: Path) -> None:
     elif kind == "parquet simulation":
         from plbench.artifacts.simulations import load_simulation
 
-        labels, meta = load_simulation(out / "s.parquet")
+        _, meta = load_simulation(out / "s.parquet")
         assert meta["seed"] == 1
     elif kind == "checkpoint":
         from plbench.artifacts.runs import RunFolder

@@ -15,8 +15,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+pytest.register_assert_rewrite("faults_support")  # its asserts report values, as in a test module
 
-from faults_support import TRAIN_FAST, expect_user_error, invoke, snapshot, trained  # noqa: F401 (fixture)
+from faults_support import TRAIN_FAST, expect_user_error, invoke
+
+pytest_plugins = ["faults_support"]  # the session fixture `trained`
 
 
 def _writers(t: dict, out: Path) -> dict[str, tuple[list, Path]]:
@@ -83,7 +86,7 @@ def test_output_under_a_regular_file(trained, tmp_path, command):
     """The output's folder cannot be created (a regular file is in the way): exit 2 naming the path."""
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, not a folder")
-    args, target = _writers(trained, blocker)[command]
+    args, _ = _writers(trained, blocker)[command]
     out = expect_user_error(args, ["blocker"], [tmp_path, trained["run"], trained["syn"]])
     assert "Not a directory" in out or "is a file" in out or "exists" in out, out
 
@@ -93,7 +96,7 @@ def _mount_tmpfs(path: Path, *options: str) -> None:
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(path)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
 
@@ -108,7 +111,7 @@ def read_only_dir(tmp_path):
 
 @pytest.mark.parametrize("command", ["simulate", "train", "report", "predict"])
 def test_read_only_output_folder(trained, read_only_dir, command):
-    args, target = _writers(trained, read_only_dir / "sub")[command]
+    args, _ = _writers(trained, read_only_dir / "sub")[command]
     expect_user_error(args, ["Read-only file system", "EROFS"], [read_only_dir, trained["run"]])
 
 
@@ -154,3 +157,22 @@ def test_full_disk(trained, small_disk, command):
     if previous is not None:
         assert target.read_bytes() == previous
     _no_temporaries(disk)
+
+
+# ------------------------------------------------------------------------------------ bugs keep their traceback
+
+
+@pytest.mark.parametrize("error", [ZeroDivisionError("a bug"), KeyError("a bug"),
+                                   FileNotFoundError(errno.ENOENT, "an internal file", "x")])
+def test_programming_errors_are_not_turned_into_user_errors(trained, tmp_path, monkeypatch, error):
+    """Only InputError and the file-system errnos of plbench.cli.app.FILE_SYSTEM_ERRORS become exit 2; a bug
+    (here any other exception raised inside the simulation) reaches the caller with its traceback."""
+    import plbench.simulate
+
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(plbench.simulate, "simulate", broken)
+    args, _ = _writers(trained, tmp_path)["simulate"]
+    result = invoke(args)
+    assert result.exit_code == 1 and result.exception is error, (result.exit_code, result.output)

@@ -14,8 +14,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+pytest.register_assert_rewrite("faults_support")  # its asserts report values, as in a test module
 
-from faults_support import TRAIN_FAST, damaged_run, expect_user_error, invoke, rewrite, trained  # noqa: F401
+from faults_support import TRAIN_FAST, damaged_run, expect_user_error, invoke, rewrite
+
+pytest_plugins = ["faults_support"]  # the session fixture `trained`
 
 # ---------------------------------------------------------------------------------------------- run folders
 
@@ -69,7 +72,7 @@ def _call(command: str, t: dict, run: Path, out: Path) -> list:
     syn = t["syn"]
     return {
         "export model": ["export", "model", run, "--format", "torchscript", "--no-check", "--out", out / "m.pt"],
-        "predict": ["predict", run, syn / "val2017" / sorted(os.listdir(syn / "val2017"))[0], "--device", "cpu",
+        "predict": ["predict", run, syn / "val2017" / min(os.listdir(syn / "val2017")), "--device", "cpu",
                     "--out", out / "p.csv"],
         "evaluate": ["evaluate", run, "--dataset", "synthetic", "--data-root", syn, "--split", "val", "--device", "cpu",
                      "--out", out / "ev"],
@@ -111,7 +114,7 @@ def test_run_file_where_a_run_folder_is_expected(trained, tmp_path):
 
 def _option_cases(t: dict, out: Path) -> dict:
     run, syn = t["run"], t["syn"]
-    image = syn / "val2017" / sorted(os.listdir(syn / "val2017"))[0]
+    image = syn / "val2017" / min(os.listdir(syn / "val2017"))
     bad_published = out.parent / "published.csv"
     return {
         "predict top-k 0": (["predict", run, image, "--top-k", "0"], ["--top-k"]),
