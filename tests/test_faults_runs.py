@@ -9,6 +9,7 @@ tests/test_engine_recipe.py.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -297,3 +298,24 @@ def test_train_on_a_bad_features_folder(trained, tmp_path_factory, tmp_path, fau
     out = tmp_path / "runs"
     expect_user_error(["train", "--dataset", "synthetic", "--data-root", data, *TRAIN_FAST, "--mode", "ignore",
                        "--features", feat, "--out", out], ["feat"], [out, feat])
+
+
+def test_corrupt_jpeg_in_training(trained, broken_images, tmp_path):
+    """train: strict stops with exit 2 naming the image; default skips it and counts it in summary.json.
+
+    Known limits: images are decoded while training, after the run folder (config.json) is written, so a strict
+    failure leaves that folder (resumable); the summary counts skipped validation images
+    (``val_images_skipped``) but not skipped training images.
+    """
+    root, names = broken_images
+    # the broken images are in val: train on it too (the first 8 images, the truncated one among them)
+    base = ["train", "--dataset", "synthetic", "--data-root", root, *TRAIN_FAST, "--max-train-images", "8",
+            "--mode", "ignore", "--train-split", "val", "--val-split", "val"]
+    strict = invoke([*base, "--strict", "--out", tmp_path / "strict"])
+    assert strict.exit_code == 2 and "Traceback" not in strict.output, strict.output
+    assert any(n in strict.output for n in names) and "--strict" in strict.output, strict.output
+    lenient = invoke([*base, "--out", tmp_path / "lenient"])
+    assert lenient.exit_code == 0, lenient.output
+    (summary,) = (tmp_path / "lenient").glob("*/summary.json")
+    s = json.loads(summary.read_text())
+    assert s["val_images_skipped"] == 2 and s["val_images"] == 6, s
