@@ -300,3 +300,29 @@ def progress(
 
 
 __all__ = ["ENV_VAR", "Progress", "ProgressMode", "format_duration", "is_terminal", "progress", "resolve_mode"]
+
+
+def is_bar_mode(stream: TextIO | None = None) -> bool:
+    """Whether :func:`progress` would draw bars on ``stream`` (default stderr) now."""
+    return resolve_mode(stream if stream is not None else sys.stderr) is ProgressMode.BAR
+
+
+def progress_line(message: str, *, enabled: bool = True, stream: TextIO | None = None) -> None:
+    """One status line, e.g. an epoch's summary: printed above any bar, as a plain line elsewhere, nothing
+    when disabled or in ``off`` mode."""
+    if not enabled:
+        return
+    out = stream if stream is not None else sys.stderr
+    mode = resolve_mode(out)
+    if mode is ProgressMode.OFF:
+        return
+    try:
+        if mode is ProgressMode.BAR:
+            from tqdm import tqdm
+
+            tqdm.write(message, file=out)
+        else:
+            out.write(message + "\n")
+            out.flush()
+    except (ValueError, OSError):  # a closed or broken stream must not stop the work
+        pass

@@ -244,3 +244,14 @@ def test_epoch_batch_sampler_shards_global_batches():
     assert all(e == 5 for batch in keyed for e, _ in batch)
     # a last batch of one image is dropped (BatchNorm cannot train on it)
     assert sum(len(b) for b in EpochBatchSampler(17, 8, seed=0)) == 16
+
+
+def test_piped_output_is_one_line_per_epoch(tiny_data, tmp_path, capsys, monkeypatch):
+    """Not a terminal (CI, Slurm, a log file): no carriage-return frames, one plain line per epoch."""
+    monkeypatch.delenv("PLBENCH_PROGRESS", raising=False)
+    train(_config(tiny_data, tmp_path, epochs=3), progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 3, lines
+    assert lines[2].startswith("synthetic-full-ignore-resnet10t-gap-s3 epoch 3/3: loss ") and "val mAP" in lines[2]

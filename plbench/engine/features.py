@@ -41,6 +41,7 @@ from plbench.datasets import DatasetSplit, load_dataset
 from plbench.engine.data import ImageLabelDataset, normalize
 from plbench.engine.model import build_model
 from plbench.errors import InputError
+from plbench.progress import progress as progress_bar
 from plbench.labels import PartialLabels
 
 log = logging.getLogger(__name__)
@@ -149,10 +150,8 @@ def extract_features(
     }
 
     def batches():
-        from tqdm.auto import tqdm
-
         with torch.inference_mode():
-            for batch in tqdm(loader, desc=f"features {split.split}", leave=False, disable=not progress):
+            for batch in progress_bar(loader, desc=f"features {split.split}", unit="batch", enabled=progress):
                 if batch is None:  # every image of the batch was undecodable
                     continue
                 x, _, index = batch

@@ -43,6 +43,7 @@ from plbench.engine.schedule import one_cycle_lr
 from plbench.errors import InputError
 from plbench.labels import PartialLabels
 from plbench.losses import LOSSES, create_loss
+from plbench.progress import is_bar_mode, progress_line
 from plbench.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
@@ -616,6 +617,8 @@ def _train_in(run: RunFolder, config: TrainConfig, data: TrainingData, model: nn
                                 world_size=dist.world_size(), with_epoch=isinstance(train_set, ImageLabelDataset))
     train_loader = make_loader(train_set, config, sampler, device)
     results: dict[str, Any] | None = None  # {} on ranks other than 0
+    # bars on a terminal; elsewhere (CI, Slurm, a log file) one line per epoch, written after validation
+    bars = progress and is_bar_mode()
     with t.interrupt.installed():
         for epoch in range(partial.epoch if partial else start_epoch, config.epochs):
             state = partial if partial is not None and partial.epoch == epoch else EpochState(epoch)
@@ -626,7 +629,7 @@ def _train_in(run: RunFolder, config: TrainConfig, data: TrainingData, model: nn
             criterion.set_epoch(epoch)  # losses with a schedule (large-loss rejection)
             sampler.set_epoch(epoch, start_batch=state.batches_done)
             try:
-                train_one_epoch(t, train_loader, state, progress=progress,
+                train_one_epoch(t, train_loader, state, progress=bars,
                                 desc=f"{run.name} epoch {epoch + 1}/{config.epochs}")
             except NonFiniteLoss as e:
                 raise InputError(run.path, "loss", f"the loss became {e.value} at epoch {e.epoch + 1}, step "
@@ -637,9 +640,10 @@ def _train_in(run: RunFolder, config: TrainConfig, data: TrainingData, model: nn
                     run.save_checkpoint("last", checkpoint_state(t, data, state, best_map, history,
                                                                  finished_epoch=False))
                 raise TrainingInterrupted(run.path, epoch, epoch * steps_per_epoch + state.batches_done)
-            results = evaluate_models(t, val_loader, data.val_split, progress=progress)
+            results = evaluate_models(t, val_loader, data.val_split, progress=bars)
             if dist.is_main():
                 record = epoch_record(state, results, headline)
+                progress_line(epoch_line(run.name, record, config.epochs), enabled=progress)
                 history.append(record)
                 is_best = record["val_map"] > best_map
                 best_map = max(best_map, record["val_map"])
@@ -652,7 +656,7 @@ def _train_in(run: RunFolder, config: TrainConfig, data: TrainingData, model: nn
                 raise TrainingInterrupted(run.path, epoch, (epoch + 1) * steps_per_epoch)
 
     if results is None:  # resumed after the last epoch but before the summary was written
-        results = evaluate_models(t, val_loader, data.val_split, progress=progress)
+        results = evaluate_models(t, val_loader, data.val_split, progress=bars)
     headline_model = ema.module if (ema is not None and headline == "ema") else model
     summary: dict[str, Any] = {}
     if dist.is_main():
@@ -664,6 +668,14 @@ def _train_in(run: RunFolder, config: TrainConfig, data: TrainingData, model: nn
         run.write_summary(summary)
     dist.barrier()
     return RunResult(run.path, summary, headline_model)
+
+
+def epoch_line(run_name: str, record: dict[str, Any], epochs: int) -> str:
+    """The one status line of a finished epoch."""
+    ema = "" if record.get("val_map_ema") is None else (
+        f" (plain {record['val_map_plain']:.2f}, EMA {record['val_map_ema']:.2f})")
+    return (f"{run_name} epoch {record['epoch'] + 1}/{epochs}: loss {record['train_loss']:.4f}, val mAP "
+            f"{record['val_map']:.2f}{ema}, {record['train_seconds']:.1f} s, {record['train_images_per_s']:.0f} img/s")
 
 
 def epoch_record(state: EpochState, results: dict[str, Any], headline: str) -> dict[str, Any]:
