@@ -303,9 +303,8 @@ def test_train_on_a_bad_features_folder(trained, tmp_path_factory, tmp_path, fau
 def test_corrupt_jpeg_in_training(trained, broken_images, tmp_path):
     """train: strict stops with exit 2 naming the image; default skips it and counts it in summary.json.
 
-    Known limits: images are decoded while training, after the run folder (config.json) is written, so a strict
-    failure leaves that folder (resumable); the summary counts skipped validation images
-    (``val_images_skipped``) but not skipped training images.
+    Known limit: images are decoded while training, after the run folder (config.json) is written, so a strict
+    failure leaves that folder (resumable).
     """
     root, names = broken_images
     # the broken images are in val: train on it too (the first 8 images, the truncated one among them)
@@ -319,3 +318,4 @@ def test_corrupt_jpeg_in_training(trained, broken_images, tmp_path):
     (summary,) = (tmp_path / "lenient").glob("*/summary.json")
     s = json.loads(summary.read_text())
     assert s["val_images_skipped"] == 2 and s["val_images"] == 6, s
+    assert s["train_images_skipped"] == 2, s  # the same 8 images are the training images: both broken ones

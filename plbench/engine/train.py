@@ -296,12 +296,14 @@ class EpochState:
     batches_done: int = 0  # global batches finished in this epoch
     loss_sum: float = 0.0
     seen: int = 0  # images trained on by this process
+    skipped: int = 0  # images of this process's batches that could not be decoded (non-strict loading)
     seconds: float = 0.0
     lr: float = 0.0
 
     def record(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "train_loss": self.loss_sum / max(self.batches_done, 1), "lr_end": self.lr,
-                "train_seconds": self.seconds, "train_images_per_s": self.seen / max(self.seconds, 1e-9)}
+                "train_seconds": self.seconds, "train_images_per_s": self.seen / max(self.seconds, 1e-9),
+                "train_images_skipped": self.skipped}
 
 
 @dataclass
@@ -350,10 +352,15 @@ def train_one_epoch(t: Trainer, loader: DataLoader, state: EpochState, *, progre
     """
     t.model.train()
     start_seconds, t0 = state.seconds, time.perf_counter()
+    # the loader yields the sampler's batches in order; their sizes tell how many images were skipped
+    sizes = [len(b) for b in loader.batch_sampler] if loader.batch_sampler is not None else None
     bar = progress_bar(loader, desc=desc, enabled=progress, unit="batch")
-    for batch in bar:
+    for i, batch in enumerate(bar):
         step = state.epoch * t.steps_per_epoch + state.batches_done
         state.lr = one_cycle_lr(step, t.total_steps, t.config.lr, t.config.warmup_fraction)
+        got = 0 if batch is None else int(batch[2].shape[0])
+        if sizes is not None:
+            state.skipped += sizes[i] - got
         if batch is not None:  # None: every image of the batch was undecodable (non-strict loading)
             inputs, labels, _ = batch
             for group in t.optimizer.param_groups:
@@ -711,6 +718,7 @@ def build_summary(config: TrainConfig, run: RunFolder, data: TrainingData, resul
         "pretrained": config.pretrained, "image_size": config.image_size, "epochs": config.epochs,
         "seed": config.seed, "train_images": data.train_labels.num_images,
         "val_images": int(len(index)), "val_images_skipped": val_total - int(len(index)),
+        "train_images_skipped": max((h.get("train_images_skipped", 0) for h in history), default=0),
         "num_classes": len(data.class_names),
         "train_annotated_fraction": data.train_labels.annotated_fraction(),
         "train_positives": int(counts.positives.sum()), "train_negatives": int(counts.negatives.sum()),
