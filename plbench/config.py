@@ -34,7 +34,7 @@ class TrainConfig:
     loss_options: dict[str, Any] = field(default_factory=dict)  # overrides of the loss defaults
     prior: str | None = None  # prior CSV (Classes,avg_pred) for mode=selective
     backbone: str = "resnet10t"  # any timm model name
-    pretrained: bool = False  # timm pretrained weights (needs them cached or downloadable)
+    pretrained: bool = False  # ImageNet weights: timm (cache or download), else an installed weight package
     checkpoint: str | None = None  # local backbone weights file (.pt/.pth/.safetensors)
     head: str = "gap"  # plbench.choices.Head: gap | ml-decoder
     head_options: dict[str, Any] = field(default_factory=dict)
