@@ -26,7 +26,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from plbench.artifacts.atomic import atomic_file, atomic_path, write_json, write_text
+from plbench.artifacts.atomic import atomic_file, write_json, write_text
 from plbench.artifacts.files import read_json
 from plbench.errors import InputError
 
@@ -150,13 +150,12 @@ class RunFolder:
     def write_predictions(self, scores: np.ndarray, targets: np.ndarray, image_paths: Sequence[str],
                           image_ids: np.ndarray, class_names: Sequence[str]) -> None:
         """Validation predictions: scores float32 (N, C) in [0, 1], targets int8 (N, C) in {1, 0, -1}."""
-        with atomic_path(self.file(PREDICTIONS)) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez_compressed(
-                    f, scores=np.asarray(scores, np.float32), targets=np.asarray(targets, np.int8),
-                    image_paths=np.asarray(image_paths, dtype=str), image_ids=_plain(np.asarray(image_ids)),
-                    class_names=np.asarray(class_names, dtype=str),
-                )
+        with atomic_file(self.file(PREDICTIONS)) as f:
+            np.savez_compressed(
+                f, scores=np.asarray(scores, np.float32), targets=np.asarray(targets, np.int8),
+                image_paths=np.asarray(image_paths, dtype=str), image_ids=_plain(np.asarray(image_ids)),
+                class_names=np.asarray(class_names, dtype=str),
+            )
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.file(SUMMARY), summary)
