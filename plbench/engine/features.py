@@ -33,8 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from plbench import __version__
-from plbench.artifacts.features import (FeatureStore, check_free_space, feature_bytes, format_bytes, store_folder,
-                                        write_feature_store)
+from plbench.artifacts.features import FeatureStore, feature_bytes, format_bytes, store_folder, write_feature_store
 from plbench.choices import Head
 from plbench.config import TrainConfig
 from plbench.datasets import DatasetSplit, load_dataset
@@ -112,7 +111,6 @@ def extract_features(
     needed = feature_bytes(n, num_features, num_tokens if tokens else None)
     say(f"features of {split.dataset}/{split.split}: {n} images x {num_features}"
         f"{f' x {num_tokens} tokens' if tokens else ''} float16 = {format_bytes(needed)} -> {out}")
-    check_free_space(out, needed)
 
     cache = None
     if cache_dir is not None:
