@@ -476,9 +476,11 @@ class FeatureStore:
                 raise InputError(self.root / IDS_FILE, "image_ids", f"expected at most {len(stored)} images, but the "
                                  f"run has {len(ids)}", _REBUILD)
             head = stored[: len(ids)]
-            same = np.array_equal(head.astype(str), ids.astype(str)) if head.dtype != ids.dtype else np.array_equal(head, ids)
-            if not same:
-                first = int(np.argmax(head.astype(str) != ids.astype(str)))
+            if head.dtype != ids.dtype:  # e.g. int ids stored, str ids given: compare as text
+                head, ids = head.astype(str), ids.astype(str)
+            differ = np.flatnonzero(head != ids)
+            if differ.size:
+                first = int(differ[0])
                 raise InputError(self.root / IDS_FILE, "image_ids", f"row {first} holds image {str(head[first])!r} in "
                                  f"the features, but {str(ids[first])!r} in the run's labels (images added or removed?)",
                                  _REBUILD)
@@ -492,10 +494,10 @@ class FeatureStore:
 
 
 def _check_data_file(path: Path, recorded: dict[str, Any], want: int) -> None:
-    if not path.is_file() or path.stat().st_size != want:
-        got = f"{path.stat().st_size} bytes" if path.is_file() else "no file"
+    st = path.stat() if path.is_file() else None
+    if st is None or st.st_size != want:
+        got = "no file" if st is None else f"{st.st_size} bytes"
         raise InputError(path, "size", f"expected {want} bytes, but got {got}", _REBUILD)
-    st = path.stat()
     if recorded.get("bytes") != want:
         raise InputError(path, "files", "features.json does not describe this data file", _REBUILD)
     if recorded.get("mtime_ns") == st.st_mtime_ns:
