@@ -197,17 +197,19 @@ def estimate_prior_command(
     """
     from plbench.artifacts.atomic import write_text
     from plbench.engine.prior import compare_priors, estimate_prior
+    from plbench.engine.train import load_training_data
     from plbench.priors import default_prior_path, write_prior_csv
 
     cfg = TrainConfig(**(common or {}), mode=Mode.IGNORE.value)
     if out is None:
         out = default_prior_path(cfg.dataset, cfg.simulation, cfg.backbone, cfg.seed)
     refuse_existing(out, force)  # before the training: runs name their prior file, replacing it changes them
-    names, prior = estimate_prior(cfg)
+    data = load_training_data(cfg)  # loaded once for the averaging passes and the comparison
+    names, prior = estimate_prior(cfg, data=data)
     estimates = {"ignore model (CSL)": prior}
     if compare_modes:
-        estimates["negative model"] = estimate_prior(cfg, mode=Mode.NEGATIVE)[1]
+        estimates["negative model"] = estimate_prior(cfg, mode=Mode.NEGATIVE, data=data)[1]
     write_prior_csv(out, names, prior)
-    table = compare_priors(cfg, estimates).markdown()
+    table = compare_priors(cfg, estimates, data=data).markdown()
     write_text(out.with_suffix(".comparison.md"), f"# Prior estimate: {out.name}\n\n{table}")
     typer.echo(f"wrote {out}: {len(names)} classes, mean prior {prior.mean():.4f}\n\n{table}")

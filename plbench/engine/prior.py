@@ -15,26 +15,36 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from plbench.choices import Mode
 from plbench.config import TrainConfig
+from plbench.datasets import DatasetSplit
 from plbench.engine.evaluate import predict
 from plbench.engine.train import (load_training_data, make_dataset, make_loader, normalization, resolve_device,
                                   train)
+from plbench.labels import PartialLabels
 from plbench.losses import LOSSES
 from plbench.prior_quality import comparison_markdown, naive_prior
 
 
-def prior_from_model(config: TrainConfig, model: torch.nn.Module, *, progress: bool = True) -> tuple[list[str], np.ndarray]:
+#: what :func:`plbench.engine.train.load_training_data` returns: split, training labels, image paths, simulation
+TrainingSet = tuple[DatasetSplit, PartialLabels, np.ndarray, "dict[str, Any] | None"]
+
+
+def prior_from_model(config: TrainConfig, model: torch.nn.Module, *, progress: bool = True,
+                     data: TrainingSet | None = None) -> tuple[list[str], np.ndarray]:
     """Average a trained model's sigmoid scores over ``config``'s training images (one clean pass).
 
+    Args:
+        data: ``load_training_data(config)`` when the caller has it already (loading a large split twice is slow).
     Returns:
         class names (C,) and the prior, float64 (C,) in [0, 1].
     """
-    split, labels, paths, _ = load_training_data(config)
+    split, labels, paths, _ = data if data is not None else load_training_data(config)
     device = resolve_device(config.device)
     loader = make_loader(make_dataset(config, config.train_split, paths, labels, train=False,
                                       fingerprint=split.fingerprint), config)
@@ -53,20 +63,21 @@ def prior_model_config(config: TrainConfig, mode: Mode, out_dir: str, keep_run: 
 
 
 def estimate_prior(config: TrainConfig, *, progress: bool = True, keep_run: bool = False,
-                   mode: Mode = Mode.IGNORE) -> tuple[list[str], np.ndarray]:
+                   mode: Mode = Mode.IGNORE, data: TrainingSet | None = None) -> tuple[list[str], np.ndarray]:
     """Train a temporary model (Ignore mode, as CSL) on ``config``'s training labels and average its predictions.
 
     Args:
         config: the run to estimate a prior for; its ``mode``/``prior`` are overridden.
         keep_run: keep the temporary model's run folder (under ``config.out_dir``) instead of deleting it.
         mode: the temporary model's mode (``negative`` reproduces the CSL README's comparison).
+        data: ``load_training_data(config)`` when the caller has it already.
     Returns:
         class names (C,) and the prior, float64 (C,) in [0, 1]: mean sigmoid score over training images.
     """
     tmp_root = Path(config.out_dir) if keep_run else Path(tempfile.mkdtemp(prefix="plbench-prior-"))
     try:
         result = train(prior_model_config(config, mode, str(tmp_root), keep_run), progress=progress)
-        return prior_from_model(config, result.model, progress=progress)
+        return prior_from_model(config, result.model, progress=progress, data=data)
     finally:
         if not keep_run:
             shutil.rmtree(tmp_root, ignore_errors=True)
@@ -84,13 +95,14 @@ class PriorComparison:
         return comparison_markdown(self.class_names, self.priors, self.reference, k)
 
 
-def compare_priors(config: TrainConfig, estimates: dict[str, np.ndarray]) -> PriorComparison:
+def compare_priors(config: TrainConfig, estimates: dict[str, np.ndarray],
+                   data: TrainingSet | None = None) -> PriorComparison:
     """Put model estimates beside the naive prior of the partial labels (positives / annotated) and the true
     frequencies (positives / images of the split's own labels, when complete).
 
     The true frequencies are the reference when the split's own labels are complete, else the naive prior.
     """
-    split, labels, _, _ = load_training_data(config)
+    split, labels, _, _ = data if data is not None else load_training_data(config)
     priors: dict[str, np.ndarray] = {}
     own = split.labels
     if config.max_train_images is not None:
