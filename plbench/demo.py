@@ -61,15 +61,19 @@ class DemoSettings:
     data_seed: int = 0
 
     def command(self) -> str:
-        defaults = DemoSettings()
-        parts = ["plbench demo"]
-        for name in ("out", "train_images", "val_images", "num_classes", "epochs"):
-            value = getattr(self, name)
-            if value != getattr(defaults, name):
-                parts.append(f"--{name.replace('_', '-')} {value}")
-        if self.seeds != defaults.seeds:
+        """The ``plbench demo`` command line that runs these settings (options that differ from the defaults)."""
+        names = ("out", "train_images", "val_images", "num_classes", "epochs")
+        parts = ["plbench demo", *_changed_options(self, names)]
+        if self.seeds != DemoSettings.seeds:
             parts.append(f"--seeds {len(self.seeds)}")
         return " ".join(parts)
+
+
+def _changed_options(settings: Any, names: Sequence[str]) -> list[str]:
+    """``--name value`` for each of ``names`` whose value differs from the settings class's default."""
+    defaults = type(settings)()
+    return [f"--{name.replace('_', '-')} {getattr(settings, name)}" for name in names
+            if getattr(settings, name) != getattr(defaults, name)]
 
 
 def demo_spec(s: DemoSettings, expected_num_pos: float, *, labels: Sequence[str] = ("full", "fpc", "rps", "spl"),
@@ -357,13 +361,9 @@ class FineTunedDemoSettings:
     modes: tuple[str, ...] = ("negative", "ignore", "selective")
 
     def command(self) -> str:
-        defaults = FineTunedDemoSettings()
-        parts = ["plbench demo --protocol fine-tuned"]
-        for name in ("out", "train_images", "val_images", "num_classes", "epochs", "seed"):
-            value = getattr(self, name)
-            if value != getattr(defaults, name):
-                parts.append(f"--{name.replace('_', '-')} {value}")
-        return " ".join(parts)
+        """The ``plbench demo --protocol fine-tuned`` command line that runs these settings."""
+        names = ("out", "train_images", "val_images", "num_classes", "epochs", "seed")
+        return " ".join(["plbench demo --protocol fine-tuned", *_changed_options(self, names)])
 
 
 def paper_gap_note(s: FineTunedDemoSettings) -> str:
