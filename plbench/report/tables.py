@@ -28,6 +28,15 @@ METRICS = {
 DEFAULT_REFERENCES = ("ignore", "an")
 
 
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if len(values) else math.nan
+
+
+def _sample_std(values: Sequence[float]) -> float:
+    """Sample standard deviation (ddof=1); NaN for fewer than two values."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+
 @dataclass(frozen=True)
 class CellStats:
     """The runs of one table cell: their values (percent) and pairing keys, sorted by key."""
@@ -41,12 +50,12 @@ class CellStats:
 
     @property
     def mean(self) -> float:
-        return float(np.mean(self.values)) if self.values else math.nan
+        return _mean(self.values)
 
     @property
     def std(self) -> float:
         """Sample standard deviation (ddof=1); NaN for fewer than two runs."""
-        return float(np.std(self.values, ddof=1)) if self.n > 1 else math.nan
+        return _sample_std(self.values)
 
     def by_key(self) -> dict[Any, float]:
         """Value per pairing key (runs sharing a key, e.g. a re-run, are averaged)."""
@@ -192,12 +201,12 @@ class PairedDiff:
 
     @property
     def mean(self) -> float:
-        return float(np.mean(self.diffs)) if self.diffs else math.nan
+        return _mean(self.diffs)
 
     @property
     def std(self) -> float:
         """Sample standard deviation (ddof=1) of the per-seed differences; NaN for fewer than two pairs."""
-        return float(np.std(self.diffs, ddof=1)) if self.n > 1 else math.nan
+        return _sample_std(self.diffs)
 
     @property
     def wins(self) -> int:
