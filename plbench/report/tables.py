@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from plbench.report.published import PublishedNumber, match_published
-from plbench.report.records import RunRecord, column_label, column_sort_key, labels_sort_key
+from plbench.report.records import RunRecord, column_sort_key, labels_sort_key
 
 #: runs that differ in one of these are different experiments and go into different tables; only seeds
 #: (and the simulation seed) are averaged within a cell
@@ -107,9 +107,6 @@ class ResultTable:
     @property
     def title(self) -> str:
         return table_title(self.key)
-
-    def column_label(self, column: str) -> str:
-        return column_label(column)
 
     def best(self, row: str) -> set[str]:
         """Columns with the row's best mean at the shown precision (2 decimals); empty for a single cell."""
