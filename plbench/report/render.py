@@ -9,7 +9,7 @@ import math
 from typing import Any, Sequence
 
 from plbench.report.records import RunRecord, column_label
-from plbench.report.tables import METRICS, CellStats, PairedTable, ResultTable
+from plbench.report.tables import METRICS, CellStats, PairedDiff, PairedTable, ResultTable
 
 SPREAD_NOTE = ("Cells: mean ± sample standard deviation (ddof = 1) over seeds, n = number of seeds; "
                "the best mean of each row (ours, at the shown precision) is bold.")
@@ -21,10 +21,14 @@ def fmt(x: float | None, digits: int = 2, signed: bool = False) -> str:
     return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
 
 
+def _spread_text(mean: float, std: float, n: int, signed: bool = False) -> str:
+    """``"83.44 ± 0.12"``; a single value has no spread: ``"83.44"``."""
+    return fmt(mean, signed=signed) if n < 2 else f"{fmt(mean, signed=signed)} ± {fmt(std)}"
+
+
 def cell_text(c: CellStats) -> tuple[str, str]:
     """``("83.44 ± 0.12", "n=3")``; a single seed has no spread: ``("83.44", "n=1")``."""
-    main = fmt(c.mean) if c.n < 2 else f"{fmt(c.mean)} ± {fmt(c.std)}"
-    return main, f"n={c.n}"
+    return _spread_text(c.mean, c.std, c.n), f"n={c.n}"
 
 
 def _md_escape(text: str) -> str:
@@ -99,8 +103,8 @@ def paired_markdown(paired: PairedTable) -> str:
     return "\n".join(lines)
 
 
-def _diff_text(d: Any) -> str:
-    return fmt(d.mean, signed=True) if d.n < 2 else f"{fmt(d.mean, signed=True)} ± {fmt(d.std)}"
+def _diff_text(d: PairedDiff) -> str:
+    return _spread_text(d.mean, d.std, d.n, signed=True)
 
 
 RUNS_HEADER = ("run", "labels", "loss", "mode", "seed", "headline mAP", "plain", "EMA", "best epoch",
