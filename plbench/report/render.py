@@ -87,10 +87,17 @@ def table_markdown(table: ResultTable) -> str:
     return "\n".join(lines)
 
 
+def _paired_columns(paired: PairedTable) -> list[str]:
+    """The columns with at least one paired difference (none without a reference)."""
+    if paired.reference is None:
+        return []
+    return [c for c in paired.columns if any((r, c) in paired.cells for r in paired.table.rows)]
+
+
 def paired_markdown(paired: PairedTable) -> str:
-    if paired.reference is None or not paired.cells:
+    cols = _paired_columns(paired)
+    if not cols:
         return ""
-    cols = [c for c in paired.columns if any((r, c) in paired.cells for r in paired.table.rows)]
     lines = ["| labels | " + " | ".join(f"{column_label(c)} − {column_label(paired.reference)}" for c in cols) + " |",
              "|---|" + "---:|" * len(cols)]
     for row in paired.table.rows:
@@ -212,9 +219,9 @@ def table_html(table: ResultTable) -> str:
 
 
 def paired_html(paired: PairedTable) -> str:
-    if paired.reference is None or not paired.cells:
+    cols = _paired_columns(paired)
+    if not cols:
         return ""
-    cols = [c for c in paired.columns if any((r, c) in paired.cells for r in paired.table.rows)]
     ref = column_label(paired.reference)
     head = "".join(f"<th>{_h(column_label(c))} − {_h(ref)}</th>" for c in cols)
     out = [f"<table class='results'><thead><tr><th>labels</th>{head}</tr></thead><tbody>"]
