@@ -119,15 +119,17 @@ RUNS_HEADER = ("run", "labels", "loss", "mode", "seed", "headline mAP", "plain",
 PROVENANCE_HEADER = ("run", "wall s", "train s", "plbench", "git commit", "hardware", "torch", "started", "command")
 
 
+def _summary_number(r: RunRecord, key: str, digits: int = 2) -> str:
+    """A number of the run's summary, formatted; "–" where it is missing or not a number."""
+    v = r.summary.get(key)
+    return fmt(float(v), digits) if isinstance(v, (int, float)) else "–"
+
+
 def runs_rows(records: Sequence[RunRecord]) -> list[list[Any]]:
     """The per-run table: mAP values (percent) under each protocol, CF1/OF1 (percent) where the run has them."""
-    def metric(r: RunRecord, key: str) -> str:
-        v = r.summary.get(key)
-        return fmt(float(v)) if isinstance(v, (int, float)) else "–"
-
     return [[r.name, r.labels, r.loss, r.mode or "–", "–" if r.seed is None else r.seed, fmt(r.val_map),
-             fmt(r.val_map_plain), fmt(r.val_map_ema), fmt(r.best_val_map), fmt(r.authors_map), metric(r, "cf1"),
-             metric(r, "of1"), r.evaluation_protocol] for r in records]
+             fmt(r.val_map_plain), fmt(r.val_map_ema), fmt(r.best_val_map), fmt(r.authors_map),
+             _summary_number(r, "cf1"), _summary_number(r, "of1"), r.evaluation_protocol] for r in records]
 
 
 def short_commit(commit: str) -> str:
@@ -142,12 +144,10 @@ def provenance_rows(records: Sequence[RunRecord]) -> list[dict[str, str]]:
     out = []
     for r in records:
         p = r.summary.get("provenance") or {}
-        wall = r.summary.get("wall_seconds")
-        train = r.summary.get("train_seconds")
         out.append({
             "run": r.name,
-            "wall_seconds": fmt(float(wall), 0) if isinstance(wall, (int, float)) else "–",
-            "train_seconds": fmt(float(train), 0) if isinstance(train, (int, float)) else "–",
+            "wall_seconds": _summary_number(r, "wall_seconds", 0),
+            "train_seconds": _summary_number(r, "train_seconds", 0),
             "plbench_version": str(p.get("plbench_version") or r.summary.get("plbench_version") or "–"),
             "git_commit": str(p.get("git_commit") or "–"),
             "hardware": str(p.get("hardware") or "–"),
