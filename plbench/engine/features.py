@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from plbench import __version__
 from plbench.artifacts.features import FeatureStore, feature_bytes, format_bytes, store_folder, write_feature_store
+from plbench.artifacts.files import sha256_file
 from plbench.choices import Head
 from plbench.config import TrainConfig
 from plbench.datasets import DatasetSplit, load_dataset
@@ -130,17 +131,12 @@ def extract_features(
                         collate_fn=collate_skip_none)
     t0 = time.perf_counter()
     weights_source = getattr(model, "weights_source", None)
-    checkpoint_sha = None
-    if checkpoint is not None:
-        from plbench.artifacts.files import sha256_file
-
-        checkpoint_sha = sha256_file(checkpoint)
     meta: dict[str, Any] = {
         "dataset": split.dataset, "split": split.split, "fingerprint": split.fingerprint,
         "backbone": backbone, "image_size": int(image_size),
         "weights": {"pretrained": bool(pretrained), "source": weights_source or "random initialisation",
                     "checkpoint": None if checkpoint is None else str(checkpoint),
-                    "checkpoint_sha256": checkpoint_sha},
+                    "checkpoint_sha256": _checkpoint_sha256(checkpoint)},
         "preprocessing": {"image_size": int(image_size), "mean": list(mean), "std": list(std)},
         "missing_images": int(split.missing_images), "plbench_version": __version__,
         "torch_version": torch.__version__, "device": str(dev),
@@ -297,14 +293,14 @@ def store_settings(features_dir: str | Path, split: str = "train") -> dict[str, 
             "pretrained": bool((meta.get("weights") or {}).get("pretrained"))}
 
 
-def _check_config(config: TrainConfig, store: FeatureStore) -> None:
-    checkpoint_sha = None
-    if config.checkpoint is not None:
-        from plbench.artifacts.files import sha256_file
+def _checkpoint_sha256(checkpoint: str | Path | None) -> str | None:
+    """sha256 of a backbone weights file (what a store records and a run is checked against); None without one."""
+    return None if checkpoint is None else sha256_file(checkpoint)
 
-        checkpoint_sha = sha256_file(config.checkpoint)
+
+def _check_config(config: TrainConfig, store: FeatureStore) -> None:
     store.check(dataset=config.dataset, backbone=config.backbone or None, image_size=config.image_size or None,
-                pretrained=config.pretrained, checkpoint_sha256=checkpoint_sha)
+                pretrained=config.pretrained, checkpoint_sha256=_checkpoint_sha256(config.checkpoint))
 
 
 def feature_inputs(config: TrainConfig, split_name: str, labels: PartialLabels, *, train: bool,
