@@ -141,14 +141,13 @@ def annotation_curves(table: ResultTable, colors: dict[str, str]) -> bytes | Non
             h = ax.errorbar(x, y, yerr=e, marker="o", ms=4, capsize=2, color=colors[c], linewidth=1.4)
             handles.append(h)
             labels.append(column_label(c))
-        ax.set_xticks([p for p, _ in levels], [f"{p:g}" for p, _ in levels])
         if scheme == "fpc":
-            ax.set_xscale("log")
-            ax.set_xticks([p for p, _ in levels], [f"{p:g}" for p, _ in levels])
+            ax.set_xscale("log")  # before the ticks: a new scale resets them
             ax.minorticks_off()
             ax.set_xlabel("FPC: positives and negatives kept per class (n)")
         else:
             ax.set_xlabel("RPS: probability p that a label is hidden")
+        ax.set_xticks([p for p, _ in levels], [f"{p:g}" for p, _ in levels])
         ax.set_ylabel("mAP (%)")
         _style(ax)
     _legend(fig, handles, labels)
