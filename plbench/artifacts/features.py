@@ -389,13 +389,21 @@ class FeatureStore:
         Raises:
             InputError: the store was extracted without tokens.
         """
-        if self.num_tokens is None:
-            raise InputError(self.root, "tokens", "this store holds pooled features only",
-                             "re-extract with `plbench features extract --tokens` (needed by the ml-decoder head)")
+        self.require_tokens()
         if self._tokens is None:
             self._tokens = np.memmap(self.root / TOKENS_FILE, dtype=FEATURE_DTYPE, mode="r",
                                      shape=(self.num_images, self.num_tokens, self.num_features))
         return self._tokens
+
+    def require_tokens(self) -> None:
+        """Raise unless the store holds the spatial tokens.
+
+        Raises:
+            InputError: the store was extracted without tokens (the fix says how to get them).
+        """
+        if self.num_tokens is None:
+            raise InputError(self.root, "tokens", "this store holds pooled features only",
+                             "re-extract with `plbench features extract --tokens` (needed by the ml-decoder head)")
 
     @property
     def ok(self) -> np.ndarray:
@@ -414,8 +422,8 @@ class FeatureStore:
         Raises:
             InputError: ``tokens`` on a pooled-only store.
         """
-        if tokens and not self.has_tokens:
-            self.tokens  # noqa: B018 (raises the InputError that says how to get tokens)
+        if tokens:
+            self.require_tokens()
         name = TOKENS_FILE if tokens else POOLED_FILE
         if name not in self._files:  # opened lazily, in each DataLoader worker
             shape = (self.num_tokens, self.num_features) if tokens else (self.num_features,)

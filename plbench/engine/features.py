@@ -207,9 +207,8 @@ class FeatureDataset(Dataset):
                  strict: bool = False) -> None:
         if labels.num_images > store.num_images:
             raise ValueError(f"{labels.num_images} label rows but only {store.num_images} feature rows")
-        if tokens and not store.has_tokens:
-            raise InputError(store.root, "tokens", "this store holds pooled features only",
-                             "re-extract with `plbench features extract --tokens` (needed by the ml-decoder head)")
+        if tokens:
+            store.require_tokens()
         self.store = store
         self.labels = labels
         self.tokens = tokens
