@@ -244,6 +244,12 @@ def test_epoch_batch_sampler_shards_global_batches():
     assert all(e == 5 for batch in keyed for e, _ in batch)
     # a last batch of one image is dropped (BatchNorm cannot train on it)
     assert sum(len(b) for b in EpochBatchSampler(17, 8, seed=0)) == 16
+    # batch sizes without drawing the order equal those of the drawn batches, for every rank
+    for n, bs, world, start in ((21, 8, 2, 1), (22, 8, 3, 0), (17, 8, 1, 0), (5, 4, 4, 0)):
+        for r in range(world):
+            s = EpochBatchSampler(n, bs, seed=1, rank=r, world_size=world)
+            s.set_epoch(3, start_batch=start)
+            assert s.batch_sizes() == [len(b) for b in s], (n, bs, world, r)
 
 
 def test_piped_output_is_one_line_per_epoch(tiny_data, tmp_path, capsys, monkeypatch):

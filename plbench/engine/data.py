@@ -8,7 +8,7 @@ exactly the samples an uninterrupted run would have seen.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -155,24 +155,32 @@ def train_batch_count(num_items: int, batch_size: int) -> tuple[int, int]:
     return used, max(1, -(-used // batch_size))
 
 
-def epoch_batches(num_items: int, batch_size: int, seed: int, epoch: int, *, start_batch: int = 0,
-                  rank: int = 0, world_size: int = 1) -> list[list[int]]:
-    """The batches of dataset indices one process reads in an epoch, in order (a ``batch_sampler``).
+def iter_epoch_batches(num_items: int, batch_size: int, seed: int, epoch: int, *, start_batch: int = 0,
+                       rank: int = 0, world_size: int = 1) -> Iterator[list[int]]:
+    """The batches of dataset indices one process reads in an epoch, in order, one at a time.
 
     The global batch sequence is that of a single process: global batch ``b`` is
     ``order[b * batch_size:(b + 1) * batch_size]`` of :func:`epoch_order`. With ``world_size`` processes,
     ``batch_size`` is the global batch and rank ``r`` reads the ``r``-th of ``world_size`` contiguous
-    slices of every global batch (split as evenly as possible). ``start_batch`` skips the global batches
-    already done (resume inside an epoch).
+    slices of every global batch (split as evenly as possible, as ``np.array_split``). ``start_batch`` skips
+    the global batches already done (resume inside an epoch). Lazy: a 9M-image epoch is never held as
+    Python lists.
     """
     used, steps = train_batch_count(num_items, batch_size)
     order = epoch_order(num_items, seed, epoch)[:used]
-    return [np.array_split(order[b * batch_size:(b + 1) * batch_size], world_size)[rank].tolist()
-            for b in range(start_batch, steps)]
+    for b in range(start_batch, steps):
+        yield np.array_split(order[b * batch_size:(b + 1) * batch_size], world_size)[rank].tolist()
+
+
+def epoch_batches(num_items: int, batch_size: int, seed: int, epoch: int, *, start_batch: int = 0,
+                  rank: int = 0, world_size: int = 1) -> list[list[int]]:
+    """:func:`iter_epoch_batches` as a list."""
+    return list(iter_epoch_batches(num_items, batch_size, seed, epoch, start_batch=start_batch, rank=rank,
+                                   world_size=world_size))
 
 
 class EpochBatchSampler(Sampler[list]):
-    """Batch sampler of the training loader: :func:`epoch_batches` of the epoch set by :meth:`set_epoch`.
+    """Batch sampler of the training loader: :func:`iter_epoch_batches` of the epoch set by :meth:`set_epoch`.
 
     One loader (with persistent workers) serves every epoch. With ``with_epoch`` the batches hold
     ``(epoch, index)`` keys, which datasets that augment (:class:`ImageLabelDataset`) read the epoch from.
@@ -187,13 +195,19 @@ class EpochBatchSampler(Sampler[list]):
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         self.epoch, self.start_batch = epoch, start_batch
 
-    def _batches(self) -> list[list[int]]:
-        return epoch_batches(self.num_items, self.batch_size, self.seed, self.epoch, start_batch=self.start_batch,
-                             rank=self.rank, world_size=self.world_size)
-
-    def __iter__(self):  # type: ignore[override]
-        for batch in self._batches():
+    def __iter__(self) -> Iterator[list]:
+        for batch in iter_epoch_batches(self.num_items, self.batch_size, self.seed, self.epoch,
+                                        start_batch=self.start_batch, rank=self.rank, world_size=self.world_size):
             yield [(self.epoch, i) for i in batch] if self.with_epoch else batch
+
+    def batch_sizes(self) -> list[int]:
+        """The sizes of this process's remaining batches of the epoch, without drawing the order."""
+        used, steps = train_batch_count(self.num_items, self.batch_size)
+        sizes = []
+        for b in range(self.start_batch, steps):
+            n = min(self.batch_size, used - b * self.batch_size)
+            sizes.append(n // self.world_size + (1 if self.rank < n % self.world_size else 0))
+        return sizes
 
     def __len__(self) -> int:
         return train_batch_count(self.num_items, self.batch_size)[1] - self.start_batch

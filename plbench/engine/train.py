@@ -353,7 +353,8 @@ def train_one_epoch(t: Trainer, loader: DataLoader, state: EpochState, *, progre
     t.model.train()
     start_seconds, t0 = state.seconds, time.perf_counter()
     # the loader yields the sampler's batches in order; their sizes tell how many images were skipped
-    sizes = [len(b) for b in loader.batch_sampler] if loader.batch_sampler is not None else None
+    sampler = loader.batch_sampler
+    sizes = sampler.batch_sizes() if isinstance(sampler, EpochBatchSampler) else None
     bar = progress_bar(loader, desc=desc, enabled=progress, unit="batch")
     for i, batch in enumerate(bar):
         step = state.epoch * t.steps_per_epoch + state.batches_done
