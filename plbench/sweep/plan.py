@@ -64,6 +64,14 @@ class Plan:
         stages = self.by_hash()
         return [Path(stages[h].output) for h in self.grid]
 
+    def missing_inputs(self) -> dict[str, list[Stage]]:
+        """Needed user inputs that do not exist, each with the stages that need it (both in plan order)."""
+        out: dict[str, list[Stage]] = {}
+        for s in self.stages:
+            for p in self.status[s.hash].missing:
+                out.setdefault(p, []).append(s)
+        return out
+
 
 class _Builder:
     def __init__(self, spec: SweepSpec, out: Path) -> None:
@@ -263,12 +271,9 @@ def format_plan(plan: Plan) -> str:
     for s in plan.stages:
         st = plan.status[s.hash]
         lines.append(f"  {st.action:<5}  {s.kind.value:<{width}}  {s.name}")
-    missing = {(p, s.kind.value) for s in plan.stages for p in plan.status[s.hash].missing}
+    missing = plan.missing_inputs()
     if missing:
         lines.append("missing inputs (needed before these stages can run):")
-        by_path: dict[str, set[str]] = {}
-        for p, kind in missing:
-            by_path.setdefault(p, set()).add(kind)
-        for p in sorted(by_path):
-            lines.append(f"  {p}  (needed by: {', '.join(sorted(by_path[p]))})")
+        for p in sorted(missing):
+            lines.append(f"  {p}  (needed by: {', '.join(sorted({s.kind.value for s in missing[p]}))})")
     return "\n".join(lines)

@@ -64,14 +64,11 @@ def _as_spec(spec: SweepSpec | str | Path | Mapping[str, Any]) -> SweepSpec:
 
 
 def _check_inputs(plan: Plan) -> None:
-    missing: dict[str, list[str]] = {}
-    for s in plan.stages:
-        for p in plan.status[s.hash].missing:
-            missing.setdefault(p, []).append(s.id)
+    missing = plan.missing_inputs()
     if missing:
         path, users = next(iter(missing.items()))
         more = f" (and {len(missing) - 1} more missing input(s); see --dry-run)" if len(missing) > 1 else ""
-        raise InputError(path, "input", f"does not exist, but {len(users)} stage(s) need it, e.g. {users[0]}{more}",
+        raise InputError(path, "input", f"does not exist, but {len(users)} stage(s) need it, e.g. {users[0].id}{more}",
                          "download/prepare the dataset there or fix data_root / checkpoint in the experiment file")
 
 
