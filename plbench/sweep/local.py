@@ -63,7 +63,8 @@ def is_interrupt(error: BaseException) -> bool:
     return train is not None and isinstance(error, getattr(train, "TrainingInterrupted", ()))
 
 
-def _blocked(stage: Stage, failed: dict[str, StageFailure]) -> StageFailure | None:
+def blocked_by(stage: Stage, failed: dict[str, StageFailure]) -> StageFailure | None:
+    """The failure that keeps ``stage`` from starting (a dependency in ``failed``), or None."""
     bad = [failed[d] for d in stage.deps if d in failed]
     if not bad:
         return None
@@ -74,7 +75,7 @@ def run_in_process(stages: list[Stage], *, progress: bool, say: Callable[[str], 
     """Run ``stages`` (in dependency order) one after the other in this process."""
     failed: dict[str, StageFailure] = {}
     for i, stage in enumerate(stages, 1):
-        blocked = _blocked(stage, failed)
+        blocked = blocked_by(stage, failed)
         if blocked is not None:
             failed[stage.hash] = blocked
             say(f"[{i}/{len(stages)}] skip   {stage.id} ({blocked.reason})")
@@ -160,7 +161,7 @@ def run_parallel(stages: list[Stage], *, jobs: int, say: Callable[[str], None],
             for stage in list(pending):
                 if len(running) >= jobs:
                     break
-                blocked = _blocked(stage, failed)
+                blocked = blocked_by(stage, failed)
                 if blocked is not None:
                     pending.remove(stage)
                     failed[stage.hash] = blocked

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from plbench.errors import InputError
 from plbench.sweep.execute import run_stage_job
-from plbench.sweep.local import StageFailure
+from plbench.sweep.local import StageFailure, blocked_by
 from plbench.sweep.spec import SLURM_GENERIC, SLURM_SPECIFIC
 from plbench.sweep.stages import GPU_KINDS, STATE_DIR, Stage
 
@@ -96,10 +96,10 @@ def run_submitit(stages: list[Stage], *, slurm: dict[str, Any], folder: str | Pa
         if kind != "slurm":
             for d in deps:  # this executor has no job dependencies: wait for them here
                 collect(d)
-        bad = [failed[d] for d in stage.deps if d in failed]
-        if bad:
-            failed[stage.hash] = StageFailure(stage, f"not started: {bad[0].stage.id} failed")
-            say(f"skip   {stage.id} ({failed[stage.hash].reason})")
+        blocked = blocked_by(stage, failed)
+        if blocked is not None:
+            failed[stage.hash] = blocked
+            say(f"skip   {stage.id} ({blocked.reason})")
             continue
         ids = [jobs[d].job_id for d in deps] if kind == "slurm" else []
         executor.update_parameters(**stage_parameters(stage, slurm, kind, ids))
