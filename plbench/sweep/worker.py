@@ -7,11 +7,10 @@ A fresh process per stage lets the parent give it its own ``CUDA_VISIBLE_DEVICES
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from pathlib import Path
 
+from plbench.artifacts.files import read_json
 from plbench.errors import InputError
 from plbench.sweep.execute import execute_stage
 from plbench.sweep.local import is_interrupt
@@ -23,7 +22,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("usage: python -m plbench.sweep.worker STAGE.json\n")
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    stage = Stage.from_dict(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
+    stage = Stage.from_dict(read_json(argv[0], "run the sweep again (the parent writes this file)"))
     try:
         execute_stage(stage)
     except InputError as e:
