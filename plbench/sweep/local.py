@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from plbench.artifacts.atomic import write_json
+from plbench.artifacts.atomic import write_json, write_text
 from plbench.errors import InputError
 from plbench.sweep.execute import execute_stage
 from plbench.sweep.stages import STATE_DIR, Stage
@@ -89,8 +89,7 @@ def run_in_process(stages: list[Stage], *, progress: bool, say: Callable[[str], 
             if is_interrupt(e):
                 raise
             path = log_path(stage)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(traceback.format_exc(), encoding="utf-8")
+            write_text(path, traceback.format_exc())
             failed[stage.hash] = StageFailure(stage, f"{type(e).__name__}: {e}", path)
         else:
             say(f"[{i}/{len(stages)}] done   {stage.id} ({seconds:.1f} s)")
