@@ -50,7 +50,7 @@ def predict_command(
     """Print (or write) the classes a run's model sees in images, with their scores."""
     from plbench.artifacts.runs import RunFolder
     from plbench.engine.inference import (iter_selected, list_images, load_checkpoint_model, prediction_file_kind,
-                                          write_selected)
+                                          run_batch_size, write_selected)
     from plbench.engine.train import resolve_device
 
     if out is not None:
@@ -60,7 +60,7 @@ def predict_command(
     paths = list_images(images)
     failed: list[str] = []
     rows = iter_selected(model, paths, pre, names, threshold=threshold, top_k=top_k, failed=failed,
-                         batch_size=batch_size or int(folder.config().get("batch_size", 32)),
+                         batch_size=run_batch_size(folder.config(), batch_size),
                          device=resolve_device(device), workers=workers, strict=strict,
                          progress=out is not None)  # on the terminal, the printed lines are the progress
     t0 = time.perf_counter()

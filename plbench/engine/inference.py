@@ -181,6 +181,12 @@ def build_run_model(config: dict[str, Any], num_classes: int, weights: dict[str,
     return model.eval()
 
 
+def run_batch_size(config: dict[str, Any], batch_size: int | None = None) -> int:
+    """``batch_size`` when given, else the run's own (its ``config.json``; 32 when it records none): with
+    the run's batch size, predicting its own validation split gives exactly the run's scores."""
+    return batch_size or int(config.get("batch_size", 32))
+
+
 def load_checkpoint_model(run: RunFolder | str | Path, which: str | Checkpoint = Checkpoint.LAST,
                           ema: bool = True) -> tuple[RunModel, ModelSource]:
     """Like :func:`load_run_model`, plus where the weights came from."""
@@ -576,7 +582,7 @@ def evaluate_run(
 
     strict = bool((dataset_options or {}).get("strict", False))
     preds = predict_files(model, split_data.image_paths, pre, len(class_names),
-                          batch_size=batch_size or int(config.get("batch_size", 32)),
+                          batch_size=run_batch_size(config, batch_size),
                           device=resolve_device(device), workers=workers, strict=strict, amp=amp, progress=progress)
     targets = split_data.labels.batch(preds.indices)[:, perm]
     groups = reorder_groups(split_data.class_groups, perm)
