@@ -107,7 +107,7 @@ class _Builder:
             return None
         from plbench.datasets.images import cache_folder
 
-        root = Path(ds.root(self.out)) / "plbench_cache"
+        root = ds.cache_root(self.out)
         settings = {**self._dataset_settings(ds), "split": split, "image_size": size, "cache_root": str(root)}
         return self.add(StageKind.CACHE, f"{ds.id}-{split}-{size}", settings, [self.data(ds)],
                         cache_folder(root, ds.name, split, size), needs=self._data_needs(ds))
@@ -131,7 +131,7 @@ class _Builder:
                     "image_size": size, "extract_options": extract,
                     # ML-Decoder heads read the spatial tokens; GAP heads need the pooled features only
                     "tokens": any(h.name != "gap" for h in self.spec.heads),
-                    "cache_dir": str(Path(ds.root(self.out)) / "plbench_cache") if ds.cache else None}
+                    "cache_dir": str(ds.cache_root(self.out)) if ds.cache else None}
         files = (backbone.checkpoint,) if backbone.checkpoint else ()
         h8 = stage_hash(StageKind.FEATURES, settings, [], files)[:8]
         name = f"{ds.id}-{backbone.name.replace('/', '_')}-{size}-{h8}"
@@ -194,7 +194,7 @@ def expand(spec: SweepSpec, out: str | Path = ".", *, command: str | None = None
         size = int(base.get("image_size", TrainConfig().image_size))
         caches = [b.cache(ds, split, size) for split in dict.fromkeys((ds.train_split, ds.val_split))]
         if ds.cache:
-            base["cache_dir"] = str(Path(ds.root(out)) / "plbench_cache")
+            base["cache_dir"] = str(ds.cache_root(out))
         for labels in spec.labels:
             methods = [m for m in spec.methods if m.applies_to(labels)]
             for seed in spec.seeds:

@@ -114,6 +114,10 @@ class DatasetSpec:
         """``data_root`` with ``{out}`` replaced by the sweep root."""
         return self.data_root.replace("{out}", str(out))
 
+    def cache_root(self, out: str | Path) -> Path:
+        """Where the image cache of the dataset goes (``cache = true``): ``<root>/plbench_cache``."""
+        return Path(self.root(out)) / "plbench_cache"
+
 
 @dataclass(frozen=True)
 class LabelSetting:
