@@ -351,7 +351,7 @@ def _methods(raw: Any, check: _Checker) -> tuple[MethodSpec, ...]:
                        f"add mode = one of {', '.join(m.value for m in Mode)} (or a list of them)")
         for mode in check.list_(t["mode"], f"{where}.mode", allow_scalar=True):
             out.append(MethodSpec(loss, check.choice(Mode, mode, f"{where}.mode"), options, schemes))
-    for i, m in enumerate(out):  # values too (e.g. epr without expected_num_pos), before anything runs
+    for m in out:  # values too (e.g. epr without expected_num_pos), before anything runs
         _check_loss_builds(m.loss, m.mode, m.loss_options, check, "methods")
     return tuple(out)
 
