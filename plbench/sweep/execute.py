@@ -119,9 +119,8 @@ def _report(stage: Stage, progress: bool) -> None:
     from plbench.report import write_report
 
     s = stage.settings
-    extra = {"reference": s["reference"]} if s.get("reference") else {}
     write_report([Path(r) for r in s["runs"]], stage.output, title=s["title"], command=s.get("command"),
-                 notes=s["notes"], **extra)
+                 notes=s["notes"], reference=s.get("reference") or None)
 
 
 _EXECUTORS: dict[StageKind, Callable[[Stage, bool], None]] = {
