@@ -197,6 +197,7 @@ def write_report(
              "labels, fpcN = N positives and N negatives kept per class, rpsP = each label hidden with "
              "probability P, spl = one positive per image); columns: the loss and how it treats unannotated "
              "labels (mode). Tables are separate per dataset, protocol, backbone, head and training setting.")
+    contents_at = len(doc.html)  # the table of contents goes after the title, command line and intro
     for t in tables:
         _table_section(doc, t, authors.get(t.slug), reference, colors)
 
@@ -231,8 +232,7 @@ def write_report(
             if p.strip():
                 doc.para(p.strip())
 
-    intro = 4 if command else 3  # title, command, the two paragraphs: the contents go after them
-    body = doc.html[:intro] + [doc.contents_html()] + doc.html[intro:]
+    body = doc.html[:contents_at] + [doc.contents_html()] + doc.html[contents_at:]
     page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
