@@ -96,13 +96,17 @@ def _metric_heading(metric: str) -> str:
     return "mAP (%) selected on the evaluation split (as in the authors' code): best epoch, best of plain and EMA"
 
 
+def _result_table(doc: _Doc, table: ResultTable, csv_name: str) -> None:
+    """A result table (markdown, HTML, CSV) and the paragraph on what its numbers are."""
+    doc.table(render.table_markdown(table), render.table_html(table), csv_name, render.table_csv(table))
+    doc.para(render.protocol_text(table) + " " + render.SPREAD_NOTE, "protocol")
+
+
 def _table_section(doc: _Doc, table: ResultTable, authors: ResultTable | None, reference: str | None,
                    colors: dict[str, str]) -> None:
     doc.heading(2, table.title)
     doc.heading(3, _metric_heading("val_map"))
-    doc.table(render.table_markdown(table), render.table_html(table), f"table-{table.slug}.csv",
-              render.table_csv(table))
-    doc.para(render.protocol_text(table) + " " + render.SPREAD_NOTE, "protocol")
+    _result_table(doc, table, f"table-{table.slug}.csv")
     doc.notes(render.published_notes(table))
     doc.figure(f"map-{table.slug}.png", figures.map_bars(table, colors),
                f"{table.title}: mean mAP per label setting (error bars: sample std over seeds; diamonds: published)")
@@ -121,9 +125,7 @@ def _table_section(doc: _Doc, table: ResultTable, authors: ResultTable | None, r
 
     if authors is not None:
         doc.heading(3, _metric_heading("authors_map"))
-        doc.table(render.table_markdown(authors), render.table_html(authors), f"table-{table.slug}-authors.csv",
-                  render.table_csv(authors))
-        doc.para(render.protocol_text(authors) + " " + render.SPREAD_NOTE, "protocol")
+        _result_table(doc, authors, f"table-{table.slug}-authors.csv")
         fallback = sum(bool(r.notes) for r in authors.records)
         if fallback:
             doc.para(f"{fallback} run(s) predate authors_map: their best-epoch mAP is shown (no EMA then).", "protocol")
