@@ -141,6 +141,15 @@ def _table_section(doc: _Doc, table: ResultTable, authors: ResultTable | None, r
                f"{table.title}: mAP per LVIS frequency group (error bars: sample std over seeds)")
 
 
+def _runs_table(doc: _Doc, header: Sequence[str], rows: list[list], csv_name: str, csv_text: str,
+                code: Sequence[str] = ()) -> None:
+    """A table with a row per run; columns equal in every row are said once, above it."""
+    header, rows, shared = render.split_constant(header, rows)
+    if shared:
+        doc.para(render.shared_text(shared))
+    doc.table(render.plain_markdown(header, rows, code), render.rows_html(header, rows, code), csv_name, csv_text)
+
+
 def _setting_summary(records: Sequence[RunRecord]) -> str:
     def uniq(attr: str) -> str:
         return ", ".join(sorted({str(getattr(r, attr)) for r in records}))
@@ -211,21 +220,14 @@ def write_report(
         doc.notes(prior_notes)
 
     doc.heading(2, "Runs")
-    header, rows, shared = render.split_constant(render.RUNS_HEADER, render.runs_rows(records))
-    if shared:
-        doc.para(render.shared_text(shared))
-    doc.table(render.plain_markdown(header, rows), render.rows_html(header, rows), "results.csv",
-              render.results_csv(records))
+    _runs_table(doc, render.RUNS_HEADER, render.runs_rows(records), "results.csv", render.results_csv(records))
     doc.para("headline mAP: final epoch, model fixed before training. best epoch and authors' selection are "
              "selected on the evaluation split and therefore optimistic. CF1/OF1: per-class and overall F1 (%) at "
              "threshold 0.5.", "protocol")
 
     doc.heading(2, "Provenance")
-    header, rows, shared = render.split_constant(*render.provenance_table(records))
-    if shared:
-        doc.para(render.shared_text(shared))
-    doc.table(render.plain_markdown(header, rows, code=("command",)), render.rows_html(header, rows, code=("command",)),
-              "provenance.csv", render.provenance_csv(records))
+    _runs_table(doc, *render.provenance_table(records), "provenance.csv", render.provenance_csv(records),
+                code=("command",))
     doc.para(f"Report written by plbench {__version__}.", "protocol")
 
     if notes.strip():
