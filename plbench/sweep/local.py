@@ -21,6 +21,7 @@ from typing import Callable
 
 from plbench.artifacts.atomic import write_json, write_text
 from plbench.errors import InputError
+from plbench.progress import ENV_VAR as PROGRESS_ENV_VAR, ProgressMode
 from plbench.sweep.execute import execute_stage
 from plbench.sweep.stages import STATE_DIR, Stage
 
@@ -114,7 +115,7 @@ def _launch(stage: Stage, gpus: list[str], any_gpu: bool, threads: int | None = 
     env = dict(os.environ)
     if any_gpu:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)  # "" hides every GPU from a CPU stage
-    env.setdefault("PLBENCH_PROGRESS", "off")
+    env.setdefault(PROGRESS_ENV_VAR, ProgressMode.OFF.value)
     if threads is not None and "OMP_NUM_THREADS" not in env:  # N children x all cores would oversubscribe
         env["OMP_NUM_THREADS"] = str(threads)
     path = log_path(stage)
