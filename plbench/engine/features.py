@@ -303,7 +303,7 @@ def _check_config(config: TrainConfig, store: FeatureStore) -> None:
 
 
 def feature_inputs(config: TrainConfig, split_name: str, labels: PartialLabels, *, train: bool,
-                   fingerprint: str | None = None) -> FeatureDataset:
+                   fingerprint: str | None = None, store: FeatureStore | None = None) -> FeatureDataset:
     """The torch dataset of one split for a linear-protocol run (``config.features`` set).
 
     Contract (what :func:`plbench.engine.train.train` relies on):
@@ -315,13 +315,14 @@ def feature_inputs(config: TrainConfig, split_name: str, labels: PartialLabels, 
       a mismatch is an :class:`InputError` naming the field;
     * items are ``(features float32 (L, D), labels int8 (C,), index int)`` (pooled: (1, D); ``config.head``
       other than ``gap`` gets the (L, D) tokens) or None for a row without features; ``set_epoch`` exists;
-      ``.labels`` is ``labels``; ``train`` changes nothing (cached features are never augmented).
+      ``.labels`` is ``labels``; ``train`` changes nothing (cached features are never augmented);
+    * ``store``: that store already opened (opening a copied store hashes its data file), else it is opened.
 
     Raises:
         InputError: missing store, or a mismatch as above.
     """
     del train  # features are fixed: no augmentation, same items in training and evaluation
-    store = open_store(config, split_name)
+    store = store if store is not None else open_store(config, split_name)
     _check_config(config, store)
     store.check(split=split_name, fingerprint=fingerprint, image_ids=labels.image_ids)
     strict = bool(config.dataset_options.get("strict", False))

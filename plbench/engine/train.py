@@ -79,6 +79,7 @@ class TrainingData:
     val_split: DatasetSplit
     prior: torch.Tensor | None
     tag: str  # label setting shown in reports
+    feature_stores: dict[str, Any] = field(default_factory=dict)  # split -> opened FeatureStore (linear runs)
 
     @property
     def class_names(self) -> list[str]:
@@ -226,13 +227,13 @@ def normalization(config: TrainConfig) -> tuple[list[float], list[float]]:
 
 # -- data --------------------------------------------------------------------------------------------
 def make_dataset(config: TrainConfig, split_name: str, paths: np.ndarray, labels: PartialLabels,
-                 *, train: bool, fingerprint: str | None = None) -> Dataset:
+                 *, train: bool, fingerprint: str | None = None, store: Any = None) -> Dataset:
     """The torch dataset of one split: images (from the pre-resized cache when ``config.cache_dir`` is set),
     or cached backbone features when ``config.features`` is set."""
     if config.features is not None:
         from plbench.engine.features import feature_inputs
 
-        return feature_inputs(config, split_name, labels, train=train, fingerprint=fingerprint)
+        return feature_inputs(config, split_name, labels, train=train, fingerprint=fingerprint, store=store)
     from plbench.datasets.images import ImageCache, cache_folder
 
     cache = None
@@ -268,10 +269,13 @@ def make_model(config: TrainConfig, data: TrainingData, device: torch.device) ->
     if config.features is not None:
         from plbench.engine.features import build_head_model, open_store
 
-        # both stores against the data, before the run folder is written (feature_inputs checks them again)
+        # both stores opened once and checked against the data before the run folder is written; the
+        # head and the datasets reuse them
         for name, split in ((config.train_split, data.train_split), (config.val_split, data.val_split)):
-            open_store(config, name).check(split=name, fingerprint=split.fingerprint, image_ids=split.labels.image_ids)
-        return build_head_model(config, len(data.class_names)).to(device)
+            if name not in data.feature_stores:
+                data.feature_stores[name] = open_store(config, name)
+            data.feature_stores[name].check(split=name, fingerprint=split.fingerprint, image_ids=split.labels.image_ids)
+        return build_head_model(config, len(data.class_names), store=data.feature_stores[config.train_split]).to(device)
     return build_model(
         config.backbone, config.head, len(data.class_names), pretrained=config.pretrained,
         checkpoint=config.checkpoint, head_options=config.head_options,
@@ -617,9 +621,10 @@ def _train_in(run: RunFolder, config: TrainConfig, data: TrainingData, model: nn
 
     # images are decoded (or their cache opened) only once a finished run has been ruled out
     train_set = make_dataset(config, config.train_split, data.train_paths, data.train_labels, train=True,
-                             fingerprint=data.train_split.fingerprint)
+                             fingerprint=data.train_split.fingerprint,
+                             store=data.feature_stores.get(config.train_split))
     val_set = make_dataset(config, config.val_split, data.val_split.image_paths, data.val_split.labels, train=False,
-                           fingerprint=data.val_split.fingerprint)
+                           fingerprint=data.val_split.fingerprint, store=data.feature_stores.get(config.val_split))
     val_loader = make_loader(dist.shard_dataset(val_set), config, device=device)
     sampler = EpochBatchSampler(n_train, config.batch_size, config.seed, rank=dist.rank(),
                                 world_size=dist.world_size(), with_epoch=isinstance(train_set, ImageLabelDataset))
