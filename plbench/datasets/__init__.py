@@ -16,6 +16,7 @@ from plbench.datasets import coco as _coco  # noqa: F401  (registers "coco" and 
 from plbench.datasets import lvis as _lvis  # noqa: F401  (registers "lvis")
 from plbench.datasets import openimages as _openimages  # noqa: F401  (registers "openimages")
 from plbench.datasets import fiftyone_ as _fiftyone  # noqa: F401  (registers "fiftyone"; imports fiftyone lazily)
+from plbench.datasets import nuswide as _nuswide  # noqa: F401  (registers "nuswide")
 from plbench.errors import InputError
 
 
