@@ -238,3 +238,77 @@ def test_mix_of_versions_between_splits_is_refused(tmp_path):
     found = {s.split: s.path for s in find_splits("lvis", tmp_path)}
     assert found == {"train": tmp_path / "lvis_v0.5_train.json", "val": tmp_path / "annotations" / "lvis_v0.5_val.json"}
     assert load_dataset("lvis", tmp_path, "train").notes["lvis_version"] == "v0.5"
+
+
+# --- the published v0.5 files carry COCO's info block --------------------------------------------------------
+
+# The head of lvis-dataset/lvis-api data/lvis_val_100.json (a published LVIS v0.5 val excerpt, 1,230 categories):
+# its info block is COCO 2017's, version "1.0", which is not an LVIS version.
+COCO_2017_INFO = {"year": 2017, "url": "http://cocodataset.org", "version": "1.0", "contributor": "COCO Consortium",
+                  "date_created": "2017/09/01", "description": "COCO 2017 Dataset"}
+V05_REAL_CATS = {  # id -> (name, frequency, synset), the first two and last two categories of that file
+    1: ("acorn", "r", "acorn.n.01"), 2: ("aerosol_can", "c", "aerosol.n.02"),
+    1229: ("zebra", "f", "zebra.n.01"), 1230: ("zucchini", "c", "zucchini.n.02"),
+}
+
+
+def published_v05_file() -> dict:
+    """A two-image file in the published v0.5 format: every key of the real one, its real info block."""
+    cats = []
+    for i in range(1, 1231):
+        name, freq, synset = V05_REAL_CATS.get(i, (f"category_{i}", "rcf"[i % 3], f"category_{i}.n.01"))
+        cats.append({"name": name, "image_count": 0, "frequency": freq, "synset": synset, "def": "...",
+                     "instance_count": 0, "id": i, "synonyms": [name]})
+    images = [  # image 266409 is the file's first; its neg_category_ids are the real ones
+        {"flickr_url": "http://farm9.staticflickr.com/8081/8331940980_ef74d48dff_z.jpg",
+         "coco_url": "http://images.cocodataset.org/val2017/000000266409.jpg", "height": 480, "license": 3,
+         "not_exhaustive_category_ids": [], "neg_category_ids": [284, 53, 754, 299, 654, 541, 566],
+         "file_name": "COCO_val2014_000000266409.jpg", "id": 266409, "date_captured": "2013-11-19 20:30:17",
+         "width": 640},
+        {"coco_url": "http://images.cocodataset.org/train2017/000000000031.jpg", "height": 10, "license": 1,
+         "not_exhaustive_category_ids": [1230], "neg_category_ids": [1], "file_name": "COCO_train2014_000000000031.jpg",
+         "id": 31, "width": 10},
+    ]
+    anns = [{"segmentation": [[372.46, 442.49, 373.31, 479.66, 382.3, 479.66]], "area": 342.77, "image_id": 266409,
+             "bbox": [372.46, 440.62, 9.85, 39.04], "id": 170, "category_id": 982},
+            {"segmentation": [[0, 0, 1, 0, 1, 1]], "area": 1.0, "image_id": 31, "bbox": [0, 0, 1, 1], "id": 171,
+             "category_id": 1229}]
+    return {"categories": cats, "annotations": anns, "info": dict(COCO_2017_INFO),
+            "licenses": [{"name": "Attribution-NonCommercial-ShareAlike License",
+                          "url": "http://creativecommons.org/licenses/by-nc-sa/2.0/", "id": 1}], "images": images}
+
+
+def test_published_v05_file_with_coco_info_is_read(tmp_path):
+    write_named(tmp_path, "lvis_v0.5_val.json", published_v05_file())
+    ds = load_dataset("lvis", tmp_path, "val")
+    assert ds.notes["lvis_version"] == "v0.5" and ds.num_classes == 1230
+    assert ds.class_names[:2] == ["acorn", "aerosol_can"] and ds.class_names[-2:] == ["zebra", "zucchini"]
+    dense = ds.labels.to_dense()
+    assert np.flatnonzero(dense[0] == POS).tolist() == [981]  # category 982
+    assert np.flatnonzero(dense[0] == NEG).tolist() == sorted(i - 1 for i in [284, 53, 754, 299, 654, 541, 566])
+    assert np.flatnonzero(dense[1] == POS).tolist() == [1228, 1229] and np.flatnonzero(dense[1] == NEG).tolist() == [0]
+    assert [str(Path(p).relative_to(tmp_path)) for p in ds.image_paths] == [
+        "val2017/000000266409.jpg", "train2017/000000000031.jpg"]
+
+
+def test_published_v05_file_named_v1_is_refused_by_its_class_set(tmp_path):
+    # the COCO info block is no signal: only the name and the class set are compared
+    path = write_named(tmp_path, "lvis_v1_val.json", published_v05_file())
+    with pytest.raises(InputError) as e:
+        load_dataset("lvis", tmp_path, "val")
+    assert e.value.path == path
+    assert e.value.problem == ("expected one LVIS version from the file name, info.version and class set, but got "
+                               "file name lvis_v1_val.json: v1; 1,230 categories: v0.5; "
+                               "category id 1,230 (v1 ids end at 1,203): v0.5")
+    assert e.value.fix.startswith("if the file is LVIS v0.5, name it lvis_v0.5_val.json")
+
+
+def test_v1_file_with_coco_info_is_read_and_refused_under_the_v05_name(real_fixtures, tmp_path):
+    data = versioned_file(real_cats(real_fixtures), None)
+    data["info"] = dict(COCO_2017_INFO)
+    write_named(tmp_path / "v1", "lvis_v1_val.json", data)
+    assert load_dataset("lvis", tmp_path / "v1", "val").notes["lvis_version"] == "v1"
+    write_named(tmp_path / "v05", "lvis_v0.5_val.json", data)
+    with pytest.raises(InputError) as e:
+        load_dataset("lvis", tmp_path / "v05", "val")
+    assert e.value.problem.endswith("but got file name lvis_v0.5_val.json: v0.5; 1,203 categories: v1")

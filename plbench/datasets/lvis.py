@@ -10,10 +10,11 @@ Expected layout::
 
 LVIS v0.5 files (``lvis_v0.5_train.json``, ``lvis_v0.5_val.json``) are read the same way. A root
 holding files of both versions is refused (train and val of different versions have different class
-sets). The version of a file is checked three ways, which must agree: its name, its ``info.version``
-(``1.0``/``0.5``) when present, and its class set (1,203 categories with ids up to 1,203 in v1; 1,230
-in v0.5; a smaller class set, e.g. a test excerpt, says nothing). The version read is in
-``DatasetSplit.notes["lvis_version"]`` (``v1`` or ``v0.5``).
+sets). The version of a file is checked by its name and its class set (1,203 categories with ids up to
+1,203 in v1; 1,230 in v0.5; a smaller class set, e.g. a test excerpt, says nothing), which must agree, and by
+its ``info.version`` (``1.0``/``0.5``) only when the ``info`` block is LVIS's own: the published files carry
+COCO 2017's block (``"description": "COCO 2017 Dataset"``, ``"version": "1.0"``), which dates the images,
+not the annotations. The version read is in ``DatasetSplit.notes["lvis_version"]`` (``v1`` or ``v0.5``).
 
 Each image's file is found from its ``coco_url`` (``.../train2017/000000391895.jpg`` ->
 ``ROOT/train2017/000000391895.jpg``), falling back to ``file_name`` in the split's own folder.
@@ -114,11 +115,18 @@ def _version_of_name(path: Path) -> LvisVersion:
 _VERSION = re.compile(r"^\s*v?(\d+)(?:\.(\d+))?")
 
 
+def _is_coco_info(info: dict) -> bool:
+    """Whether an ``info`` block is COCO's (copied into the published LVIS v0.5 and v1 files), not LVIS's."""
+    said = " ".join(str(info.get(k, "")) for k in ("description", "contributor", "url"))
+    return "coco" in said.lower()
+
+
 def lvis_version(data: dict, path: Path) -> LvisVersion:
-    """The LVIS version of a parsed file, from its name, ``info.version`` and class set, which must agree.
+    """The LVIS version of a parsed file, from its name, class set and LVIS ``info.version``, which must agree.
 
     Args:
-        data: the parsed file (``categories`` required; ``info`` optional).
+        data: the parsed file (``categories`` required; ``info`` optional, and ignored when it is
+            COCO's block, as in the published files).
         path: the file, named ``lvis_<version>_<split>.json``.
 
     Returns:
@@ -131,7 +139,7 @@ def lvis_version(data: dict, path: Path) -> LvisVersion:
     named = _version_of_name(path)
     signals: dict[str, LvisVersion] = {f"file name {path.name}": named}
     info = data.get("info")
-    raw = info.get("version") if isinstance(info, dict) else None
+    raw = info.get("version") if isinstance(info, dict) and not _is_coco_info(info) else None
     m = _VERSION.match(str(raw)) if raw is not None else None
     if m is not None:
         major, minor = int(m.group(1)), int(m.group(2) or 0)
