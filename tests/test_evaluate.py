@@ -11,7 +11,7 @@ from plbench.artifacts.files import sha256_file
 from plbench.artifacts.runs import RunFolder
 from plbench.cli import app
 from plbench.config import TrainConfig
-from plbench.engine.inference import evaluate_run, match_classes, reorder_groups
+from plbench.engine.evaluate_run import evaluate_run, match_classes, reorder_groups
 from plbench.errors import InputError
 
 runner = CliRunner()

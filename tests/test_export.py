@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from plbench.cli import app
 from plbench.config import TrainConfig
 from plbench.engine.export import ExportFormat, export_run, load_exported, metadata_path
-from plbench.engine.inference import list_images, load_pixels, load_run_model, preprocess
+from plbench.engine.image_files import list_images, load_pixels, preprocess
+from plbench.engine.run_model import load_run_model
 from plbench.errors import InputError
 
 try:

@@ -1,4 +1,4 @@
-"""`plbench predict` and plbench.engine.inference on the real JPEG fixtures, with a tiny trained run.
+"""`plbench predict` and plbench.engine.predict / run_model on the real JPEG fixtures, with a tiny trained run.
 
 Known outputs come from a run whose head is overwritten with zero weights and chosen biases: every
 image then scores sigmoid(bias) per class, so which classes come out, and in which order, is known by hand.
@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 from plbench.artifacts.runs import RunFolder
 from plbench.cli import app
 from plbench.config import TrainConfig
-from plbench.engine.inference import (list_images, load_checkpoint_model, load_run_model, predict_files,
-                                      select_classes)
+from plbench.engine.image_files import list_images
+from plbench.engine.predict import predict_files, select_classes
+from plbench.engine.run_model import load_checkpoint_model, load_run_model
 from plbench.errors import InputError
 
 runner = CliRunner()

@@ -49,9 +49,10 @@ def predict_command(
 ) -> None:
     """Print (or write) the classes a run's model sees in images, with their scores."""
     from plbench.artifacts.runs import RunFolder
-    from plbench.engine.inference import (iter_selected, list_images, load_checkpoint_model, prediction_file_kind,
-                                          run_batch_size, write_selected)
-    from plbench.engine.train import resolve_device
+    from plbench.engine.image_files import list_images
+    from plbench.engine.predict import iter_selected, prediction_file_kind, write_selected
+    from plbench.engine.run_model import load_checkpoint_model, run_batch_size
+    from plbench.engine.runtime import resolve_device
 
     if out is not None:
         prediction_file_kind(out)  # a bad suffix fails before the model is loaded
@@ -98,7 +99,7 @@ def evaluate_command(
     Writes predictions.npz and summary.json (mAP, per-class AP, CF1/OF1, LVIS groups) into a new folder
     beside the run's files; `plbench report FOLDER` reads it like a run.
     """
-    from plbench.engine.inference import evaluate_run
+    from plbench.engine.evaluate_run import evaluate_run
 
     result = evaluate_run(run, dataset, data_root, split, dataset_options=options or {}, which=checkpoint, ema=ema,
                           batch_size=batch_size, device=device, workers=workers, out=out,

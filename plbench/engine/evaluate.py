@@ -1,4 +1,4 @@
-"""Evaluation: a model's scores over a loader, and the metrics of a score matrix.
+"""Evaluation during training: a model's scores over a validation loader, and the metrics of a score matrix.
 
 mAP is computed on the validation split with its own labels (never simulated): unannotated entries are
 skipped per class, and classes without a positive or a negative are left out and counted.
@@ -6,51 +6,48 @@ skipped per class, and classes without a positive or a negative are left out and
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from plbench.engine.data import normalize
+from plbench.engine.forward import LoaderBatch, score_batches
 from plbench.metrics import f1_scores, mean_average_precision
 from plbench.progress import progress as progress_bar
 
 
-@torch.no_grad()
+def _loader_batches(loader: Iterable) -> Iterator[LoaderBatch]:
+    """``(inputs, labels, index)`` batches of an image or feature loader as :class:`LoaderBatch`; a None
+    batch (every image undecodable, non-strict loading) has nothing to score and is dropped."""
+    for batch in loader:
+        if batch is not None:
+            inputs, labels, index = batch
+            yield LoaderBatch(inputs, index.numpy(), labels.numpy())
+
+
 def predict(model: nn.Module, loader: DataLoader, device: torch.device, *, mean: Sequence[float],
             std: Sequence[float], amp: bool = False, progress: bool = False,
             desc: str = "eval") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sigmoid scores over a loader of ``(inputs, labels, index)`` batches.
+    """Sigmoid scores over a loader of ``(inputs, labels, index)`` batches (the one scoring core,
+    :func:`plbench.engine.forward.score_batches`).
 
     Args:
+        model: on ``device``; its train/eval mode is restored afterwards.
         mean, std: the backbone's input normalisation (applied to uint8 image batches on ``device``).
+        amp: mixed precision by :func:`plbench.engine.runtime.amp_dtype`.
     Returns:
         scores float32 (N', C), labels int8 (N', C) and dataset indices int64 (N',); N' < N when
         undecodable images were skipped (non-strict loading).
     """
-    was_training = model.training
-    model.eval()
-    scores, targets, indices = [], [], []
-    for batch in progress_bar(loader, desc=desc, enabled=progress, unit="batch"):
-        if batch is None:  # every image of the batch was undecodable (non-strict loading)
-            continue
-        inputs, labels, index = batch
-        x = normalize(inputs.to(device, non_blocking=True), mean, std)
-        if device.type == "cuda" and x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float16
-        with torch.autocast(device.type, dtype=dtype, enabled=amp and device.type == "cuda"):
-            logits = model(x)
-        scores.append(torch.sigmoid(logits.float()).cpu().numpy())
-        targets.append(labels.numpy())
-        indices.append(index.numpy())
-    model.train(was_training)
     n_cls = loader.dataset.labels.num_classes  # type: ignore[attr-defined]
-    if not scores:
+    batches = _loader_batches(progress_bar(loader, desc=desc, enabled=progress, unit="batch"))
+    scored = list(score_batches(model, batches, device, mean=mean, std=std, amp=amp, num_classes=n_cls))
+    if not scored:
         return np.zeros((0, n_cls), np.float32), np.zeros((0, n_cls), np.int8), np.zeros(0, np.int64)
-    return np.concatenate(scores), np.concatenate(targets), np.concatenate(indices).astype(np.int64)
+    return (np.concatenate([b.scores for b in scored]), np.concatenate([b.labels for b in scored]),
+            np.concatenate([b.index for b in scored]).astype(np.int64))
 
 
 def evaluate_scores(scores: np.ndarray, targets: np.ndarray, class_groups: dict[str, np.ndarray]) -> dict[str, Any]:

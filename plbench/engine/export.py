@@ -36,7 +36,7 @@ from plbench import __version__
 from plbench.artifacts.atomic import atomic_file, atomic_path, write_json
 from plbench.artifacts.runs import RunFolder
 from plbench.choices import Checkpoint, Choice
-from plbench.engine.inference import load_checkpoint_model
+from plbench.engine.run_model import load_checkpoint_model
 from plbench.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ def export_run(
         fmt: ``onnx`` or ``torchscript``.
         out: the model file (default ``RUN/export/model-<checkpoint>[-plain]-<scores|logits><suffix>``;
             suffix ``.onnx`` or ``.torchscript.pt``).
-        which, ema: which weights (see :func:`plbench.engine.inference.load_run_model`).
+        which, ema: which weights (see :func:`plbench.engine.run_model.load_run_model`).
         sigmoid: outputs are sigmoid scores (True) or logits.
         opset: ONNX opset version (None: :data:`DEFAULT_OPSET`).
         check: run the file (onnxruntime / torch.jit.load) on random inputs of batch 1 and 3 and compare

@@ -1,0 +1,200 @@
+"""Rebuild a trained run's model from its folder, for predict, evaluate and export.
+
+The model of a run is rebuilt from its ``config.json`` (backbone, head, head options) and loaded from
+``last.pt`` or ``best.pt``: the EMA weights where the checkpoint holds them (unless asked for the plain
+model), else the plain ones. A linear-protocol run saved only its head; its backbone is rebuilt from the
+weights its features were extracted with (see :func:`build_run_model`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from plbench.artifacts.features import FeatureStore, store_folder
+from plbench.artifacts.files import sha256_file
+from plbench.artifacts.runs import RunFolder
+from plbench.choices import Checkpoint
+from plbench.engine.data import IMAGENET_MEAN, IMAGENET_STD
+from plbench.engine.model import build_model
+from plbench.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+class RunModel(NamedTuple):
+    """What :func:`load_run_model` returns.
+
+    Attributes:
+        model: ``nn.Module`` in eval mode on the CPU: normalised float32 images (B, 3, S, S) -> logits (B, C).
+        preprocessing: ``{"image_size": S, "mean": [3], "std": [3]}`` (model input = (uint8/255 - mean)/std).
+        class_names: (C,) names, in the order of the logits.
+    """
+
+    model: nn.Module
+    preprocessing: dict[str, Any]
+    class_names: list[str]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the weights of a loaded model came from (recorded in evaluation summaries and export metadata).
+
+    Attributes:
+        checkpoint: ``last`` or ``best``.
+        weights: ``ema`` or ``plain``.
+        epoch: the last finished epoch of the checkpoint, 0-based.
+        ema_available: the checkpoint holds EMA weights (used or not).
+    """
+
+    checkpoint: str
+    weights: str
+    epoch: int
+    ema_available: bool
+
+
+def run_preprocessing(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's ``preprocessing``, or (older checkpoints) the config's image size with ImageNet mean/std."""
+    pre = state.get("preprocessing")
+    if pre is None:
+        pre = {"image_size": int(config["image_size"]), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    return {"image_size": int(pre["image_size"]), "mean": [float(m) for m in pre["mean"]],
+            "std": [float(s) for s in pre["std"]]}
+
+
+def _run_class_names(run: RunFolder, state: dict[str, Any]) -> list[str]:
+    names = state.get("class_names")
+    if names is None:  # checkpoints written before class names were saved in them
+        if not run.is_finished:
+            raise InputError(run.path, "class_names", "the checkpoint does not name its classes and the run has no "
+                             "summary.json", "finish the run first (re-run `plbench train` on it)")
+        names = run.summary()["class_names"]
+    return [str(n) for n in names]
+
+
+def checkpoint_weights(state: dict[str, Any], ema: bool) -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict to load and its kind (``ema`` or ``plain``).
+
+    ``ema=True`` takes the checkpoint's EMA weights when it holds them (``ema`` key present and not None)
+    and falls back to the plain model otherwise. The engine saves the EMA as ``{"decay", "updates",
+    "module": state_dict}`` (:meth:`plbench.engine.ema.ModelEma.state_dict`); a bare state dict, or one
+    saved from a wrapper (keys ``module.*``), is accepted too.
+    """
+    weights = state.get("ema") if ema else None
+    if weights is None:
+        return state["model"], "plain"
+    if isinstance(weights.get("module"), dict):
+        weights = weights["module"]
+    elif any(k.startswith("module.") for k in weights):
+        weights = {k[len("module."):]: v for k, v in weights.items() if k.startswith("module.")}
+    return weights, "ema"
+
+
+def _check_linear_backbone(config: dict[str, Any]) -> None:
+    """A linear-protocol run's backbone must be rebuildable with the weights its features came from.
+
+    Raises:
+        InputError: the features came from a randomly initialised backbone (its weights were never saved),
+            or the ``checkpoint`` file changed since the extraction (sha256 recorded in the feature store).
+    """
+    if not config.get("pretrained") and not config.get("checkpoint"):
+        raise InputError(
+            config["features"], "features", "this linear-protocol run's features came from a randomly "
+            "initialised backbone, whose weights were never saved, so the image model cannot be rebuilt",
+            "extract features from pretrained weights (--pretrained) or a --checkpoint file, and train again",
+        )
+    if not config.get("checkpoint"):
+        return
+    folder = store_folder(config["features"], config.get("train_split", "train"))
+    if not folder.is_dir():
+        log.warning("cannot check %s against the feature store %s (absent)", config["checkpoint"], folder)
+        return
+    want = (FeatureStore.open(folder).meta.get("weights") or {}).get("checkpoint_sha256")
+    got = sha256_file(config["checkpoint"])
+    if want is not None and got != want:
+        raise InputError(config["checkpoint"], "checkpoint_sha256", f"the backbone weights file changed since the "
+                         f"features were extracted (sha256 {got[:12]}..., recorded {want[:12]}...)",
+                         "restore the file the features were extracted with")
+
+
+def build_run_model(config: dict[str, Any], num_classes: int, weights: dict[str, torch.Tensor],
+                    source: str | Path | None = None) -> nn.Module:
+    """Rebuild the image model of a run from its config dict and load ``weights`` into it (strictly).
+
+    A fine-tuned run's weights are the whole model. A linear-protocol run (``config["features"]`` set)
+    saved its head only (keys ``head.*``): the backbone is rebuilt from the config's ``backbone``,
+    ``pretrained`` and ``checkpoint``, which the engine checked against the feature store when training.
+    Its outputs then differ from the training-time ones by the float16 rounding of the stored features.
+
+    Returns:
+        A :class:`plbench.engine.model.MultiLabelClassifier` in eval mode: images (B, 3, S, S) -> logits (B, C).
+    Raises:
+        InputError: the weights do not fit the architecture the config describes; a linear-protocol run
+            whose backbone cannot be rebuilt (see :func:`_check_linear_backbone`).
+    """
+    linear = bool(config.get("features"))
+    if linear:
+        _check_linear_backbone(config)
+    model = build_model(config["backbone"], config["head"], num_classes,
+                        pretrained=bool(config.get("pretrained")) if linear else False,
+                        checkpoint=config.get("checkpoint") if linear else None,
+                        head_options=config.get("head_options") or {})
+    try:
+        if linear:
+            model.head.load_state_dict({k[len("head."):]: v for k, v in weights.items() if k.startswith("head.")})
+        else:
+            model.load_state_dict(weights)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(source, "model", f"the checkpoint's weights do not fit the {config['backbone']} + "
+                         f"{config['head']} model its config describes ({first})",
+                         "pass the run folder the checkpoint was written in, unchanged") from None
+    return model.eval()
+
+
+def run_batch_size(config: dict[str, Any], batch_size: int | None = None) -> int:
+    """``batch_size`` when given, else the run's own (its ``config.json``; 32 when it records none): with
+    the run's batch size, predicting its own validation split gives exactly the run's scores."""
+    return batch_size or int(config.get("batch_size", 32))
+
+
+def load_checkpoint_model(run: RunFolder | str | Path, which: str | Checkpoint = Checkpoint.LAST,
+                          ema: bool = True) -> tuple[RunModel, ModelSource]:
+    """Like :func:`load_run_model`, plus where the weights came from."""
+    run = run if isinstance(run, RunFolder) else RunFolder(run)
+    which = Checkpoint.parse(which).value
+    config = run.config()
+    state = run.load_checkpoint(which, map_location="cpu")
+    class_names = _run_class_names(run, state)
+    weights, kind = checkpoint_weights(state, ema)
+    model = build_run_model(config, len(class_names), weights, run.file(f"{which}.pt"))
+    source = ModelSource(checkpoint=which, weights=kind, epoch=int(state["epoch"]),
+                         ema_available=state.get("ema") is not None)
+    return RunModel(model, run_preprocessing(state, config), class_names), source
+
+
+def load_run_model(run: RunFolder | str | Path, which: str | Checkpoint = Checkpoint.LAST,
+                   ema: bool = True) -> RunModel:
+    """Load the model of a run folder for inference.
+
+    Args:
+        run: the run folder (``plbench train`` output).
+        which: ``last`` (the final epoch: what the headline mAP measures) or ``best``.
+        ema: use the EMA weights when the checkpoint has them (the headline model of csl runs).
+    Returns:
+        ``(model, preprocessing, class_names)`` (a :class:`RunModel`); the model is in eval mode on the CPU.
+    Raises:
+        InputError: no such checkpoint, a damaged one, weights that do not fit the config, or a
+            linear-protocol run whose backbone cannot be rebuilt.
+
+    Example:
+        >>> model, pre, names = load_run_model("runs/synthetic-full-ignore-resnet10t-gap-s0")  # doctest: +SKIP
+        >>> model(torch.zeros(1, 3, pre["image_size"], pre["image_size"])).shape  # doctest: +SKIP
+        torch.Size([1, 20])
+    """
+    return load_checkpoint_model(run, which, ema)[0]
