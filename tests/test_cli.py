@@ -52,12 +52,22 @@ def test_train_estimate_prior_report(tmp_path):
     (run,) = (tmp_path / "runs").iterdir()
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["mode"] == "selective" and cfg["prior"] == str(prior)
+    summary = json.loads((run / "summary.json").read_text())
     r = runner.invoke(app, ["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")])
     assert r.exit_code == 0, r.output
-    assert "selective" in (tmp_path / "rep" / "report.md").read_text()
-    # the saved config reproduces the run through --config (a finished run is returned, not retrained)
+    # the run is reported under its mode's column with its own mAP (the run name alone says "selective")
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| labels | annotated | Selective P-ASL |\n|---|---:|---:|\n" \
+        f"| full | 100.0% | {summary['val_map']:.2f} (n=1) |" in md
+    # the saved config reproduces the run through --config (a finished run is returned, not retrained): no
+    # epoch is trained and no file of the run is rewritten (writes are atomic replaces: a new inode and time)
+    files = {name: (run / name).stat() for name in ("last.pt", "best.pt", "metrics.jsonl", "summary.json")}
     r = runner.invoke(app, ["train", "--config", str(run / "config.json")])
     assert r.exit_code == 0, r.output
+    assert "epoch 1/1" not in r.output and f"final mAP {summary['val_map']:.2f}" in r.output
+    for name, before in files.items():
+        after = (run / name).stat()
+        assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), name
 
 
 @pytest.mark.parametrize("args, message", [
