@@ -20,6 +20,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -198,11 +200,20 @@ class RunFolder:
         if not path.is_file():
             raise InputError(path, which, "no such checkpoint in this run folder",
                              "train the run first (or pick the other checkpoint)")
-        try:
-            state = torch.load(path, map_location=map_location, weights_only=False)
+        try:  # weights_only: unpickling a file from elsewhere must never run its code
+            state = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as e:  # truncated zip, bad pickle, EOF: all mean a damaged file
+            refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+            if isinstance(e, pickle.UnpicklingError) and refused:
+                raise InputError(path, which, "the checkpoint holds not only tensors, numbers and strings (found "
+                                 f"{refused.group(1)}), so "
+                                 "it was not loaded: unpickling it could run code. It is not a checkpoint written "
+                                 "by `plbench train`", "use a run folder written by `plbench train`, or train the "
+                                 "run again") from None
             other = "best" if which == "last" else "last"
-            raise InputError(path, which, f"the checkpoint cannot be read ({type(e).__name__}: {e})",
+            why = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:Check the documentation|$)", str(e), re.S)
+            raise InputError(path, which, f"the checkpoint cannot be read ({type(e).__name__}: "
+                             f"{why.group(1) if why else e})",
                              f"delete it to start over, or resume from {other}.pt with `--resume-from {other}`"
                              ) from None
         if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
