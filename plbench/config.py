@@ -1,64 +1,102 @@
-"""Run configuration: a frozen dataclass built by the CLI, saved as ``config.json``, the only engine input."""
+"""Run configuration: a frozen dataclass built by the CLI, saved as ``config.json``, the only engine input.
+
+Every construction is validated by pydantic from the field annotations (strict: ``"3"`` is not an int,
+``2.5`` is not an int, ``5`` is not a string; unknown keys refused), and a failure is an
+:class:`~plbench.errors.InputError` naming the key, whether the values came from a file, the CLI or code.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import os
+import typing
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Callable
 
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic.dataclasses import dataclass
+
+from plbench.choices import Augment, Choice, Head, Mode, Recipe
 from plbench.errors import InputError
 
 
-#: numeric fields and their allowed range (inclusive; None: open), checked on configs read from files (the
-#: CLI's options carry the same bounds); ema_decay < 1 is checked by the engine
-_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "image_size": (16, None), "batch_size": (1, None), "epochs": (1, None), "lr": (0, None),
-    "weight_decay": (0, None), "warmup_fraction": (0, 1), "seed": (0, None), "workers": (0, None),
-    "max_train_images": (1, None), "ema_decay": (0, 1),
-}
+def _fspath(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
-@dataclass(frozen=True)
+def _member_of(enum: type[Choice]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        return enum.parse(value).value  # ValueError lists the allowed values
+
+    return check
+
+
+#: a path held as a string (a ``pathlib.Path`` given in code is turned into one)
+PathStr = Annotated[str, BeforeValidator(_fspath)]
+ModeName = Annotated[str, AfterValidator(_member_of(Mode))]
+HeadName = Annotated[str, AfterValidator(_member_of(Head))]
+RecipeName = Annotated[str, AfterValidator(_member_of(Recipe))]
+AugmentName = Annotated[str, AfterValidator(_member_of(Augment))]
+
+_FIX = "correct the value in the config file"
+
+
+@dataclass(frozen=True, config=ConfigDict(extra="forbid", strict=True, allow_inf_nan=False))
 class TrainConfig:
-    """Everything that defines a training run (and hence its results)."""
+    """Everything that defines a training run (and hence its results).
+
+    Raises:
+        InputError: on construction (also through :meth:`replace`), an unknown key, a value of another type
+            than its annotation (strict: no string-to-number or float-to-int conversion; an int is a float),
+            a number outside its range or an unknown closed choice (head, recipe, augment, mode).
+    """
 
     dataset: str = "synthetic"  # registry name, see plbench.datasets.list_datasets()
-    data_root: str = "data/synthetic"
+    data_root: PathStr = "data/synthetic"
     train_split: str = "train"
     val_split: str = "val"  # evaluated with its own (complete or natural) labels, never simulated
     dataset_options: dict[str, Any] = field(default_factory=dict)  # loader options (strict, fo_field, ...)
-    simulation: str | None = None  # parquet from `plbench simulate`; None = the dataset's own train labels
-    mode: str | None = "selective"  # plbench.choices.Mode; None for losses without modes (an, epr, ...)
+    simulation: PathStr | None = None  # parquet from `plbench simulate`; None = the dataset's own train labels
+    mode: ModeName | None = "selective"  # plbench.choices.Mode; None for losses without modes (an, epr, ...)
     loss: str = "pasl"  # loss registry name, see plbench.losses.create_loss
     loss_options: dict[str, Any] = field(default_factory=dict)  # overrides of the loss defaults
-    prior: str | None = None  # prior CSV (Classes,avg_pred) for mode=selective
+    prior: PathStr | None = None  # prior CSV (Classes,avg_pred) for mode=selective
     backbone: str = "resnet10t"  # any timm model name
     pretrained: bool = False  # ImageNet weights: timm (cache or download), else an installed weight package
-    checkpoint: str | None = None  # local backbone weights file (.pt/.pth/.safetensors)
-    head: str = "gap"  # plbench.choices.Head: gap | ml-decoder
+    checkpoint: PathStr | None = None  # local backbone weights file (.pt/.pth/.safetensors)
+    head: HeadName = "gap"  # plbench.choices.Head: gap | ml-decoder
     head_options: dict[str, Any] = field(default_factory=dict)
-    features: str | None = None  # folder from `plbench features extract`: train the head only ("linear")
-    recipe: str = "light"  # plbench.choices.Recipe the settings came from (see plbench.engine.recipes)
-    augment: str = "flip"  # plbench.choices.Augment: flip | cutout-randaugment (csl)
-    ema_decay: float = 0.0  # model EMA decay per optimizer step; 0 = no EMA (csl: 0.9997)
-    image_size: int = 224  # square input side, pixels
-    batch_size: int = 64
-    epochs: int = 10
-    lr: float = 2e-4  # peak learning rate of the one-cycle schedule (CSL uses 2e-4 with Adam)
-    weight_decay: float = 1e-4
-    warmup_fraction: float = 0.2  # fraction of steps spent rising to the peak LR
-    seed: int = 0
+    features: PathStr | None = None  # folder from `plbench features extract`: train the head only ("linear")
+    recipe: RecipeName = "light"  # plbench.choices.Recipe the settings came from (see plbench.engine.recipes)
+    augment: AugmentName = "flip"  # plbench.choices.Augment: flip | cutout-randaugment (csl)
+    # model EMA decay per optimizer step; 0 = no EMA (csl: 0.9997); 1 would never move
+    ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    image_size: Annotated[int, Field(ge=16)] = 224  # square input side, pixels
+    batch_size: Annotated[int, Field(ge=1)] = 64
+    epochs: Annotated[int, Field(ge=1)] = 10
+    lr: Annotated[float, Field(ge=0)] = 2e-4  # peak learning rate of the one-cycle schedule (CSL: 2e-4, Adam)
+    weight_decay: Annotated[float, Field(ge=0)] = 1e-4
+    warmup_fraction: Annotated[float, Field(ge=0, le=1)] = 0.2  # fraction of steps rising to the peak LR
+    seed: Annotated[int, Field(ge=0)] = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = False  # autocast on CUDA: bf16, or fp16 with a gradient scaler on GPUs without bf16
     compile: bool = False  # torch.compile the model (CUDA: worth it for long runs; minutes of compilation)
-    workers: int = 0  # DataLoader worker processes
+    workers: Annotated[int, Field(ge=0)] = 0  # DataLoader worker processes
     preload: bool = False  # decode and resize every image once into memory (small datasets, CPU)
-    cache_dir: str | None = None  # pre-resized image cache from `plbench data cache`
-    max_train_images: int | None = None  # use only the first N training images (quick runs)
-    out_dir: str = "runs"
+    cache_dir: PathStr | None = None  # pre-resized image cache from `plbench data cache`
+    max_train_images: Annotated[int, Field(ge=1)] | None = None  # use only the first N training images
+    out_dir: PathStr = "runs"
     run_name: str | None = None  # default: <dataset>-<labels tag>-<mode>-<backbone>-s<seed>
     tag: str | None = None  # label-setting tag shown in reports (default: from the simulation file)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _as_input_error(cls, data: Any, handler: Callable[[Any], "TrainConfig"]) -> "TrainConfig":
+        try:
+            return handler(data)
+        except ValidationError as e:
+            raise _input_error(e) from None
 
     @property
     def protocol(self) -> str:
@@ -78,33 +116,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str | Path | None = None) -> "TrainConfig":
-        """Build from a dict, rejecting unknown keys (so a typo is never ignored)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InputError(
-                source, unknown[0], f"unknown config key(s) {unknown}", f"use only: {', '.join(sorted(names))}"
-            )
-        defaults = cls()
-        for key, value in data.items():
-            expected = type(getattr(defaults, key))
-            if getattr(defaults, key) is None or key == "mode":  # optional fields: None or a plain value
-                ok = value is None or isinstance(value, (str, int, float))
-            elif expected is float:
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            elif expected is int:
-                ok = isinstance(value, int) and not isinstance(value, bool)
-            else:
-                ok = isinstance(value, expected)
-            if not ok:
-                raise InputError(source, key, f"expected {expected.__name__}, but got {value!r}",
-                                 "correct the value in the config file")
-            low, high = _RANGES.get(key, (None, None))
-            if value is not None and ((low is not None and value < low) or (high is not None and value > high)):
-                bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-                raise InputError(source, key, f"expected a value {bounds}, but got {value!r}",
-                                 "correct the value in the config file")
-        return cls(**data)
+        """Build from a dict (a parsed ``config.json``); errors name ``source``.
+
+        Raises:
+            InputError: as the constructor, with ``source`` as the file.
+        """
+        try:
+            return cls(**data)
+        except InputError as e:
+            raise InputError(source, e.field, e.problem, e.fix) from None
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
@@ -115,3 +135,53 @@ class TrainConfig:
             raise InputError(path, "config", f"expected a JSON object, but got {type(data).__name__}",
                              "pass a config.json written by plbench")
         return cls.from_dict(data, path)
+
+
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
+#: fields that may be null (None)
+_OPTIONAL = frozenset(name for name, hint in typing.get_type_hints(TrainConfig).items()
+                      if type(None) in typing.get_args(hint))
+_TYPE_WORDS = {"int_type": "int", "float_type": "float", "string_type": "str", "bool_type": "bool",
+               "dict_type": "an object (a table of key = value)"}
+_BOUNDS = ("greater_than_equal", "greater_than", "less_than_equal", "less_than")
+
+
+def _input_error(error: ValidationError) -> InputError:
+    """The first problem of a pydantic error as plbench's one-paragraph error (no file: callers add it)."""
+    errors = error.errors(include_url=False)
+
+    def key(err: dict[str, Any]) -> str:
+        loc = err["loc"][0] if err["loc"] else "config"
+        return FIELD_NAMES[loc] if isinstance(loc, int) and loc < len(FIELD_NAMES) else str(loc)
+
+    unknown = sorted(key(e) for e in errors if e["type"] in ("unexpected_keyword_argument",
+                                                             "unexpected_positional_argument"))
+    if unknown:
+        return InputError(None, unknown[0], f"unknown config key(s) {unknown}", f"use only: {', '.join(sorted(FIELD_NAMES))}")
+    err = min(errors, key=lambda e: FIELD_NAMES.index(key(e)) if key(e) in FIELD_NAMES else len(FIELD_NAMES))
+    name, kind, value, ctx = key(err), err["type"], err.get("input"), err.get("ctx") or {}
+    if kind in _TYPE_WORDS:
+        problem = f"expected {_TYPE_WORDS[kind]}{' or null' if name in _OPTIONAL else ''}, but got {value!r}"
+    elif kind in _BOUNDS:
+        problem = f"expected a value {_bounds_words(name, ctx)}, but got {value!r}"
+    elif kind == "finite_number":
+        problem = f"expected a finite number, but got {value!r}"
+    elif kind == "value_error":
+        problem = str(ctx.get("error", err["msg"]))
+    else:
+        problem = f"{err['msg']}, but got {value!r}"
+    return InputError(None, name, problem, _FIX)
+
+
+def _bounds_words(name: str, ctx: dict[str, Any]) -> str:
+    """``">= 16"``, ``"in [0, 1)"``: the range of a numeric field from its annotation (pydantic's error names
+    only the bound that failed), else the failed bound ``ctx``."""
+    found = {k: getattr(m, k) for m in TrainConfig.__pydantic_fields__[name].metadata
+             for k in ("ge", "gt", "le", "lt") if getattr(m, k, None) is not None} or ctx
+    low = next(((b, found[k]) for k, b in (("ge", "["), ("gt", "(")) if k in found), None)
+    high = next(((b, found[k]) for k, b in (("le", "]"), ("lt", ")")) if k in found), None)
+    if low and high:
+        return f"in {low[0]}{low[1]}, {high[1]}{high[0]}"
+    if low:
+        return f"{'>=' if low[0] == '[' else '>'} {low[1]}"
+    return f"{'<=' if high[0] == ']' else '<'} {high[1]}"
