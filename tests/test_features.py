@@ -198,8 +198,14 @@ def test_extraction_matches_the_backbone_by_hand(tiny_synthetic, tmp_path):
     np.testing.assert_allclose(store.tokens.astype(np.float32), ref_tokens, rtol=2e-3, atol=2e-3)
     np.testing.assert_allclose(store.pooled.astype(np.float32), ref.mean(dim=(2, 3)).numpy(), rtol=2e-3, atol=2e-3)
     assert store.meta["fingerprint"] == split.fingerprint
+    import timm
+
+    from plbench.engine.model import weights_sha256
+
+    torch.manual_seed(0)  # the reference backbone again: the store records the digest of these very weights
+    same = timm.create_model("resnet10t", pretrained=False, num_classes=0, global_pool="")
     assert store.meta["weights"] == {"pretrained": False, "source": "random initialisation", "checkpoint": None,
-                                     "checkpoint_sha256": None}
+                                     "checkpoint_sha256": None, "backbone_sha256": weights_sha256(same)}
     assert store.image_ids().tolist() == split.labels.image_ids.tolist()
 
 

@@ -39,7 +39,7 @@ from plbench.choices import Head
 from plbench.config import TrainConfig
 from plbench.datasets import DatasetSplit, load_dataset
 from plbench.engine.data import ImageLabelDataset, normalize
-from plbench.engine.model import build_model
+from plbench.engine.model import build_model, weights_sha256
 from plbench.errors import InputError
 from plbench.progress import progress as progress_bar
 from plbench.labels import PartialLabels
@@ -136,7 +136,8 @@ def extract_features(
         "backbone": backbone, "image_size": int(image_size),
         "weights": {"pretrained": bool(pretrained), "source": weights_source or "random initialisation",
                     "checkpoint": None if checkpoint is None else str(checkpoint),
-                    "checkpoint_sha256": _checkpoint_sha256(checkpoint)},
+                    "checkpoint_sha256": _checkpoint_sha256(checkpoint),
+                    "backbone_sha256": weights_sha256(net)},  # predict/export rebuild these weights only
         "preprocessing": {"image_size": int(image_size), "mean": list(mean), "std": list(std)},
         "missing_images": int(split.missing_images), "plbench_version": __version__,
         "torch_version": torch.__version__, "device": str(dev),

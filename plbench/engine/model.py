@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,20 @@ class MultiLabelClassifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone.forward_features(images))
+
+
+def weights_sha256(module: nn.Module) -> str:
+    """sha256 of a module's weights: each state-dict entry's name, dtype, shape and bytes, in order.
+
+    The same weights give the same digest on any device and in any memory layout; a feature store records
+    its backbone's (``weights.backbone_sha256``) so a linear-protocol run is rebuilt with those weights only.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def _load_backbone_weights(backbone: nn.Module, checkpoint: Path) -> None:

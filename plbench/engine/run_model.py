@@ -8,7 +8,6 @@ weights its features were extracted with (see :func:`build_run_model`).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -16,15 +15,12 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from plbench.artifacts.features import FeatureStore, store_folder
-from plbench.artifacts.files import sha256_file
 from plbench.artifacts.runs import RunFolder
 from plbench.choices import Checkpoint
 from plbench.engine.data import IMAGENET_MEAN, IMAGENET_STD
+from plbench.engine.linear_backbone import build_linear_model
 from plbench.engine.model import build_model
 from plbench.errors import InputError
-
-log = logging.getLogger(__name__)
 
 
 class RunModel(NamedTuple):
@@ -95,55 +91,27 @@ def checkpoint_weights(state: dict[str, Any], ema: bool) -> tuple[dict[str, torc
     return weights, "ema"
 
 
-def _check_linear_backbone(config: dict[str, Any]) -> None:
-    """A linear-protocol run's backbone must be rebuildable with the weights its features came from.
-
-    Raises:
-        InputError: the features came from a randomly initialised backbone (its weights were never saved),
-            or the ``checkpoint`` file changed since the extraction (sha256 recorded in the feature store).
-    """
-    if not config.get("pretrained") and not config.get("checkpoint"):
-        raise InputError(
-            config["features"], "features", "this linear-protocol run's features came from a randomly "
-            "initialised backbone, whose weights were never saved, so the image model cannot be rebuilt",
-            "extract features from pretrained weights (--pretrained) or a --checkpoint file, and train again",
-        )
-    if not config.get("checkpoint"):
-        return
-    folder = store_folder(config["features"], config.get("train_split", "train"))
-    if not folder.is_dir():
-        log.warning("cannot check %s against the feature store %s (absent)", config["checkpoint"], folder)
-        return
-    want = (FeatureStore.open(folder).meta.get("weights") or {}).get("checkpoint_sha256")
-    got = sha256_file(config["checkpoint"])
-    if want is not None and got != want:
-        raise InputError(config["checkpoint"], "checkpoint_sha256", f"the backbone weights file changed since the "
-                         f"features were extracted (sha256 {got[:12]}..., recorded {want[:12]}...)",
-                         "restore the file the features were extracted with")
-
-
 def build_run_model(config: dict[str, Any], num_classes: int, weights: dict[str, torch.Tensor],
                     source: str | Path | None = None) -> nn.Module:
     """Rebuild the image model of a run from its config dict and load ``weights`` into it (strictly).
 
     A fine-tuned run's weights are the whole model. A linear-protocol run (``config["features"]`` set)
     saved its head only (keys ``head.*``): the backbone is rebuilt from the config's ``backbone``,
-    ``pretrained`` and ``checkpoint``, which the engine checked against the feature store when training.
-    Its outputs then differ from the training-time ones by the float16 rounding of the stored features.
+    ``pretrained`` and ``checkpoint`` and checked against the weights the feature store recorded
+    (:func:`plbench.engine.linear_backbone.build_linear_model`). Its outputs then differ from the
+    training-time ones by the float16 rounding of the stored features.
 
     Returns:
         A :class:`plbench.engine.model.MultiLabelClassifier` in eval mode: images (B, 3, S, S) -> logits (B, C).
     Raises:
         InputError: the weights do not fit the architecture the config describes; a linear-protocol run
-            whose backbone cannot be rebuilt (see :func:`_check_linear_backbone`).
+            whose backbone cannot be rebuilt with the weights its features came from.
     """
     linear = bool(config.get("features"))
     if linear:
-        _check_linear_backbone(config)
-    model = build_model(config["backbone"], config["head"], num_classes,
-                        pretrained=bool(config.get("pretrained")) if linear else False,
-                        checkpoint=config.get("checkpoint") if linear else None,
-                        head_options=config.get("head_options") or {})
+        model = build_linear_model(config, num_classes)
+    else:
+        model = build_model(config["backbone"], config["head"], num_classes, head_options=config.get("head_options") or {})
     try:
         if linear:
             model.head.load_state_dict({k[len("head."):]: v for k, v in weights.items() if k.startswith("head.")})
