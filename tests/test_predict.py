@@ -187,6 +187,28 @@ def test_batched_scores_equal_one_image_at_a_time(trained_run, photos):
     assert preds.scores.std(axis=0).max() > 1e-4  # a trained model: the images do get different scores
 
 
+@pytest.mark.slow  # trains a tiny run
+def test_gpu_code_path_on_the_cpu(trained_run, photos, monkeypatch):
+    """bfloat16 autocast (the one policy: amp means bf16 on the CPU too) and channels-last model and batches,
+    as on a GPU: the same classes' scores as float32 within bfloat16's rounding."""
+    from plbench.engine.runtime import CHANNELS_LAST_ENV
+
+    model, pre, names = load_run_model(trained_run)
+    paths = list_images([photos])
+    ref = predict_files(model, paths, pre, len(names), batch_size=4)
+    monkeypatch.setenv(CHANNELS_LAST_ENV, "1")
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, args: seen.append(
+        (args[0].is_contiguous(memory_format=torch.channels_last), torch.is_autocast_enabled("cpu"))))
+    got = predict_files(model, paths, pre, len(names), batch_size=4, amp=True)
+    hook.remove()
+    assert seen and all(s == (True, True) for s in seen)
+    assert model.backbone.conv1[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert got.scores.dtype == np.float32 and got.indices.tolist() == ref.indices.tolist()
+    np.testing.assert_allclose(got.scores, ref.scores, rtol=0, atol=2e-2)
+    assert np.abs(got.scores - ref.scores).max() > 0  # bfloat16 really ran
+
+
 def test_select_classes_by_hand():
     names = ["a", "b", "c", "d"]
     scores = np.array([0.5, 0.9, 0.49, 0.9])
