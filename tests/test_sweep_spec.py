@@ -77,11 +77,40 @@ def test_top_level_key_inside_a_table_gets_a_toml_hint():
     ({"training": {"torchrun_nproc": 0}}, "training.torchrun_nproc", ">= 1"),
     ({"prior": {"loss": "an"}}, "prior.loss", "no modes"),
     ({"slurm": {"partitio": "gpu"}}, "slurm.partitio", "unknown key"),
+    # the schema's types, at any depth, named by their dotted path
+    ({"datasets": ["x"]}, "datasets[0]", "expected a table, but got 'x'"),
+    ({"datasets": [{"name": "synthetic", "data_root": "x", "cache": "yes"}]}, "datasets[0].cache", "true or false"),
+    ({"datasets": [{"name": "synthetic", "data_root": "x", "synthetic": {"trian": 3}}]},
+     "datasets[0].synthetic.trian", "use only: train, val, num_classes, image_size, seed"),
+    ({"backbones": [{"name": "resnet10t", "pretraind": True}]}, "backbones[0].pretraind",
+     "use only: name, pretrained, checkpoint"),
+    ({"methods": [{"loss": "pasl", "mode": ["ignore", "nope"]}]}, "methods[0].mode[1]", "expected a mode in {"),
+    ({"heads": [{"name": "mlp"}]}, "heads[0].name", "gap, ml-decoder"),
+    ({"sweep": {"title": "x"}}, "sweep.name", "required, but missing"),
+    ({"training": {"ema_decay": 1.0}}, "training.ema_decay", "expected a value in [0, 1), but got 1.0"),
+    ({"training": {"max_train_images": 2.5}}, "training.max_train_images", "expected int or null, but got 2.5"),
+    # accepted before (types of these tables were not checked): a string where submitit wants a list, a count
+    ({"slurm": {"setup": "module load x"}}, "slurm.setup", "expected a non-empty list"),
+    ({"features": {"batch_size": "3"}}, "features.batch_size", "expected an integer, but got '3'"),
 ])
 def test_bad_values_are_input_errors_naming_the_field(bad, field, words):
     e = error_of(spec_with(**bad))
     assert e.field == field, e.message
     assert words in e.message
+
+
+def test_tables_keep_only_the_keys_given():
+    """Stage hashes are taken over these dicts: schema defaults must not leak into them."""
+    spec = parse_spec(spec_with(
+        datasets=[{"name": "synthetic", "data_root": "{out}/data", "synthetic": {"train": 40}}],
+        features={"batch_size": 8}, slurm={"mem_gb": 4, "setup": ["module load cuda"]},
+        prior={"loss": "bce"},
+    ))
+    assert spec.datasets[0].synthetic == {"train": 40}
+    assert spec.features == {"batch_size": 8}
+    assert spec.slurm == {"mem_gb": 4, "setup": ["module load cuda"]}
+    assert spec.prior == {"loss": "bce", "loss_options": {}}
+    assert spec.training == {"epochs": 1} and spec.torchrun_nproc == 1
 
 
 def test_modes_list_expands_and_label_params_expand():

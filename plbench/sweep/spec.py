@@ -54,15 +54,25 @@ Schema (every table and key is optional unless marked *required*; an unknown key
 
 The grid is datasets x labels x seeds x backbones x heads x protocols x methods (a method whose
 ``schemes`` excludes a label setting is skipped there).
+
+The shape and types of every table are a strict pydantic schema (``_Experiment`` and its tables,
+``extra="forbid"``); ``[training]`` values are checked by :class:`~plbench.config.TrainConfig` itself; what
+needs a registry (datasets, losses and their options, timm models, label parameters) is checked after.
+Every error is one :class:`~plbench.errors.InputError` naming the dotted key path (``datasets[0].name``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Annotated, Any, Callable, Iterable, Mapping, NoReturn
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic import model_validator
 
 from plbench.choices import Choice, Head, Mode, Protocol
 from plbench.config import TrainConfig
@@ -90,13 +100,6 @@ GRID_FIELDS = frozenset({
     "seed", "out_dir", "run_name", "tag",
 })
 SWEEP_TRAINING_KEYS = ("torchrun_nproc",)
-SYNTHETIC_KEYS = ("train", "val", "num_classes", "image_size", "seed")
-FEATURES_KEYS = ("batch_size", "workers", "device", "amp")
-SLURM_GENERIC = ("timeout_min", "cpus_per_task", "mem_gb", "gpus_per_node", "nodes", "tasks_per_node")
-SLURM_SPECIFIC = ("partition", "account", "qos", "constraint", "exclude", "nodelist", "gres", "comment",
-                  "additional_parameters", "setup", "srun_args")
-TOP_KEYS = ("sweep", "datasets", "labels", "methods", "heads", "backbones", "seeds", "protocols", "training",
-            "prior", "features", "slurm")
 
 
 @dataclass(frozen=True)
@@ -179,67 +182,230 @@ class SweepSpec:
     source: str | None = None  # the TOML file, for messages and the report's command line
 
 
-# -- validation helpers ----------------------------------------------------------------------------------
+# -- schema: the shape and types of each table (pydantic), then the checks that need registries -------------
+
+
+def _listed(value: Any) -> Any:
+    """A scalar where a list is allowed (``mode = "ignore"``) becomes a one-item list."""
+    return value if isinstance(value, list) else [value]
+
+
+def _choice(enum: type[Choice]) -> Any:
+    """A string that must be a value of ``enum`` (the error lists the allowed values)."""
+    return Annotated[str, AfterValidator(lambda v: enum.parse(v).value)]
+
+
+def _one_or_more(item: Any) -> Any:
+    """A non-empty list, or one value standing for a list of one."""
+    return Annotated[list[item], BeforeValidator(_listed), Field(min_length=1)]
+
+
+def _non_empty(item: Any) -> Any:
+    return Annotated[list[item], Field(min_length=1)]
+
+
+Text = Annotated[str, Field(min_length=1)]
+Count = Annotated[int, Field(ge=0)]
+Positive = Annotated[int, Field(ge=1)]
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Sweep(_Table):
+    name: Text
+    title: Text | None = None
+    notes: Text | None = None
+    reference: Text | None = None
+
+
+class _Synthetic(_Table):  # write_synthetic_coco arguments; unset ones keep its defaults
+    train: Positive | None = None
+    val: Positive | None = None
+    num_classes: Positive | None = None
+    image_size: Positive | None = None
+    seed: Count | None = None
+
+
+class _Dataset(_Table):
+    name: Text
+    id: Text | None = None
+    data_root: Text
+    options: dict[str, Any] = {}
+    train_split: Text = "train"
+    val_split: Text = "val"
+    cache: bool = False
+    synthetic: _Synthetic | None = None
+
+
+class _Labels(_Table):
+    scheme: _choice(LabelSource)
+    params: _one_or_more(Any) | None = None  # checked per scheme by plbench.simulate.normalise_param
+
+
+class _Method(_Table):
+    loss: Text
+    mode: _one_or_more(_choice(Mode)) | None = None
+    loss_options: dict[str, Any] = {}
+    schemes: _one_or_more(_choice(LabelSource)) | None = None
+
+
+def _named(enum: type[Choice] | None = None) -> Callable[[Any], Any]:
+    """A bare name stands for ``{ name = ... }`` (checked against ``enum`` here, so the error names the item)."""
+
+    def table(value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": enum.parse(value).value if enum is not None else value}
+        return value
+
+    return table
+
+
+class _Head(_Table):
+    name: _choice(Head)
+    options: dict[str, Any] = {}
+
+
+class _Backbone(_Table):
+    name: Text
+    pretrained: bool = False
+    checkpoint: Text | None = None
+
+
+class _Prior(_Table):
+    loss: Text | None = None
+    loss_options: dict[str, Any] | None = None
+
+
+class _Features(_Table):  # unset ones default to [training]'s
+    batch_size: Positive | None = None
+    workers: Count | None = None
+    device: Text | None = None
+    amp: bool | None = None
+
+
+SLURM_GENERIC = ("timeout_min", "cpus_per_task", "mem_gb", "gpus_per_node", "nodes", "tasks_per_node")
+SLURM_SPECIFIC = ("partition", "account", "qos", "constraint", "exclude", "nodelist", "gres", "comment",
+                  "additional_parameters", "setup", "srun_args")
+_SLURM_TYPES = {"additional_parameters": dict[str, Any], "setup": list[str], "srun_args": list[str]}
+_Slurm = create_model(  # submitit's generic parameters are counts; its slurm_* ones strings unless listed
+    "_Slurm", __base__=_Table,
+    **{k: (Count | None, None) for k in SLURM_GENERIC},
+    **{k: (_SLURM_TYPES.get(k, Text) | None, None) for k in SLURM_SPECIFIC},
+)
+
+
+class _Experiment(_Table):
+    sweep: _Sweep
+    datasets: _non_empty(_Dataset)
+    labels: _non_empty(_Labels)
+    methods: _non_empty(_Method)
+    heads: _non_empty(Annotated[_Head, BeforeValidator(_named(Head))]) = [_Head(name=Head.GAP.value)]
+    backbones: _non_empty(Annotated[_Backbone, BeforeValidator(_named())]) = [_Backbone(name="resnet10t")]
+    seeds: _non_empty(Count) = [0]
+    protocols: _non_empty(_choice(Protocol)) = [Protocol.FINE_TUNED.value]
+    training: dict[str, Any] = {}  # TrainConfig fields, checked by TrainConfig itself
+    prior: _Prior = _Prior()
+    features: _Features = _Features()
+    slurm: _Slurm = _Slurm()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sweep_table_first(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "sweep" not in data:  # so the error names sweep.name
+            return {**data, "sweep": {}}
+        return data
+
+
+TOP_KEYS = tuple(_Experiment.model_fields)
+SYNTHETIC_KEYS = tuple(_Synthetic.model_fields)
+FEATURES_KEYS = tuple(_Features.model_fields)
+
+
+def _strip(tp: Any) -> Any:
+    """The type inside ``Annotated[...]`` and ``X | None``."""
+    while True:
+        if typing.get_origin(tp) is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) in (typing.Union, types.UnionType):
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        else:
+            return tp
+
+
+def _table_at(loc: tuple) -> type[BaseModel] | None:
+    """The schema table at a pydantic error location (to list its keys), or None."""
+    tp: Any = _Experiment
+    for part in loc:
+        tp = _strip(tp)
+        if isinstance(part, int):
+            tp = typing.get_args(tp)[0] if typing.get_origin(tp) is list else None
+        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
+            tp = tp.model_fields[part].annotation
+        else:
+            return None
+    tp = _strip(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _dotted(loc: Iterable[Any]) -> str:
+    """``("datasets", 0, "name")`` -> ``"datasets[0].name"``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _schema_error(error: ValidationError, source: str | Path | None) -> InputError:
+    """The first problem (an unknown key first: a typo explains the rest) as a one-paragraph InputError."""
+    errors = error.errors(include_url=False)
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    loc, kind, value, ctx = tuple(err["loc"]), err["type"], err.get("input"), err.get("ctx") or {}
+    where = _dotted(loc)
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        table = _table_at(loc[:-1])
+        allowed = ", ".join(table.model_fields) if table is not None else "the keys documented in plbench.sweep.spec"
+        hint = ""
+        if len(loc) > 1 and key in TOP_KEYS:
+            hint = (f" ({key} is a top-level key: in TOML it must come before the first [table] or [[array]] "
+                    "header, else it belongs to that table)")
+        return InputError(source, where, f"unknown key {key!r}{hint}", f"use only: {allowed}")
+    if kind == "missing":
+        return InputError(source, where, "required, but missing", f"add {loc[-1]} = ...")
+    if kind in ("string_type", "string_too_short"):
+        return InputError(source, where, f"expected a non-empty string, but got {value!r}", "write it in quotes")
+    if kind == "bool_type":
+        return InputError(source, where, f"expected true or false, but got {value!r}", "write true or false")
+    if kind == "int_type":
+        return InputError(source, where, f"expected an integer, but got {value!r}", "write a whole number")
+    if kind == "greater_than_equal":
+        return InputError(source, where, f"expected an integer >= {ctx['ge']}, but got {value!r}", "correct the value")
+    if kind in ("list_type", "too_short"):
+        return InputError(source, where, f"expected a non-empty list, but got {value!r}", f"write {where} = [ ... ]")
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return InputError(source, where, f"expected a table, but got {value!r}",
+                          f"write it as [{where}] or {where} = {{ ... }}")
+    if kind == "value_error":
+        return InputError(source, where, str(ctx.get("error", err["msg"])), "use one of the allowed values")
+    return InputError(source, where, f"{err['msg']}, but got {value!r}", "correct the value")
 
 
 class _Checker:
-    """Raises InputErrors that name the file and the dotted key."""
+    """Raises InputErrors that name the file and the dotted key (checks the schema cannot express)."""
 
     def __init__(self, source: str | Path | None) -> None:
         self.source = source
 
-    def fail(self, where: str, problem: str, fix: str) -> None:
+    def fail(self, where: str, problem: str, fix: str) -> NoReturn:
         raise InputError(self.source, where, problem, fix)
-
-    def table(self, value: Any, where: str) -> dict[str, Any]:
-        if not isinstance(value, Mapping):
-            self.fail(where, f"expected a table, but got {value!r}", f"write it as [{where}] or {where} = {{ ... }}")
-        return dict(value)
 
     def keys(self, table: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
         allowed = list(allowed)
         unknown = sorted(set(table) - set(allowed))
         if unknown:
-            key = f"{where}.{unknown[0]}" if where else unknown[0]
-            hint = ""
-            if where and unknown[0] in TOP_KEYS:
-                hint = (f" ({unknown[0]} is a top-level key: in TOML it must come before the first [table] or "
-                        "[[array]] header, else it belongs to that table)")
-            self.fail(key, f"unknown key {unknown[0]!r}{hint}", f"use only: {', '.join(allowed)}")
-
-    def required(self, table: Mapping[str, Any], key: str, where: str) -> Any:
-        if key not in table:
-            self.fail(f"{where}.{key}" if where else key, "required, but missing", f"add {key} = ...")
-        return table[key]
-
-    def str_(self, value: Any, where: str) -> str:
-        if not isinstance(value, str) or not value:
-            self.fail(where, f"expected a non-empty string, but got {value!r}", "write it in quotes")
-        return value
-
-    def bool_(self, value: Any, where: str) -> bool:
-        if not isinstance(value, bool):
-            self.fail(where, f"expected true or false, but got {value!r}", "write true or false")
-        return value
-
-    def int_(self, value: Any, where: str, minimum: int = 0) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.fail(where, f"expected an integer >= {minimum}, but got {value!r}", "correct the value")
-        return value
-
-    def list_(self, value: Any, where: str, *, allow_scalar: bool = False) -> list[Any]:
-        if allow_scalar and not isinstance(value, list):
-            value = [value]
-        if not isinstance(value, list) or not value:
-            self.fail(where, f"expected a non-empty list, but got {value!r}", f"write {where} = [ ... ]")
-        return value
-
-    def choice(self, enum: type[Choice], value: Any, where: str) -> str:
-        try:
-            return enum.parse(value).value
-        except ValueError as e:
-            self.fail(where, str(e), "use one of the allowed values")
-        raise AssertionError  # unreachable
+            self.fail(f"{where}.{unknown[0]}", f"unknown key {unknown[0]!r}", f"use only: {', '.join(allowed)}")
 
 
 def _loss_parameters(loss: str, check: _Checker, where: str) -> dict[str, inspect.Parameter]:
@@ -252,46 +418,31 @@ def _loss_parameters(loss: str, check: _Checker, where: str) -> dict[str, inspec
     return params
 
 
-def _loss_options(loss: str, options: Any, check: _Checker, where: str) -> dict[str, Any]:
-    options = check.table(options, where)
+def _loss_options(loss: str, options: dict[str, Any], check: _Checker, where: str) -> dict[str, Any]:
     params = _loss_parameters(loss, check, where)
     allowed = [p for p in params if p not in ("mode", "prior", "validate")]
     check.keys(options, allowed, where)
-    return options
+    return dict(options)
 
 
 # -- sections ------------------------------------------------------------------------------------------
 
 
-def _datasets(raw: Any, check: _Checker) -> tuple[DatasetSpec, ...]:
+def _datasets(tables: list[_Dataset], check: _Checker) -> tuple[DatasetSpec, ...]:
     from plbench.datasets import list_datasets
 
     out: list[DatasetSpec] = []
-    for i, item in enumerate(check.list_(raw, "datasets")):
+    for i, t in enumerate(tables):
         where = f"datasets[{i}]"
-        t = check.table(item, where)
-        check.keys(t, ("name", "id", "data_root", "options", "train_split", "val_split", "cache", "synthetic"), where)
-        name = check.str_(check.required(t, "name", where), f"{where}.name")
-        if name not in list_datasets():
-            check.fail(f"{where}.name", f"unknown dataset {name!r}", f"use one of: {', '.join(list_datasets())}")
-        synthetic = None
-        if "synthetic" in t:
-            if name != "synthetic":
-                check.fail(f"{where}.synthetic", f"only the synthetic dataset can be generated, not {name!r}",
-                           "remove the synthetic table, or set name = \"synthetic\"")
-            synthetic = check.table(t["synthetic"], f"{where}.synthetic")
-            check.keys(synthetic, SYNTHETIC_KEYS, f"{where}.synthetic")
-            for k, v in synthetic.items():
-                check.int_(v, f"{where}.synthetic.{k}", minimum=0 if k == "seed" else 1)
+        if t.name not in list_datasets():
+            check.fail(f"{where}.name", f"unknown dataset {t.name!r}", f"use one of: {', '.join(list_datasets())}")
+        if t.synthetic is not None and t.name != "synthetic":
+            check.fail(f"{where}.synthetic", f"only the synthetic dataset can be generated, not {t.name!r}",
+                       "remove the synthetic table, or set name = \"synthetic\"")
         out.append(DatasetSpec(
-            name=name,
-            id=check.str_(t.get("id", name), f"{where}.id"),
-            data_root=check.str_(check.required(t, "data_root", where), f"{where}.data_root"),
-            options=check.table(t.get("options", {}), f"{where}.options"),
-            train_split=check.str_(t.get("train_split", "train"), f"{where}.train_split"),
-            val_split=check.str_(t.get("val_split", "val"), f"{where}.val_split"),
-            cache=check.bool_(t.get("cache", False), f"{where}.cache"),
-            synthetic=synthetic,
+            name=t.name, id=t.id or t.name, data_root=t.data_root, options=dict(t.options),
+            train_split=t.train_split, val_split=t.val_split, cache=t.cache,
+            synthetic=None if t.synthetic is None else t.synthetic.model_dump(exclude_unset=True),
         ))
     ids = [d.id for d in out]
     dupes = sorted({x for x in ids if ids.count(x) > 1})
@@ -301,25 +452,24 @@ def _datasets(raw: Any, check: _Checker) -> tuple[DatasetSpec, ...]:
     return tuple(out)
 
 
-def _labels(raw: Any, check: _Checker) -> tuple[LabelSetting, ...]:
+def _labels(tables: list[_Labels], check: _Checker) -> tuple[LabelSetting, ...]:
     from plbench.simulate import normalise_param
 
     out: list[LabelSetting] = []
-    for i, item in enumerate(check.list_(raw, "labels")):
+    for i, t in enumerate(tables):
         where = f"labels[{i}]"
-        t = check.table(item, where)
-        check.keys(t, ("scheme", "params"), where)
-        source = LabelSource(check.choice(LabelSource, check.required(t, "scheme", where), f"{where}.scheme"))
+        source = LabelSource(t.scheme)
         if source in (LabelSource.FPC, LabelSource.RPS):
-            params = check.list_(check.required(t, "params", where), f"{where}.params", allow_scalar=True)
-            for j, p in enumerate(params):
+            if t.params is None:
+                check.fail(f"{where}.params", "required, but missing", "add params = ...")
+            for j, p in enumerate(t.params):
                 try:
                     value = normalise_param(source.value, p)
                 except (ValueError, TypeError) as e:
                     check.fail(f"{where}.params[{j}]", str(e), "fpc: a count such as 1000; rps: p in [0, 1]")
                 out.append(LabelSetting(source, value))
         else:
-            if "params" in t:
+            if t.params is not None:
                 check.fail(f"{where}.params", f"scheme {source.value!r} takes no parameter", "remove params")
             out.append(LabelSetting(source))
     if len(set(out)) != len(out):
@@ -327,30 +477,23 @@ def _labels(raw: Any, check: _Checker) -> tuple[LabelSetting, ...]:
     return tuple(out)
 
 
-def _methods(raw: Any, check: _Checker) -> tuple[MethodSpec, ...]:
+def _methods(tables: list[_Method], check: _Checker) -> tuple[MethodSpec, ...]:
     out: list[MethodSpec] = []
-    for i, item in enumerate(check.list_(raw, "methods")):
+    for i, t in enumerate(tables):
         where = f"methods[{i}]"
-        t = check.table(item, where)
-        check.keys(t, ("loss", "mode", "loss_options", "schemes"), where)
-        loss = check.str_(check.required(t, "loss", where), f"{where}.loss")
-        has_modes = "mode" in _loss_parameters(loss, check, f"{where}.loss")
-        options = _loss_options(loss, t.get("loss_options", {}), check, f"{where}.loss_options")
-        schemes = None
-        if "schemes" in t:
-            schemes = tuple(check.choice(LabelSource, s, f"{where}.schemes")
-                            for s in check.list_(t["schemes"], f"{where}.schemes", allow_scalar=True))
+        has_modes = "mode" in _loss_parameters(t.loss, check, f"{where}.loss")
+        options = _loss_options(t.loss, t.loss_options, check, f"{where}.loss_options")
+        schemes = None if t.schemes is None else tuple(t.schemes)
         if not has_modes:
-            if "mode" in t:
-                check.fail(f"{where}.mode", f"loss {loss!r} has no partial-label mode",
+            if t.mode is not None:
+                check.fail(f"{where}.mode", f"loss {t.loss!r} has no partial-label mode",
                            "remove mode (losses with modes: pasl, asl, bce)")
-            out.append(MethodSpec(loss, None, options, schemes))
+            out.append(MethodSpec(t.loss, None, options, schemes))
             continue
-        if "mode" not in t:
-            check.fail(f"{where}.mode", f"loss {loss!r} needs a mode, but none is given",
+        if t.mode is None:
+            check.fail(f"{where}.mode", f"loss {t.loss!r} needs a mode, but none is given",
                        f"add mode = one of {', '.join(m.value for m in Mode)} (or a list of them)")
-        for mode in check.list_(t["mode"], f"{where}.mode", allow_scalar=True):
-            out.append(MethodSpec(loss, check.choice(Mode, mode, f"{where}.mode"), options, schemes))
+        out.extend(MethodSpec(t.loss, mode, options, schemes) for mode in t.mode)
     for m in out:  # values too (e.g. epr without expected_num_pos), before anything runs
         _check_loss_builds(m.loss, m.mode, m.loss_options, check, "methods")
     return tuple(out)
@@ -366,69 +509,40 @@ def _check_loss_builds(loss: str, mode: str | None, options: dict[str, Any], che
                    "fix its loss_options")
 
 
-def _heads(raw: Any, check: _Checker) -> tuple[HeadSpec, ...]:
-    out = []
-    for i, item in enumerate(check.list_(raw, "heads")):
-        where = f"heads[{i}]"
-        if isinstance(item, str):
-            out.append(HeadSpec(check.choice(Head, item, where)))
-            continue
-        t = check.table(item, where)
-        check.keys(t, ("name", "options"), where)
-        out.append(HeadSpec(check.choice(Head, check.required(t, "name", where), f"{where}.name"),
-                            check.table(t.get("options", {}), f"{where}.options")))
-    return tuple(out)
-
-
-def _backbones(raw: Any, check: _Checker) -> tuple[BackboneSpec, ...]:
-    out = []
-    for i, item in enumerate(check.list_(raw, "backbones")):
-        where = f"backbones[{i}]"
-        if isinstance(item, str):
-            out.append(BackboneSpec(check.str_(item, where)))
-            continue
-        t = check.table(item, where)
-        check.keys(t, ("name", "pretrained", "checkpoint"), where)
-        checkpoint = t.get("checkpoint")
-        out.append(BackboneSpec(
-            check.str_(check.required(t, "name", where), f"{where}.name"),
-            check.bool_(t.get("pretrained", False), f"{where}.pretrained"),
-            None if checkpoint is None else check.str_(checkpoint, f"{where}.checkpoint"),
-        ))
+def _backbones(tables: list[_Backbone], check: _Checker) -> tuple[BackboneSpec, ...]:
     import timm  # the names are checked before any stage runs (else the first training stage fails late)
 
-    for i, spec in enumerate(out):
-        if not timm.is_model(spec.name):
-            check.fail(f"backbones[{i}]", f"unknown timm model {spec.name!r}",
+    for i, t in enumerate(tables):
+        if not timm.is_model(t.name):
+            check.fail(f"backbones[{i}]", f"unknown timm model {t.name!r}",
                        "pick a name from timm.list_models(), e.g. resnet10t or tf_efficientnet_lite0")
-    return tuple(out)
+    return tuple(BackboneSpec(t.name, t.pretrained, t.checkpoint) for t in tables)
 
 
-def _training(raw: Any, check: _Checker) -> tuple[dict[str, Any], int]:
-    t = check.table(raw, "training")
+def _training(raw: dict[str, Any], check: _Checker) -> tuple[dict[str, Any], int]:
+    t = dict(raw)
     allowed = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in GRID_FIELDS]
     check.keys(t, [*allowed, *SWEEP_TRAINING_KEYS], "training")
-    nproc = check.int_(t.pop("torchrun_nproc", 1), "training.torchrun_nproc", minimum=1)
-    if "recipe" in t:
-        from plbench.choices import Recipe
-
-        t["recipe"] = check.choice(Recipe, t["recipe"], "training.recipe")
+    nproc = t.pop("torchrun_nproc", 1)
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        check.fail("training.torchrun_nproc", f"expected an integer >= 1, but got {nproc!r}", "correct the value")
     try:
-        TrainConfig.from_dict(t, check.source)  # types of the values
+        TrainConfig.from_dict(t, check.source)  # types and ranges of the values, recipe included
     except InputError as e:
-        check.fail(f"training.{e.field}", e.problem, e.fix)
+        check.fail(f"training.{e.field}", e.problem, "correct the value in [training]")
     return t, nproc
 
 
-def _slurm(raw: Any, check: _Checker) -> dict[str, Any]:
-    t = check.table(raw, "slurm")
-    check.keys(t, (*SLURM_GENERIC, *SLURM_SPECIFIC), "slurm")
-    for k in SLURM_GENERIC:
-        if k in t:
-            check.int_(t[k], f"slurm.{k}", minimum=0)
-    if "additional_parameters" in t:
-        check.table(t["additional_parameters"], "slurm.additional_parameters")
-    return t
+def _prior(table: _Prior, check: _Checker) -> dict[str, Any]:
+    prior = table.model_dump(exclude_unset=True)
+    if table.loss is not None:
+        if "mode" not in _loss_parameters(table.loss, check, "prior.loss"):
+            check.fail("prior.loss", f"the prior model trains in Ignore mode, but loss {table.loss!r} has no modes",
+                       "use pasl, asl or bce")
+        prior["loss_options"] = _loss_options(table.loss, table.loss_options or {}, check, "prior.loss_options")
+    elif table.loss_options is not None:
+        check.fail("prior.loss_options", "loss_options without a loss", "add prior.loss, or remove loss_options")
+    return prior
 
 
 def parse_spec(data: Mapping[str, Any], source: str | Path | None = None) -> SweepSpec:
@@ -438,57 +552,41 @@ def parse_spec(data: Mapping[str, Any], source: str | Path | None = None) -> Swe
         InputError: an unknown key (named, with the allowed ones listed), a missing required key, or a
             value of the wrong type or out of range.
     """
+    try:
+        raw = _Experiment.model_validate(dict(data))
+    except ValidationError as e:
+        raise _schema_error(e, source) from None
     check = _Checker(source)
-    data = dict(data)
-    check.keys(data, TOP_KEYS, "")
-    sweep = check.table(data.get("sweep", {}), "sweep")
-    check.keys(sweep, ("name", "title", "notes", "reference"), "sweep")
-    name = check.str_(check.required(sweep, "name", "sweep"), "sweep.name")
+    name = raw.sweep.name
     if "/" in name or name.startswith("."):
         check.fail("sweep.name", f"expected a plain folder name, but got {name!r}", "use letters, digits, - and _")
-    for key in ("datasets", "labels", "methods"):
-        check.required(data, key, "")
-    methods = _methods(data["methods"], check)
-    labels = _labels(data["labels"], check)
+    methods = _methods(raw.methods, check)
+    labels = _labels(raw.labels, check)
     unused = [m for m in methods if not any(m.applies_to(lab) for lab in labels)]
     if unused:
         check.fail("methods.schemes", f"method {unused[0].loss}/{unused[0].mode} applies to none of the label "
                    f"settings (schemes {list(unused[0].schemes or ())})", "fix its schemes or add the labels")
-    seeds = tuple(check.int_(s, f"seeds[{i}]") for i, s in enumerate(check.list_(data.get("seeds", [0]), "seeds")))
-    if len(set(seeds)) != len(seeds):
+    if len(set(raw.seeds)) != len(raw.seeds):
         check.fail("seeds", "a seed appears twice", "list each seed once")
-    protocols = tuple(check.choice(Protocol, p, f"protocols[{i}]")
-                      for i, p in enumerate(check.list_(data.get("protocols", ["fine-tuned"]), "protocols")))
-    training, nproc = _training(data.get("training", {}), check)
-    prior = check.table(data.get("prior", {}), "prior")
-    check.keys(prior, ("loss", "loss_options"), "prior")
-    if "loss" in prior:
-        loss = check.str_(prior["loss"], "prior.loss")
-        if "mode" not in _loss_parameters(loss, check, "prior.loss"):
-            check.fail("prior.loss", f"the prior model trains in Ignore mode, but loss {loss!r} has no modes",
-                       "use pasl, asl or bce")
-        prior["loss_options"] = _loss_options(loss, prior.get("loss_options", {}), check, "prior.loss_options")
-    elif "loss_options" in prior:
-        check.fail("prior.loss_options", "loss_options without a loss", "add prior.loss, or remove loss_options")
-    features = check.table(data.get("features", {}), "features")
-    check.keys(features, FEATURES_KEYS, "features")
+    training, nproc = _training(raw.training, check)
+    prior = _prior(raw.prior, check)
     return SweepSpec(
         name=name,
-        title=check.str_(sweep.get("title", name), "sweep.title"),
-        notes=check.str_(sweep["notes"], "sweep.notes") if "notes" in sweep else "",
-        reference=check.str_(sweep["reference"], "sweep.reference") if "reference" in sweep else None,
-        datasets=_datasets(data["datasets"], check),
+        title=raw.sweep.title or name,
+        notes=raw.sweep.notes or "",
+        reference=raw.sweep.reference,
+        datasets=_datasets(raw.datasets, check),
         labels=labels,
         methods=methods,
-        heads=_heads(data.get("heads", ["gap"]), check),
-        backbones=_backbones(data.get("backbones", ["resnet10t"]), check),
-        seeds=seeds,
-        protocols=protocols,
+        heads=tuple(HeadSpec(h.name, dict(h.options)) for h in raw.heads),
+        backbones=_backbones(raw.backbones, check),
+        seeds=tuple(raw.seeds),
+        protocols=tuple(raw.protocols),
         training=training,
         torchrun_nproc=nproc,
         prior=prior,
-        features=features,
-        slurm=_slurm(data.get("slurm", {}), check),
+        features=raw.features.model_dump(exclude_unset=True),
+        slurm=raw.slurm.model_dump(exclude_unset=True),
         source=None if source is None else str(source),
     )
 
