@@ -12,7 +12,7 @@ from torch import nn
 
 from plbench.choices import Head
 from plbench.heads.gap import GAPHead, tokens_from_features
-from plbench.heads.ml_decoder import MLDecoderHead
+from plbench.heads.ml_decoder import MLDecoderHead, MLDecoderOutput
 
 #: head name -> constructor taking (in_features, num_classes, **kw)
 HEADS: dict[str, Callable[..., nn.Module]] = {}
@@ -61,5 +61,5 @@ def create_head(name: str, in_features: int, num_classes: int, **kw: Any) -> nn.
         raise ValueError(f"bad arguments for head {name!r}: {e}") from None
 
 
-__all__ = ["HEADS", "GAPHead", "MLDecoderHead", "create_head", "list_heads", "register_head",
+__all__ = ["HEADS", "GAPHead", "MLDecoderHead", "MLDecoderOutput", "create_head", "list_heads", "register_head",
            "tokens_from_features"]

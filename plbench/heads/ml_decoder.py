@@ -9,18 +9,41 @@ one transformer-decoder layer without self-attention (``q + dropout(q)``, LayerN
 to the memory, residual, LayerNorm, feed-forward E -> F -> E with ReLU, residual, LayerNorm); group
 fully-connected: query g yields K = ceil(C / G) logits through its own (E, K) matrix; the first C of
 the G * K outputs, plus a bias per class, are the logits.
+
+Zero-shot mode (the authors' ``MLDecoder(zsl=1)``, trained by their ``train_zsl_nus.py``): the queries are
+``relu(Linear(Q, E)(class_embeddings))``, one per class, and the group fully-connected layer is a single
+(E, 1) matrix plus one bias shared by every query, so the class set is whatever embeddings are given:
+seen classes in training, unseen (ZSL) or seen + unseen (GZSL) at evaluation. One decoder serves both
+query sources.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from plbench.heads.gap import tokens_from_features
+
+
+class MLDecoderOutput(NamedTuple):
+    """What :meth:`MLDecoderHead.decode` returns.
+
+    Attributes:
+        logits: (B, C).
+        memory: (B, L, E), the spatial tokens after the input projection and ReLU, i.e. what the
+            queries attend to. ``memory.mean(1)`` is CLIP-Decoder's image embedding for its alignment loss
+            (its ``MLDecoder.forward`` returns ``embedding_spatial_786.mean(1)``).
+        hidden: (B, G, E), the decoder's output per query (before the group fully-connected layer);
+            G = C in zero-shot mode.
+    """
+
+    logits: Tensor
+    memory: Tensor
+    hidden: Tensor
 
 
 class MLDecoderHead(nn.Module):
@@ -39,10 +62,13 @@ class MLDecoderHead(nn.Module):
         query_embeddings: optional float (C, Q) class embeddings (e.g. word2vec or CLIP text vectors)
             for the zero-shot mode of the ML-Decoder paper: the queries are ``relu(Linear(Q, E)(emb))``
             (no projection when Q == E), one per class, and a single (E, 1) classifier plus one bias is
-            shared by all classes, so new classes need only new embeddings (:meth:`set_query_embeddings`).
-            ``num_groups`` is then ignored.
+            shared by all classes, so new classes need only new embeddings: set them
+            (:meth:`set_query_embeddings`) or pass them to one call (``forward(x, class_embeddings)``).
+            ``num_groups`` is then ignored. The embeddings are a buffer (saved in the state dict); a state
+            dict holding another number of classes loads and replaces them.
     Shapes:
-        (B, D, H, W) or (B, L, D) features -> (B, C) logits (float32 unless run under autocast).
+        (B, D, H, W) or (B, L, D) features -> (B, C) logits (float32 unless run under autocast), C the
+        number of class embeddings in use in zero-shot mode. :meth:`decode` also returns the tokens.
     Raises:
         ValueError: non-positive sizes, a bad ``num_groups``, ``embed_dim % num_heads != 0`` or
             ``query_embeddings`` not of shape (C, Q).
@@ -129,30 +155,66 @@ class MLDecoderHead(nn.Module):
         nn.init.zeros_(self.group_bias)
 
     def set_query_embeddings(self, query_embeddings: Tensor | Any) -> None:
-        """Zero-shot mode only: replace the class embeddings (C', Q), e.g. with unseen classes."""
+        """Zero-shot mode only: replace the class embeddings (C', Q), e.g. with unseen classes.
+
+        Raises:
+            ValueError: not in zero-shot mode, or not of shape (C', Q) with the built width Q.
+        """
+        emb = self._checked_embeddings(query_embeddings)
+        self.query_embeddings = emb.clone()
+        self.num_classes = self.num_groups = emb.shape[0]
+
+    def _checked_embeddings(self, query_embeddings: Tensor | Any) -> Tensor:
         if not self.zero_shot:
-            raise ValueError("set_query_embeddings needs a head built with query_embeddings (zero-shot mode)")
+            raise ValueError("class embeddings need a head built with query_embeddings (zero-shot mode)")
         old = self.query_embeddings
         emb = torch.as_tensor(query_embeddings, dtype=old.dtype, device=old.device)
         self._check_embeddings(emb, None)
         if emb.shape[1] != old.shape[1]:
             raise ValueError(f"expected query_embeddings of width {old.shape[1]}, but got {emb.shape[1]}")
-        self.query_embeddings = emb.clone()
-        self.num_classes = self.num_groups = emb.shape[0]
+        if emb.shape[0] < 1:
+            raise ValueError("expected at least one class embedding, but got 0 rows")
+        return emb
 
-    def _queries(self) -> Tensor:
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        # a zero-shot checkpoint holds the embeddings of the classes it was last used with (seen or
+        # unseen): take its class count instead of failing on a shape mismatch
+        key = prefix + "query_embeddings"
+        if self.zero_shot and key in state_dict:
+            saved = state_dict[key]
+            if saved.ndim == 2 and saved.shape[1] == self.query_embeddings.shape[1]:
+                self.set_query_embeddings(saved)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _queries(self, class_embeddings: Tensor | None = None) -> Tensor:
         if self.zero_shot:
-            return F.relu(self.query_proj(self.query_embeddings))
+            emb = self.query_embeddings if class_embeddings is None else self._checked_embeddings(class_embeddings)
+            return F.relu(self.query_proj(emb))
+        if class_embeddings is not None:
+            raise ValueError("class embeddings need a head built with query_embeddings (zero-shot mode)")
         return self.query
 
-    def forward(self, features: Tensor) -> Tensor:
+    def forward(self, features: Tensor, class_embeddings: Tensor | None = None) -> Tensor:
+        """(B, D, H, W) or (B, L, D) features -> (B, C) logits.
+
+        Args:
+            features: backbone output.
+            class_embeddings: zero-shot mode only, optional float (C', Q): score these classes in this
+                call (C = C') instead of the stored embeddings, which stay as they are.
+        Raises:
+            ValueError: a bad feature rank, or class embeddings outside zero-shot mode / of the wrong width.
+        """
+        return self.decode(features, class_embeddings).logits
+
+    def decode(self, features: Tensor, class_embeddings: Tensor | None = None) -> MLDecoderOutput:
+        """As :meth:`forward`, also returning the memory tokens (B, L, E) and query outputs (B, G, E)."""
         tokens = tokens_from_features(features)  # (B, L, D)
         memory = F.relu(self.embed(tokens))  # (B, L, E)
         b, length, e = memory.shape
         h, d = self.num_heads, e // self.num_heads
         p = self.dropout if self.training else 0.0
 
-        queries = self._queries()  # (G, E)
+        queries = self._queries(class_embeddings)  # (G, E)
         if p > 0:
             tgt = queries.unsqueeze(0).expand(b, -1, -1)  # per-sample dropout masks, as the original
             tgt = tgt + F.dropout(tgt, p, True)
@@ -169,7 +231,7 @@ class MLDecoderHead(nn.Module):
         tgt = self.norm2(tgt + F.dropout(self.out_proj(attn), p, self.training))  # (B, G, E)
         ff = self.ff2(F.dropout(F.relu(self.ff1(tgt)), p, self.training))
         tgt = self.norm3(tgt + F.dropout(ff, p, self.training))  # (B, G, E)
-        return self._group_fc(tgt)
+        return MLDecoderOutput(self._group_fc(tgt), memory, tgt)
 
     def _group_fc(self, hidden: Tensor) -> Tensor:
         """(B, G, E) -> (B, C): one batched product over the groups instead of a loop."""
