@@ -106,12 +106,23 @@ def test_selective_with_simulation_prior_and_ml_decoder(tiny_data, tmp_path):
     write_prior_csv(prior_path, split.class_names, np.linspace(0.1, 0.9, 5))
     cfg = _config(tiny_data, tmp_path / "runs", epochs=1, mode="selective", simulation=str(sim_path),
                   prior=str(prior_path), head="ml-decoder",
-                  head_options={"num_groups": -1, "embed_dim": 32, "num_heads": 2, "ff_dim": 64})
+                  head_options={"num_groups": -1, "embed_dim": 32, "num_heads": 2, "ff_dim": 64},
+                  loss_options={"likelihood_topk": 1})  # the default 5 >= 5 classes would ignore every unannotated
     result = train(cfg, progress=False)
     s = result.summary
     assert s["labels"] == "fpc4" and s["mode"] == "selective" and s["head"] == "ml-decoder"
     assert s["train_annotated_fraction"] == pytest.approx(sim.annotated_fraction())
     assert np.isfinite(s["val_map"])
+    # the prior reaches the loss: without it (classes 3 and 4 have prior > 0.5) the weights differ; with its
+    # rows in another order the weights are the same (a prior is matched to the classes by name)
+    no_prior = train(cfg.replace(prior=None, out_dir=str(tmp_path / "no-prior")), progress=False)
+    assert not all(torch.equal(a, b) for a, b in zip(_weights(result.model).values(),
+                                                     _weights(no_prior.model).values()))
+    shuffled = tmp_path / "shuffled.csv"
+    order = [3, 0, 4, 2, 1]
+    write_prior_csv(shuffled, [split.class_names[i] for i in order], np.linspace(0.1, 0.9, 5)[order])
+    same = train(cfg.replace(prior=str(shuffled), out_dir=str(tmp_path / "shuffled")), progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(_weights(result.model).values(), _weights(same.model).values()))
 
 
 def test_simulation_of_another_dataset_is_refused(tiny_data, tmp_path):
@@ -127,13 +138,39 @@ def test_simulation_of_another_dataset_is_refused(tiny_data, tmp_path):
         train(_config(tiny_data, tmp_path / "runs", epochs=1, simulation=str(sim_path)), progress=False)
 
 
-def test_prior_estimation(tiny_data, tmp_path):
-    from plbench.engine.prior import estimate_prior
+def _mean_sigmoid_over_images(model, paths, backbone):
+    """Independent reference: decode with PIL, normalise with timm's mean/std, one forward, mean per class."""
+    import timm
+    from PIL import Image
 
-    names, prior = estimate_prior(_config(tiny_data, tmp_path / "runs", epochs=1), progress=False)
-    assert len(names) == 5 and prior.shape == (5,)
-    assert ((prior > 0) & (prior < 1)).all()
+    cfg = timm.get_pretrained_cfg(backbone).to_dict()
+    x = np.stack([np.asarray(Image.open(p).convert("RGB"), np.float32) for p in paths]) / 255  # 32 px already
+    x = (x - np.array(cfg["mean"])) / np.array(cfg["std"])
+    with torch.no_grad():
+        return torch.sigmoid(model.eval()(torch.from_numpy(x.astype(np.float32)).permute(0, 3, 1, 2))).double().mean(0)
+
+
+def test_prior_estimation(tiny_data, tmp_path):
+    from plbench.artifacts.simulations import save_simulation
+    from plbench.datasets import load_dataset
+    from plbench.engine.prior import estimate_prior
+    from plbench.simulate import simulate
+
+    split = load_dataset("synthetic", tiny_data, "train")
+    sim_path = tmp_path / "sim.parquet"  # partial labels: Ignore and Negative train different models
+    save_simulation(sim_path, simulate(split.labels, "fpc", 4, 0), dataset="synthetic", fingerprint=split.fingerprint,
+                    scheme="fpc", param=4, seed=0)
+    # the run asks for Negative mode; its prior model must still be trained in Ignore mode (CSL)
+    names, prior = estimate_prior(_config(tiny_data, tmp_path / "runs", epochs=1, mode="negative",
+                                          simulation=str(sim_path)), progress=False)
+    assert names == split.class_names and prior.shape == (5,)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    # the prior is the mean score over the TRAINING images of the Ignore-mode model (same seed, same weights);
+    # the validation images' mean differs by ~5e-4 and the Negative-mode model's by more
+    model = train(_config(tiny_data, tmp_path / "ref", epochs=1, mode="ignore", simulation=str(sim_path)),
+                  progress=False).model
+    np.testing.assert_allclose(prior, _mean_sigmoid_over_images(model, split.image_paths, "resnet10t").numpy(),
+                               rtol=0, atol=1e-6)
 
 
 def test_one_epoch_on_real_coco_sample(real_fixtures, tmp_path):
@@ -220,9 +257,16 @@ def test_checkpoint_of_another_architecture_is_refused(tiny_data, tmp_path):
     with pytest.raises(InputError, match="tensors match by name"):
         train(_config(tiny_data, tmp_path / "runs", epochs=1, checkpoint=str(other)), progress=False)
     own = tmp_path / "own.pt"
-    torch.save({"state_dict": timm.create_model("resnet10t", num_classes=7).state_dict()}, own)
-    result = train(_config(tiny_data, tmp_path / "runs2", epochs=1, checkpoint=str(own)), progress=False)
+    torch.manual_seed(1234)  # not the run's seed: these weights differ from the run's own initialisation
+    saved = timm.create_model("resnet10t", num_classes=7).state_dict()
+    torch.save({"state_dict": saved}, own)
+    # lr 0: the parameters stay where they started, so the trained backbone shows what was loaded
+    result = train(_config(tiny_data, tmp_path / "runs2", epochs=1, checkpoint=str(own), lr=0.0), progress=False)
     assert np.isfinite(result.summary["val_map"])
+    params = dict(result.model.backbone.named_parameters())
+    assert len(params) > 10 and all(torch.equal(p, saved[k]) for k, p in params.items())
+    scratch = train(_config(tiny_data, tmp_path / "runs3", epochs=1, lr=0.0), progress=False)
+    assert not torch.equal(scratch.model.backbone.conv1[0].weight, saved["conv1.0.weight"])
 
 
 def test_prior_model_uses_an_ignore_capable_loss():
