@@ -354,3 +354,39 @@ def test_prior_shape_checked_and_moves_with_module():
     loss = PartialAsymmetricLoss(prior=np.array([0.1, 0.2]))
     assert "prior" in dict(loss.named_buffers())
     assert loss.to(torch.float64).prior.dtype == torch.float64
+
+
+# -- one owner for "does this loss take a mode, and which" ------------------------------------------
+def test_resolve_mode_is_the_loss_classes_rule():
+    from plbench.losses import resolve_mode, takes_mode
+
+    for name, cls in LOSSES.items():
+        assert takes_mode(name) is cls.has_modes is (cls.default_mode is not None)
+        kw = {"expected_num_pos": 1.0} if name == "epr" else {}
+        built = create_loss(name, **kw)  # the default a run gets is the one the class builds with
+        assert resolve_mode(name, None) == (built.mode.value if cls.has_modes else None)
+    assert [resolve_mode(n, None) for n in ("pasl", "asl", "bce", "an")] == ["selective", "negative", "negative", None]
+    assert resolve_mode("asl", Mode.IGNORE) == "ignore" and type(resolve_mode("asl", Mode.IGNORE)) is str
+    assert not takes_mode("nope")
+    with pytest.raises(ValueError, match="loss 'an' has no partial-label modes, but got mode 'selective'"):
+        resolve_mode("an", "selective")
+    with pytest.raises(ValueError, match=r"expected a mode in \{ignore, negative"):
+        resolve_mode("pasl", "nope")
+    with pytest.raises(ValueError, match="loss 'pasl' needs a mode, but none is given"):
+        resolve_mode("pasl", None, default=False)
+    assert resolve_mode("an", None, default=False) is None
+    with pytest.raises(ValueError, match="unknown loss 'nope'; available: an, an_ls"):
+        resolve_mode("nope", None)
+
+
+def test_a_new_loss_declares_its_mode_on_the_class():
+    from plbench.losses import PartialLoss, resolve_mode
+
+    class WithModes(PartialLoss):
+        default_mode = Mode.IGNORE
+
+    class WithoutModes(PartialLoss):
+        pass
+
+    assert WithModes.has_modes and not WithoutModes.has_modes and not PartialLoss.has_modes
+    assert resolve_mode(WithModes, None) == "ignore" and resolve_mode(WithoutModes, None) is None

@@ -267,6 +267,28 @@ def test_table_csv_long_format(runs):
     assert any(line.startswith("fpc1000,\"Ben-Baruch et al. 2022") and ",83.44," in line for line in lines)
 
 
+def test_column_names_and_order_come_from_the_loss_classes(monkeypatch):
+    from plbench.losses import LOSSES, PartialLoss
+    from plbench.report.records import column_sort_key
+
+    keys = ["ll_r", "pasl:selective", "an", "bce:negative", "zzz", "asl:ignore", "pasl:ignore", "epr", "an_ls",
+            "bce:ignore", "wan", "pasl:ignore_normalized", "pasl:negative"]
+    expected = ["bce:ignore", "bce:negative", "asl:ignore", "pasl:ignore", "pasl:ignore_normalized", "pasl:negative",
+                "pasl:selective", "an", "an_ls", "wan", "epr", "ll_r", "zzz"]
+    assert sorted(keys, key=column_sort_key) == expected
+    assert [column_label(k) for k in expected] == [
+        "Ignore CE", "Negative CE", "Ignore ASL", "Ignore P-ASL", "Ignore-normalized P-ASL", "Negative P-ASL",
+        "Selective P-ASL", "AN", "AN-LS", "WAN", "EPR", "LL-R", "ZZZ"]
+
+    class NewLoss(PartialLoss):  # a loss registered later: its own label and position, nothing in the report
+        label = "New"
+        column_order = 15
+
+    monkeypatch.setitem(LOSSES, "new", NewLoss)
+    assert column_label("new") == "New" and not NewLoss.has_modes
+    assert sorted(["ll_r", "an_ls", "new", "an"], key=column_sort_key) == ["an", "new", "an_ls", "ll_r"]
+
+
 def test_label_order_and_parsing():
     assert parse_labels("fpc1000") == ("fpc", 1000.0) and parse_labels("rps0.5") == ("rps", 0.5)
     assert parse_labels("spl") == ("spl", None) and parse_labels("natural") == (None, None)

@@ -2,7 +2,9 @@
 
 Targets are (B, C) with ``1`` positive, ``0`` annotated negative, ``-1`` unannotated. The math lives in
 :mod:`plbench.losses.functional`; :mod:`plbench.losses.modules` holds thin ``nn.Module`` wrappers, and
-:func:`create_loss` builds one by name.
+:func:`create_loss` builds one by name. What the rest of plbench must know about a loss lives on its class
+(:class:`PartialLoss`: default mode, reduction, report label and column order); :func:`resolve_mode` is
+the one answer to "does this loss take a mode, and which".
 """
 
 from plbench.losses.functional import (
@@ -28,7 +30,15 @@ from plbench.losses.modules import (
     PartialLoss,
     WeightedAssumeNegativeLoss,
 )
-from plbench.losses.registry import LOSSES, create_loss, list_losses, register_loss
+from plbench.losses.registry import (
+    LOSSES,
+    create_loss,
+    list_losses,
+    loss_class,
+    register_loss,
+    resolve_mode,
+    takes_mode,
+)
 
 __all__ = [
     "Mode", "WEIGHT_RULES", "weight_rule", "smallest_k_mask",
@@ -36,5 +46,6 @@ __all__ = [
     "expected_positive_regularized_loss", "large_loss_rejection_loss",
     "PartialLoss", "PartialAsymmetricLoss", "AsymmetricLoss", "BCELoss", "AssumeNegativeLoss",
     "LabelSmoothedAssumeNegativeLoss", "WeightedAssumeNegativeLoss", "ExpectedPositiveRegularizedLoss",
-    "LargeLossRejectionLoss", "LOSSES", "create_loss", "list_losses", "register_loss",
+    "LargeLossRejectionLoss", "LOSSES", "create_loss", "list_losses", "loss_class", "register_loss", "resolve_mode",
+    "takes_mode",
 ]

@@ -28,13 +28,28 @@ def _prior_buffer(prior: Tensor | Any | None) -> Tensor | None:
 class PartialLoss(nn.Module):
     """Base class: ``forward(logits, targets)`` plus an epoch hook for scheduled losses.
 
-    Class attributes declare what a training loop must know: ``has_modes`` (the loss takes a
-    :class:`~plbench.choices.Mode` and a prior) and ``reduction`` (``sum`` or ``mean`` over the batch;
-    data-parallel training scales a summed loss by the number of processes).
+    Class attributes declare what the training loop, the CLI, the sweep and the report must know about a
+    loss; a new loss sets them and registers itself with :func:`plbench.losses.register_loss`:
+
+    * ``default_mode``: the :class:`~plbench.choices.Mode` a run uses when none is given, or None when the
+      loss takes no mode (nor a prior). :func:`plbench.losses.resolve_mode` is the one reader.
+    * ``has_modes``: ``default_mode is not None``, derived for every subclass (do not set it).
+    * ``reduction``: ``sum`` or ``mean`` over the batch (data-parallel training scales a summed loss by the
+      number of processes).
+    * ``label``: display name in reports (``"P-ASL"``); None: the registry name in capitals.
+    * ``column_order``: position of the loss's columns in report tables, among the losses with modes (shown
+      first) or among those without; ties by name.
     """
 
+    default_mode: ClassVar[Mode | None] = None
     has_modes: ClassVar[bool] = False
     reduction: ClassVar[str] = "mean"
+    label: ClassVar[str | None] = None
+    column_order: ClassVar[int] = 1000
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls.has_modes = cls.default_mode is not None
 
     def set_epoch(self, epoch: int) -> None:
         """Tell the loss the 0-based index of the epoch about to run (no-op unless scheduled)."""
@@ -55,12 +70,14 @@ class PartialAsymmetricLoss(PartialLoss):
         0.6931
     """
 
-    has_modes = True
+    default_mode = Mode.SELECTIVE
     reduction = "sum"
+    label = "P-ASL"
+    column_order = 30
 
     def __init__(
         self,
-        mode: Mode | str = Mode.SELECTIVE,
+        mode: Mode | str | None = None,
         gamma_pos: float = 0.0,
         gamma_neg: float = 3.0,
         gamma_unann: float = 4.0,
@@ -74,7 +91,7 @@ class PartialAsymmetricLoss(PartialLoss):
         validate: bool = True,
     ) -> None:
         super().__init__()
-        self.mode = Mode.parse(mode)
+        self.mode = Mode.parse(self.default_mode if mode is None else mode)
         self.hp: dict[str, Any] = dict(
             gamma_pos=float(gamma_pos), gamma_neg=float(gamma_neg), gamma_unann=float(gamma_unann),
             alpha_pos=float(alpha_pos), alpha_neg=float(alpha_neg), alpha_unann=float(alpha_unann),
@@ -98,16 +115,18 @@ class AsymmetricLoss(PartialLoss):
     ``likelihood_topk``, ``prior_threshold`` and ``prior`` act as in :class:`PartialAsymmetricLoss`."""
 
 
-    has_modes = True
+    default_mode = Mode.NEGATIVE
     reduction = "sum"
+    label = "ASL"
+    column_order = 20
 
     def __init__(
         self, gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: float = 0.05,
-        mode: Mode | str = Mode.NEGATIVE, likelihood_topk: int = 5, prior_threshold: float = 0.5,
+        mode: Mode | str | None = None, likelihood_topk: int = 5, prior_threshold: float = 0.5,
         prior: Tensor | Any | None = None, validate: bool = True,
     ) -> None:
         super().__init__()
-        self.mode, self.validate = Mode.parse(mode), validate
+        self.mode, self.validate = Mode.parse(self.default_mode if mode is None else mode), validate
         self.hp: dict[str, Any] = dict(
             gamma_pos=float(gamma_pos), gamma_neg=float(gamma_neg), clip=float(clip),
             likelihood_topk=int(likelihood_topk), prior_threshold=float(prior_threshold),
@@ -125,15 +144,17 @@ class BCELoss(PartialLoss):
     Unannotated entries are negatives weighted by ``mode`` (default negative)."""
 
 
-    has_modes = True
+    default_mode = Mode.NEGATIVE
     reduction = "sum"
+    label = "CE"  # the CSL paper's name
+    column_order = 10
 
     def __init__(
-        self, mode: Mode | str = Mode.NEGATIVE, likelihood_topk: int = 5, prior_threshold: float = 0.5,
+        self, mode: Mode | str | None = None, likelihood_topk: int = 5, prior_threshold: float = 0.5,
         prior: Tensor | Any | None = None, validate: bool = True,
     ) -> None:
         super().__init__()
-        self.mode, self.validate = Mode.parse(mode), validate
+        self.mode, self.validate = Mode.parse(self.default_mode if mode is None else mode), validate
         self.hp: dict[str, Any] = dict(likelihood_topk=int(likelihood_topk), prior_threshold=float(prior_threshold))
         self.register_buffer("prior", _prior_buffer(prior), persistent=False)
 
@@ -146,6 +167,8 @@ class BCELoss(PartialLoss):
 class AssumeNegativeLoss(PartialLoss):
     """AN (Cole et al. 2021): unannotated labels are negatives; mean over the B x C entries."""
 
+    label = "AN"
+    column_order = 10
     ls_coef: float = 0.0
 
     def __init__(self, ls_coef: float | None = None, validate: bool = True) -> None:
@@ -163,11 +186,16 @@ class AssumeNegativeLoss(PartialLoss):
 class LabelSmoothedAssumeNegativeLoss(AssumeNegativeLoss):
     """AN-LS (Cole et al. 2021): AN with label smoothing, ``ls_coef`` 0.1 by default (their value)."""
 
+    label = "AN-LS"
+    column_order = 20
     ls_coef = 0.1
 
 
 class WeightedAssumeNegativeLoss(PartialLoss):
     """WAN (Cole et al. 2021): AN with unannotated (assumed negative) terms weighted 1 / (C - 1)."""
+
+    label = "WAN"
+    column_order = 30
 
     def __init__(self, validate: bool = True) -> None:
         super().__init__()
@@ -187,6 +215,9 @@ class ExpectedPositiveRegularizedLoss(PartialLoss):
         expected_num_pos: expected number of positives per image, a statistic of the training set
             (Cole et al.: 2.9 for COCO). Required: there is no dataset-independent default.
     """
+
+    label = "EPR"
+    column_order = 40
 
     def __init__(self, expected_num_pos: float | None = None, validate: bool = True) -> None:
         super().__init__()
@@ -215,6 +246,9 @@ class LargeLossRejectionLoss(PartialLoss):
         delta_rel: rate increase per epoch, a fraction (0.002 = the authors' ``--delta_rel 0.2``, in
             percent, the middle of their README's range 0.1-0.5).
     """
+
+    label = "LL-R"
+    column_order = 50
 
     def __init__(self, delta_rel: float = 0.002, epoch: int = 0, validate: bool = True) -> None:
         super().__init__()

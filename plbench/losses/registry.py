@@ -7,6 +7,7 @@ import logging
 import warnings
 from typing import Any, Callable
 
+from plbench.choices import Mode
 from plbench.losses.modules import (
     AssumeNegativeLoss,
     AsymmetricLoss,
@@ -55,11 +56,63 @@ def list_losses() -> list[str]:
     return sorted(LOSSES)
 
 
+def loss_class(name: str) -> type[PartialLoss]:
+    """The registered class of ``name``.
+
+    Raises:
+        ValueError: unknown name (lists the available ones).
+    """
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; available: {', '.join(list_losses())}")
+    return LOSSES[name]
+
+
+def takes_mode(loss: str | type[PartialLoss]) -> bool:
+    """Whether ``loss`` (a registered name or a class) takes a :class:`~plbench.choices.Mode` and a prior;
+    False for an unknown name."""
+    if isinstance(loss, str):
+        return loss in LOSSES and LOSSES[loss].has_modes
+    return loss.has_modes
+
+
+def resolve_mode(loss: str | type[PartialLoss], mode: Mode | str | None, *, default: bool = True) -> str | None:
+    """The mode a run of ``loss`` uses: the one owner of "does this loss take a mode, and which".
+
+    Args:
+        loss: a registered name or a :class:`PartialLoss` class.
+        mode: the requested mode, or None.
+        default: with ``mode=None``, give the loss's ``default_mode`` (True), or refuse (False: a config or an
+            experiment file must name the mode it records).
+    Returns:
+        the mode's value (``"selective"``) for a loss with modes; None for a loss without modes.
+    Raises:
+        ValueError: unknown loss (lists the available ones), a mode for a loss without modes, an unknown
+            mode (lists the modes), or no mode for a loss with modes when ``default`` is False.
+    Example:
+        >>> resolve_mode("pasl", None), resolve_mode("asl", "ignore"), resolve_mode("an", None)
+        ('selective', 'ignore', None)
+    """
+    cls = loss_class(loss) if isinstance(loss, str) else loss
+    name = loss if isinstance(loss, str) else cls.__name__
+    if not cls.has_modes:
+        if mode is not None:
+            raise ValueError(f"loss {name!r} has no partial-label modes, but got mode {str(mode)!r}; "
+                             "leave out the mode")
+        return None
+    if mode is None:
+        if not default:
+            raise ValueError(f"loss {name!r} needs a mode, but none is given; "
+                             f"one of {', '.join(m.value for m in Mode)}")
+        return cls.default_mode.value
+    return Mode.parse(mode).value
+
+
 def create_loss(name: str, **kw: Any) -> PartialLoss:
     """Build a registered loss.
 
     ``mode=None`` and ``prior=None`` may be passed to every loss and are dropped where the loss has no
-    modes (``cls.has_modes``); a mode or a prior for a loss without modes is an error.
+    modes (``cls.has_modes``); a mode or a prior for a loss without modes is an error
+    (:func:`resolve_mode`).
 
     Args:
         name: one of :func:`list_losses` (``pasl``, ``asl``, ``bce``, ``an``, ``an_ls``, ``wan``, ``epr``,
@@ -72,19 +125,15 @@ def create_loss(name: str, **kw: Any) -> PartialLoss:
         >>> create_loss("pasl", mode="negative", gamma_neg=4).mode.value
         'negative'
     """
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; available: {', '.join(list_losses())}")
-    cls = LOSSES[name]
-    params = inspect.signature(cls.__init__).parameters
+    cls = loss_class(name)
     kw = dict(kw)
-    if "prior" in kw and "prior" not in params:
-        if kw["prior"] is not None:
-            raise ValueError(f"loss {name!r} does not use a class prior; use pasl with mode=selective")
-        del kw["prior"]
-    if "mode" in kw and kw["mode"] is None:
-        del kw["mode"]  # the loss's default mode
-    if "mode" in kw and not cls.has_modes:
-        raise ValueError(f"loss {name!r} has no partial-label modes; leave out the mode")
+    mode = resolve_mode(name, kw.pop("mode", None))
+    prior = kw.pop("prior", None)
+    if cls.has_modes:
+        kw.update(mode=mode, prior=prior)
+    elif prior is not None:
+        raise ValueError(f"loss {name!r} does not use a class prior; use pasl with mode=selective")
+    params = inspect.signature(cls.__init__).parameters
     unknown = sorted(set(kw) - set(params) - {"self"})
     if unknown:
         allowed = ", ".join(p for p in params if p != "self")

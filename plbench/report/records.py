@@ -16,12 +16,6 @@ from plbench.artifacts.runs import RunFolder, find_runs
 from plbench.choices import Mode, Protocol, Recipe
 from plbench.errors import InputError
 
-#: losses that take a ``mode``, in the order of their columns (the CSL paper's order: CE, ASL, P-ASL)
-MODAL_LOSSES = ("bce", "asl", "pasl")
-#: losses without modes, in column order (Cole et al. 2021 / Kim et al. 2022)
-MODELESS_LOSSES = ("an", "an_ls", "wan", "epr", "ll_r")
-LOSS_LABELS = {"bce": "CE", "asl": "ASL", "pasl": "P-ASL", "an": "AN", "an_ls": "AN-LS", "wan": "WAN",
-               "epr": "EPR", "ll_r": "LL-R"}
 MODE_ORDER = (Mode.IGNORE, Mode.IGNORE_NORMALIZED, Mode.NEGATIVE, Mode.SELECTIVE)
 MODE_LABELS = {Mode.IGNORE: "Ignore", Mode.IGNORE_NORMALIZED: "Ignore-normalized", Mode.NEGATIVE: "Negative",
                Mode.SELECTIVE: "Selective"}
@@ -35,10 +29,20 @@ def column_key(loss: str, mode: str | None) -> str:
     return f"{loss}:{mode}" if mode else loss
 
 
+def _loss_class(loss: str) -> Any:
+    """The registered loss class (its ``label``, ``column_order``, ``has_modes``), or None for a loss this
+    plbench does not know (a run from another version)."""
+    from plbench.losses import LOSSES  # imports torch: only when a report is built
+
+    return LOSSES.get(loss)
+
+
 def column_label(key: str) -> str:
-    """Display name of a column: ``"Selective P-ASL"``, ``"Negative CE"``, ``"LL-R"``."""
+    """Display name of a column: ``"Selective P-ASL"``, ``"Negative CE"``, ``"LL-R"`` (the loss class's
+    ``label``; the name in capitals for a loss without one)."""
     loss, _, mode = key.partition(":")
-    loss_label = LOSS_LABELS.get(loss, loss.upper())
+    cls = _loss_class(loss)
+    loss_label = (cls.label if cls is not None else None) or loss.upper()
     if not mode:
         return loss_label
     try:
@@ -49,13 +53,15 @@ def column_label(key: str) -> str:
 
 
 def column_sort_key(key: str) -> tuple:
+    """Columns in reading order: losses with modes (by ``column_order``: CE, ASL, P-ASL, each mode in
+    :data:`MODE_ORDER`), then losses without (AN, AN-LS, WAN, EPR, LL-R), then unknown losses by name."""
     loss, _, mode = key.partition(":")
+    cls = _loss_class(loss)
+    if cls is None:
+        return (2, 0, key, 0, mode)
     modes = [m.value for m in MODE_ORDER]
-    if loss in MODAL_LOSSES:
-        return (0, MODAL_LOSSES.index(loss), modes.index(mode) if mode in modes else len(modes), mode)
-    if loss in MODELESS_LOSSES:
-        return (1, MODELESS_LOSSES.index(loss), 0, mode)
-    return (2, 0, 0, key)
+    return (0 if cls.has_modes else 1, cls.column_order, loss, modes.index(mode) if mode in modes else len(modes),
+            mode)
 
 
 def parse_labels(tag: str, simulation: dict[str, Any] | None = None) -> tuple[str | None, float | None]:
@@ -168,7 +174,8 @@ def load_record(run: RunFolder | str | Path) -> RunRecord:
                          "re-run the training (the run did not finish its evaluation)")
     loss = str(s.get("loss") or config.get("loss") or "pasl")
     mode = s.get("mode", config.get("mode"))
-    if loss in MODELESS_LOSSES or mode in (None, ""):  # older summaries gave modeless losses the default mode
+    cls = _loss_class(loss)
+    if (cls is not None and not cls.has_modes) or mode in (None, ""):  # older summaries gave modeless losses a mode
         mode = None
     else:
         mode = str(mode)

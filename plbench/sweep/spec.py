@@ -408,20 +408,14 @@ class _Checker:
             self.fail(f"{where}.{unknown[0]}", f"unknown key {unknown[0]!r}", f"use only: {', '.join(allowed)}")
 
 
-def _loss_parameters(loss: str, check: _Checker, where: str) -> dict[str, inspect.Parameter]:
+def _loss_options(loss: str, options: dict[str, Any], check: _Checker, where: str) -> dict[str, Any]:
+    """``options`` checked against the loss's options (an unknown loss is named at ``<where's table>.loss``)."""
     from plbench.losses import LOSSES, list_losses
 
     if loss not in LOSSES:
-        check.fail(where, f"unknown loss {loss!r}", f"use one of: {', '.join(list_losses())}")
-    params = dict(inspect.signature(LOSSES[loss].__init__).parameters)
-    params.pop("self", None)
-    return params
-
-
-def _loss_options(loss: str, options: dict[str, Any], check: _Checker, where: str) -> dict[str, Any]:
-    params = _loss_parameters(loss, check, where)
-    allowed = [p for p in params if p not in ("mode", "prior", "validate")]
-    check.keys(options, allowed, where)
+        check.fail(where.rsplit(".", 1)[0] + ".loss", f"unknown loss {loss!r}", f"use one of: {', '.join(list_losses())}")
+    params = [p for p in inspect.signature(LOSSES[loss].__init__).parameters if p != "self"]
+    check.keys(options, [p for p in params if p not in ("mode", "prior", "validate")], where)
     return dict(options)
 
 
@@ -478,22 +472,20 @@ def _labels(tables: list[_Labels], check: _Checker) -> tuple[LabelSetting, ...]:
 
 
 def _methods(tables: list[_Method], check: _Checker) -> tuple[MethodSpec, ...]:
+    from plbench.losses import list_losses, resolve_mode, takes_mode
+
     out: list[MethodSpec] = []
     for i, t in enumerate(tables):
         where = f"methods[{i}]"
-        has_modes = "mode" in _loss_parameters(t.loss, check, f"{where}.loss")
         options = _loss_options(t.loss, t.loss_options, check, f"{where}.loss_options")
         schemes = None if t.schemes is None else tuple(t.schemes)
-        if not has_modes:
-            if t.mode is not None:
-                check.fail(f"{where}.mode", f"loss {t.loss!r} has no partial-label mode",
-                           "remove mode (losses with modes: pasl, asl, bce)")
-            out.append(MethodSpec(t.loss, None, options, schemes))
-            continue
-        if t.mode is None:
-            check.fail(f"{where}.mode", f"loss {t.loss!r} needs a mode, but none is given",
-                       f"add mode = one of {', '.join(m.value for m in Mode)} (or a list of them)")
-        out.extend(MethodSpec(t.loss, mode, options, schemes) for mode in t.mode)
+        try:  # an experiment names every mode it runs: no default
+            modes = [resolve_mode(t.loss, mode, default=False) for mode in (t.mode or [None])]
+        except ValueError as e:
+            with_modes = ", ".join(n for n in list_losses() if takes_mode(n))
+            check.fail(f"{where}.mode", str(e), f"give {with_modes} a mode (or a list of modes); leave it out for "
+                       "the other losses")
+        out.extend(MethodSpec(t.loss, mode, options, schemes) for mode in modes)
     for m in out:  # values too (e.g. epr without expected_num_pos), before anything runs
         _check_loss_builds(m.loss, m.mode, m.loss_options, check, "methods")
     return tuple(out)
@@ -536,10 +528,12 @@ def _training(raw: dict[str, Any], check: _Checker) -> tuple[dict[str, Any], int
 def _prior(table: _Prior, check: _Checker) -> dict[str, Any]:
     prior = table.model_dump(exclude_unset=True)
     if table.loss is not None:
-        if "mode" not in _loss_parameters(table.loss, check, "prior.loss"):
-            check.fail("prior.loss", f"the prior model trains in Ignore mode, but loss {table.loss!r} has no modes",
-                       "use pasl, asl or bce")
+        from plbench.losses import list_losses, takes_mode
+
         prior["loss_options"] = _loss_options(table.loss, table.loss_options or {}, check, "prior.loss_options")
+        if not takes_mode(table.loss):
+            check.fail("prior.loss", f"the prior model trains in Ignore mode, but loss {table.loss!r} has no modes",
+                       f"use one of {', '.join(n for n in list_losses() if takes_mode(n))}")
     elif table.loss_options is not None:
         check.fail("prior.loss_options", "loss_options without a loss", "add prior.loss, or remove loss_options")
     return prior
