@@ -27,7 +27,7 @@ from plbench.engine.evaluate import predict
 from plbench.engine.train import (load_training_data, make_dataset, make_loader, normalization, resolve_device,
                                   train)
 from plbench.labels import PartialLabels
-from plbench.losses import LOSSES
+from plbench.losses import takes_mode
 from plbench.prior_quality import comparison_markdown, naive_prior
 
 
@@ -56,7 +56,7 @@ def prior_from_model(config: TrainConfig, model: torch.nn.Module, *, progress: b
 
 def prior_model_config(config: TrainConfig, mode: Mode, out_dir: str, keep_run: bool) -> TrainConfig:
     """The temporary model's config: ``mode`` with P-ASL (or the run's loss when it has modes), no prior."""
-    loss = config.loss if config.loss in LOSSES and LOSSES[config.loss].has_modes else "pasl"
+    loss = config.loss if takes_mode(config.loss) else "pasl"
     return config.replace(mode=mode.value, prior=None, out_dir=out_dir, loss=loss,
                           loss_options=config.loss_options if loss == config.loss else {},
                           run_name=None if keep_run else f"prior-model-{mode.value}")
