@@ -90,5 +90,25 @@ def test_small_fine_tuned_demo_end_to_end(tmp_path, one_thread):
     assert len([p for p in (tmp_path / "runs").iterdir()]) == 7
     priors = sorted((tmp_path / "priors").glob("*.csv"))
     assert len(priors) == 2
-    values = np.loadtxt(priors[0], delimiter=",", skiprows=1, usecols=1)
-    assert values.shape == (6,) and ((values > 0) & (values < 1)).all()
+    # each prior is the mean score of its Ignore-mode run over the training images (CSL), recomputed here with
+    # an independent forward pass (the Negative run's scores or the validation images differ by > 1e-2)
+    import timm
+    import torch
+
+    from plbench.config import TrainConfig
+    from plbench.datasets import load_dataset
+    from plbench.datasets.images import load_image, resize_square
+    from plbench.engine.train import train
+    from plbench.priors import read_prior_csv
+
+    split = load_dataset("synthetic", tmp_path / "data" / "synthetic", "train")
+    cfg = timm.get_pretrained_cfg("resnet10t").to_dict()
+    x = np.stack([np.asarray(resize_square(load_image(p), 32), np.float32) for p in split.image_paths]) / 255
+    x = torch.from_numpy(((x - np.array(cfg["mean"])) / np.array(cfg["std"])).astype(np.float32)).permute(0, 3, 1, 2)
+    for tag in ("fpc10", "rps0.8"):
+        run = tmp_path / "runs" / f"synthetic-{tag}-ignore-resnet10t-gap-s0"
+        model = train(TrainConfig.load(run / "config.json"), progress=False).model.eval()  # finished: loaded
+        with torch.no_grad():
+            expected = torch.sigmoid(model(x)).double().mean(0).numpy()
+        (path,) = (tmp_path / "priors").glob(f"synthetic-{tag}-*.csv")
+        np.testing.assert_allclose(read_prior_csv(path, split.class_names), expected, rtol=0, atol=1e-6)
