@@ -201,3 +201,28 @@ def test_ml_decoder_torch_compile_cpu():
     compiled = torch.compile(head)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), head(x), rtol=1e-4, atol=1e-5)
+
+
+# Authors' code: Alibaba-MIIL/ML_Decoder, src_files/ml_decoder/ml_decoder.py, MLDecoder(num_classes=10,
+# num_of_groups=4, decoder_embedding=32, initial_num_features=16) (zsl=0) in float64, eval mode, with the
+# weights below copied in (query_embed.weight <- query, the other names as in tests/test_zsl_heads.py) and
+# the one-layer nn.TransformerDecoder called as its layer (current torch's TransformerDecoder.forward reads
+# layers[0].self_attn, absent from their layer). Their logits on the features below:
+REF_GROUPED_LOGITS = [
+    [0.3508048318711443, -0.024196143665672604, 0.24365339772109965, -0.02948713892082719, -0.7883387313245581,
+     -0.4908738026006234, -0.10040422886469247, -0.2312943996989941, -0.28055870897461965, 0.03800165846461839],
+    [0.19734106957400865, -0.09704653134486245, 0.31314572414051073, -0.1302957587917001, -0.7831414785721555,
+     -0.3694625321339109, -0.18769858525537353, -0.16236946356118698, -0.29252934270630176, 0.1742880917173978],
+]
+
+
+def test_grouped_ml_decoder_matches_authors_code():
+    head = MLDecoderHead(16, 10, num_groups=4, embed_dim=32, num_heads=8, ff_dim=2048).double()
+    assert head.group_size == 3  # 4 groups of 3 outputs, the last 2 dropped
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.2)
+        feats = torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(21), dtype=torch.float64)
+        out = head.eval()(feats)
+    torch.testing.assert_close(out, torch.tensor(REF_GROUPED_LOGITS, dtype=torch.float64), rtol=1e-9, atol=1e-12)
