@@ -390,3 +390,32 @@ def test_a_new_loss_declares_its_mode_on_the_class():
 
     assert WithModes.has_modes and not WithoutModes.has_modes and not PartialLoss.has_modes
     assert resolve_mode(WithModes, None) == "ignore" and resolve_mode(WithoutModes, None) is None
+
+
+# -- hyper-parameter defaults are written once, in the functional signature --------------------------
+def test_module_defaults_are_the_functional_signature_and_unchanged():
+    from plbench.losses import AsymmetricLoss, BCELoss, asymmetric_loss, binary_cross_entropy, hyper_parameters
+
+    assert PartialAsymmetricLoss().hp == hyper_parameters(partial_asymmetric_loss)
+    # the numbers as they were (CSL README FPC command; ASL authors' gamma_neg 4, clip 0.05)
+    assert AsymmetricLoss().hp == hyper_parameters(asymmetric_loss) == dict(
+        gamma_pos=0.0, gamma_neg=4.0, clip=0.05, likelihood_topk=5, prior_threshold=0.5)
+    assert BCELoss().hp == hyper_parameters(binary_cross_entropy) == dict(likelihood_topk=5, prior_threshold=0.5)
+    assert create_loss("an").ls_coef == 0.0 and create_loss("an_ls").ls_coef == 0.1
+    assert list(LOSSES["pasl"].options()) == ["gamma_pos", "gamma_neg", "gamma_unann", "alpha_pos", "alpha_neg",
+                                              "alpha_unann", "clip", "likelihood_topk", "prior_threshold"]
+    assert LOSSES["ll_r"].options() == {"delta_rel": 0.002, "epoch": 0}
+    assert list(LOSSES["epr"].options()) == ["expected_num_pos"] and list(LOSSES["wan"].options()) == []
+
+
+def test_module_hyper_parameters_are_typed_and_checked():
+    loss = PartialAsymmetricLoss(gamma_neg=1, likelihood_topk=3.0, clip=None)
+    assert loss.hp["gamma_neg"] == 1.0 and type(loss.hp["gamma_neg"]) is float
+    assert loss.hp["likelihood_topk"] == 3 and type(loss.hp["likelihood_topk"]) is int
+    assert loss.hp["clip"] == 0.0  # None: the default
+    with pytest.raises(ValueError, match="expected an integer likelihood_topk, but got 2.5"):
+        PartialAsymmetricLoss(likelihood_topk=2.5)
+    with pytest.raises(TypeError, match="PartialAsymmetricLoss does not take gama_neg; it takes: mode, prior"):
+        PartialAsymmetricLoss(gama_neg=1)
+    with pytest.raises(ValueError, match="loss 'asl' does not take gamma_unann; it takes: gamma_pos, gamma_neg, clip"):
+        create_loss("asl", gamma_unann=1)

@@ -26,9 +26,11 @@ from plbench.losses.modules import (
     ExpectedPositiveRegularizedLoss,
     LabelSmoothedAssumeNegativeLoss,
     LargeLossRejectionLoss,
+    ModalLoss,
     PartialAsymmetricLoss,
     PartialLoss,
     WeightedAssumeNegativeLoss,
+    hyper_parameters,
 )
 from plbench.losses.registry import (
     LOSSES,
@@ -44,7 +46,7 @@ __all__ = [
     "Mode", "WEIGHT_RULES", "weight_rule", "smallest_k_mask",
     "partial_asymmetric_loss", "asymmetric_loss", "binary_cross_entropy", "assume_negative_loss",
     "expected_positive_regularized_loss", "large_loss_rejection_loss",
-    "PartialLoss", "PartialAsymmetricLoss", "AsymmetricLoss", "BCELoss", "AssumeNegativeLoss",
+    "PartialLoss", "ModalLoss", "hyper_parameters", "PartialAsymmetricLoss", "AsymmetricLoss", "BCELoss", "AssumeNegativeLoss",
     "LabelSmoothedAssumeNegativeLoss", "WeightedAssumeNegativeLoss", "ExpectedPositiveRegularizedLoss",
     "LargeLossRejectionLoss", "LOSSES", "create_loss", "list_losses", "loss_class", "register_loss", "resolve_mode",
     "takes_mode",

@@ -6,8 +6,9 @@ schedules such as LL-R's), so a training loop can treat them alike.
 
 from __future__ import annotations
 
+import inspect
 import math
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +24,13 @@ def _prior_buffer(prior: Tensor | Any | None) -> Tensor | None:
     if prior.ndim != 1:
         raise ValueError(f"expected a 1-D (C,) prior, but got shape {tuple(prior.shape)}")
     return prior
+
+
+def hyper_parameters(function: Callable[..., Tensor]) -> dict[str, Any]:
+    """Name -> default of a functional loss's keyword-only hyper-parameters (``mode``, ``prior`` and
+    ``validate`` excluded): the one place those defaults are written is the function's signature."""
+    return {n: p.default for n, p in inspect.signature(function).parameters.items()
+            if p.kind is p.KEYWORD_ONLY and n not in ("mode", "prior", "validate")}
 
 
 class PartialLoss(nn.Module):
@@ -51,57 +59,58 @@ class PartialLoss(nn.Module):
         super().__init_subclass__(**kw)
         cls.has_modes = cls.default_mode is not None
 
+    @classmethod
+    def options(cls) -> dict[str, Any]:
+        """Name -> default (``inspect.Parameter.empty``: required) of what ``loss_options`` may set: the
+        constructor's arguments other than ``mode``, ``prior`` and ``validate``."""
+        return {n: p.default for n, p in inspect.signature(cls.__init__).parameters.items()
+                if n not in ("self", "mode", "prior", "validate") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
     def set_epoch(self, epoch: int) -> None:
         """Tell the loss the 0-based index of the epoch about to run (no-op unless scheduled)."""
 
 
-class PartialAsymmetricLoss(PartialLoss):
-    """CSL's partial asymmetric loss (see :func:`plbench.losses.partial_asymmetric_loss`).
+class ModalLoss(PartialLoss):
+    """A loss with modes whose hyper-parameters are the keyword arguments of its functional form.
+
+    The hyper-parameters and their defaults are read from ``function``'s signature (written once, there);
+    ``mode``, ``prior`` and ``validate`` are passed separately.
 
     Args:
+        mode: a :class:`~plbench.choices.Mode` (or its value); None: the class's ``default_mode``.
         prior: float (C,) class prior aligned with the class order (kept as a buffer so it follows
             ``.to(device)``), or None; used by ``mode="selective"`` only.
-        other arguments: as :func:`~plbench.losses.partial_asymmetric_loss`, with the same defaults
-            (the CSL README's FPC training command).
-
-    Example:
-        >>> loss = PartialAsymmetricLoss(mode="ignore", gamma_neg=0, gamma_unann=0)
-        >>> round(float(loss(torch.zeros(1, 2), torch.tensor([[1, -1]]))), 4)  # -log(0.5)
-        0.6931
+        validate: check shapes and target values on every call (a device sync; the engine checks the
+            targets once when it loads them).
+        **hyper_parameters: keyword arguments of ``function`` (None: its default).
+    Raises:
+        TypeError: a hyper-parameter ``function`` does not take.
+        ValueError: an unknown mode, or a non-integral value for an integer hyper-parameter.
     """
 
-    default_mode = Mode.SELECTIVE
+    #: the functional form: ``function(logits, targets, *, mode, prior, validate, **hyper_parameters)``
+    function: ClassVar[Callable[..., Tensor]]
     reduction = "sum"
-    label = "P-ASL"
-    column_order = 30
 
-    def __init__(
-        self,
-        mode: Mode | str | None = None,
-        gamma_pos: float = 0.0,
-        gamma_neg: float = 3.0,
-        gamma_unann: float = 4.0,
-        alpha_pos: float = 1.0,
-        alpha_neg: float = 1.0,
-        alpha_unann: float = 1.0,
-        clip: float = 0.0,
-        likelihood_topk: int = 5,
-        prior_threshold: float = 0.5,
-        prior: Tensor | Any | None = None,
-        validate: bool = True,
-    ) -> None:
+    def __init__(self, mode: Mode | str | None = None, prior: Tensor | Any | None = None, validate: bool = True,
+                 **hyper_parameters: Any) -> None:
         super().__init__()
+        defaults = self.options()
+        unknown = sorted(set(hyper_parameters) - set(defaults))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} does not take {', '.join(unknown)}; it takes: "
+                            f"{', '.join(['mode', 'prior', 'validate', *defaults])}")
         self.mode = Mode.parse(self.default_mode if mode is None else mode)
-        self.hp: dict[str, Any] = dict(
-            gamma_pos=float(gamma_pos), gamma_neg=float(gamma_neg), gamma_unann=float(gamma_unann),
-            alpha_pos=float(alpha_pos), alpha_neg=float(alpha_neg), alpha_unann=float(alpha_unann),
-            clip=float(clip or 0.0), likelihood_topk=int(likelihood_topk), prior_threshold=float(prior_threshold),
-        )
+        self.hp: dict[str, Any] = {k: _as_default_type(k, hyper_parameters.get(k), d) for k, d in defaults.items()}
         self.validate = validate
         self.register_buffer("prior", _prior_buffer(prior), persistent=False)
 
+    @classmethod
+    def options(cls) -> dict[str, Any]:
+        return hyper_parameters(cls.function)
+
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
-        return LF.partial_asymmetric_loss(
+        return type(self).function(
             logits, targets, mode=self.mode, prior=self.prior, validate=self.validate, **self.hp
         )
 
@@ -110,58 +119,53 @@ class PartialAsymmetricLoss(PartialLoss):
         return f"mode={self.mode.value}, {hp}, prior={'none' if self.prior is None else tuple(self.prior.shape)}"
 
 
-class AsymmetricLoss(PartialLoss):
-    """ASL (:func:`plbench.losses.asymmetric_loss`); sum over the batch. ``mode`` (default negative),
-    ``likelihood_topk``, ``prior_threshold`` and ``prior`` act as in :class:`PartialAsymmetricLoss`."""
+def _as_default_type(name: str, value: Any, default: Any) -> Any:
+    """``value`` (None: ``default``) as the type of ``default``: ints stay ints, numbers become floats."""
+    if value is None:
+        return default
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, bool) or int(value) != value:
+            raise ValueError(f"expected an integer {name}, but got {value!r}")
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    return value
 
 
+class PartialAsymmetricLoss(ModalLoss):
+    """CSL's partial asymmetric loss; hyper-parameters and defaults (the CSL README's FPC training command)
+    as :func:`~plbench.losses.partial_asymmetric_loss`, other arguments as :class:`ModalLoss`.
+
+    Example:
+        >>> loss = PartialAsymmetricLoss(mode="ignore", gamma_neg=0, gamma_unann=0)
+        >>> round(float(loss(torch.zeros(1, 2), torch.tensor([[1, -1]]))), 4)  # -log(0.5)
+        0.6931
+    """
+
+    function = staticmethod(LF.partial_asymmetric_loss)
+    default_mode = Mode.SELECTIVE
+    label = "P-ASL"
+    column_order = 30
+
+
+class AsymmetricLoss(ModalLoss):
+    """ASL (:func:`plbench.losses.asymmetric_loss`, whose signature gives the hyper-parameters and the ASL
+    authors' defaults); sum over the batch. Unannotated targets follow ``mode`` (default negative)."""
+
+    function = staticmethod(LF.asymmetric_loss)
     default_mode = Mode.NEGATIVE
-    reduction = "sum"
     label = "ASL"
     column_order = 20
 
-    def __init__(
-        self, gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: float = 0.05,
-        mode: Mode | str | None = None, likelihood_topk: int = 5, prior_threshold: float = 0.5,
-        prior: Tensor | Any | None = None, validate: bool = True,
-    ) -> None:
-        super().__init__()
-        self.mode, self.validate = Mode.parse(self.default_mode if mode is None else mode), validate
-        self.hp: dict[str, Any] = dict(
-            gamma_pos=float(gamma_pos), gamma_neg=float(gamma_neg), clip=float(clip),
-            likelihood_topk=int(likelihood_topk), prior_threshold=float(prior_threshold),
-        )
-        self.register_buffer("prior", _prior_buffer(prior), persistent=False)
 
-    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
-        return LF.asymmetric_loss(
-            logits, targets, mode=self.mode, prior=self.prior, validate=self.validate, **self.hp
-        )
-
-
-class BCELoss(PartialLoss):
+class BCELoss(ModalLoss):
     """Binary cross-entropy on logits (:func:`plbench.losses.binary_cross_entropy`); sum over the batch.
     Unannotated entries are negatives weighted by ``mode`` (default negative)."""
 
-
+    function = staticmethod(LF.binary_cross_entropy)
     default_mode = Mode.NEGATIVE
-    reduction = "sum"
     label = "CE"  # the CSL paper's name
     column_order = 10
-
-    def __init__(
-        self, mode: Mode | str | None = None, likelihood_topk: int = 5, prior_threshold: float = 0.5,
-        prior: Tensor | Any | None = None, validate: bool = True,
-    ) -> None:
-        super().__init__()
-        self.mode, self.validate = Mode.parse(self.default_mode if mode is None else mode), validate
-        self.hp: dict[str, Any] = dict(likelihood_topk=int(likelihood_topk), prior_threshold=float(prior_threshold))
-        self.register_buffer("prior", _prior_buffer(prior), persistent=False)
-
-    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
-        return LF.binary_cross_entropy(
-            logits, targets, mode=self.mode, prior=self.prior, validate=self.validate, **self.hp
-        )
 
 
 class AssumeNegativeLoss(PartialLoss):
@@ -169,7 +173,7 @@ class AssumeNegativeLoss(PartialLoss):
 
     label = "AN"
     column_order = 10
-    ls_coef: float = 0.0
+    ls_coef: float = hyper_parameters(LF.assume_negative_loss)["ls_coef"]  # the function's: no smoothing
 
     def __init__(self, ls_coef: float | None = None, validate: bool = True) -> None:
         super().__init__()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import warnings
 from typing import Any, Callable
@@ -133,9 +132,9 @@ def create_loss(name: str, **kw: Any) -> PartialLoss:
         kw.update(mode=mode, prior=prior)
     elif prior is not None:
         raise ValueError(f"loss {name!r} does not use a class prior; use pasl with mode=selective")
-    params = inspect.signature(cls.__init__).parameters
-    unknown = sorted(set(kw) - set(params) - {"self"})
+    options = cls.options()
+    unknown = sorted(set(kw) - set(options) - {"mode", "prior", "validate"})
     if unknown:
-        allowed = ", ".join(p for p in params if p != "self")
-        raise ValueError(f"loss {name!r} does not take {', '.join(unknown)}; it takes: {allowed}")
+        raise ValueError(f"loss {name!r} does not take {', '.join(unknown)}; it takes: "
+                         f"{', '.join(options) or 'no options'}")
     return cls(**kw)

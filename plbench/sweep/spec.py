@@ -64,7 +64,6 @@ Every error is one :class:`~plbench.errors.InputError` naming the dotted key pat
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import types
 import typing
 from dataclasses import dataclass, field
@@ -414,8 +413,7 @@ def _loss_options(loss: str, options: dict[str, Any], check: _Checker, where: st
 
     if loss not in LOSSES:
         check.fail(where.rsplit(".", 1)[0] + ".loss", f"unknown loss {loss!r}", f"use one of: {', '.join(list_losses())}")
-    params = [p for p in inspect.signature(LOSSES[loss].__init__).parameters if p != "self"]
-    check.keys(options, [p for p in params if p not in ("mode", "prior", "validate")], where)
+    check.keys(options, LOSSES[loss].options(), where)
     return dict(options)
 
 
