@@ -55,6 +55,7 @@ from plbench.config import TrainConfig
 from plbench.datasets import load_dataset
 from plbench.datasets.images import ImageCache, build_image_cache, cache_folder
 from plbench.datasets.synthetic import write_synthetic_coco
+from plbench.engine import runtime
 from plbench.engine import train as engine
 from plbench.engine.data import EpochBatchSampler, normalize
 from plbench.engine.model import build_model
@@ -138,7 +139,7 @@ def bench_data(config: TrainConfig, device: torch.device, epochs: int) -> tuple[
         for epoch in range(epochs):
             sampler.set_epoch(epoch)
             for inputs, labels, _ in loader:
-                x = engine.to_model_input(inputs, device, mean, std)
+                x = runtime.to_model_input(inputs, device, mean, std)
                 labels.to(device, non_blocking=True)
                 if t0 is None:
                     sync(device)

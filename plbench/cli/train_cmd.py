@@ -197,7 +197,7 @@ def estimate_prior_command(
     """
     from plbench.artifacts.atomic import write_text
     from plbench.engine.prior import compare_priors, estimate_prior
-    from plbench.engine.train import load_training_data
+    from plbench.engine.inputs import load_training_data
     from plbench.priors import default_prior_path, write_prior_csv
 
     cfg = TrainConfig(**(common or {}), mode=Mode.IGNORE.value)

@@ -113,6 +113,12 @@ class ImageLabelDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def empty_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of no images: uint8 (0, 3, S, S), labels int8 (0, C) (a process's empty share of a global
+        batch under torchrun)."""
+        s = self.image_size
+        return torch.zeros(0, 3, s, s, dtype=torch.uint8), torch.zeros(0, self.labels.num_classes, dtype=torch.int8)
+
     def __len__(self) -> int:
         return len(self.paths)
 

@@ -38,7 +38,8 @@ from plbench.artifacts.files import sha256_file
 from plbench.choices import Head
 from plbench.config import TrainConfig
 from plbench.datasets import DatasetSplit, load_dataset
-from plbench.engine.data import ImageLabelDataset, normalize
+from plbench.engine import runtime
+from plbench.engine.data import ImageLabelDataset
 from plbench.engine.model import build_model, weights_sha256
 from plbench.errors import InputError
 from plbench.progress import progress as progress_bar
@@ -51,12 +52,6 @@ FeatureItem = tuple[torch.Tensor, torch.Tensor, int]
 
 
 # -- extraction -------------------------------------------------------------------------------------
-
-
-def _device(name: str) -> torch.device:
-    from plbench.engine.train import resolve_device  # here: engine.train imports this module
-
-    return resolve_device(name)
 
 
 def extract_features(
@@ -97,10 +92,12 @@ def extract_features(
     """
     say = say or log.info
     out = Path(out)
-    dev = _device(device)
+    dev = runtime.resolve_device(device)
     model = build_model(backbone, Head.GAP.value, 1, pretrained=pretrained, checkpoint=checkpoint)
     # channels-last: measured 2.4x faster for tf_efficientnet_lite0 on a busy 2-core CPU (depthwise convolutions)
-    net = model.backbone.to(dev, memory_format=torch.channels_last).eval()
+    layout = torch.channels_last if runtime.channels_last(dev, prefer=True) else torch.contiguous_format
+    net = model.backbone.to(dev, memory_format=layout).eval()
+    dtype = runtime.amp_dtype(amp, dev)
     from plbench.engine.pretrained import resolve_normalization
 
     mean, std = resolve_normalization(net)
@@ -150,8 +147,8 @@ def extract_features(
                 if batch is None:  # every image of the batch was undecodable
                     continue
                 x, _, index = batch
-                x = normalize(x.to(dev, non_blocking=True), mean, std).contiguous(memory_format=torch.channels_last)
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
+                x = runtime.to_model_input(x, dev, mean, std).contiguous(memory_format=layout)
+                with runtime.autocast(dev, dtype):
                     fmap = net.forward_features(x)
                 t = _as_tokens(fmap.float())  # (B, L, D)
                 pooled = t.mean(dim=1)  # (B, D): what the GAP head computes
@@ -232,6 +229,12 @@ class FeatureDataset(Dataset):
         if self.strict:
             raise InputError(self.store.root, "failed", f"image row {index} has no features (it did not decode "
                              "at extraction)", "re-download the image and re-extract, or run without --strict")
+
+    def empty_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of no rows: features float32 (0, L, D), labels int8 (0, C) (a process's empty share of a
+        global batch under torchrun)."""
+        rows = (self.store.num_tokens if self.tokens else 1) or 1
+        return (torch.zeros(0, rows, self.store.num_features), torch.zeros(0, self.labels.num_classes, dtype=torch.int8))
 
     def __getitem__(self, index: int) -> FeatureItem | None:
         return self.__getitems__([index])[0]

@@ -24,14 +24,15 @@ from plbench.choices import Mode
 from plbench.config import TrainConfig
 from plbench.datasets import DatasetSplit
 from plbench.engine.evaluate import predict
-from plbench.engine.train import (load_training_data, make_dataset, make_loader, normalization, resolve_device,
-                                  train)
+from plbench.engine.inputs import load_training_data, make_dataset, make_loader, normalization
+from plbench.engine.runtime import resolve_device
+from plbench.engine.train import train
 from plbench.labels import PartialLabels
 from plbench.losses import takes_mode
 from plbench.prior_quality import comparison_markdown, naive_prior
 
 
-#: what :func:`plbench.engine.train.load_training_data` returns: split, training labels, image paths, simulation
+#: what :func:`plbench.engine.inputs.load_training_data` returns: split, training labels, image paths, simulation
 TrainingSet = tuple[DatasetSplit, PartialLabels, np.ndarray, "dict[str, Any] | None"]
 
 

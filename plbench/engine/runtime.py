@@ -59,13 +59,14 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
-def channels_last(device: torch.device) -> bool:
+def channels_last(device: torch.device, *, prefer: bool | None = None) -> bool:
     """Whether image batches and models use the channels-last layout (faster convolutions under autocast
-    on GPUs); :data:`CHANNELS_LAST_ENV` overrides."""
+    on GPUs); :data:`CHANNELS_LAST_ENV` overrides. ``prefer``: the caller's choice when the variable is
+    unset (feature extraction prefers channels-last on the CPU too); default: CUDA only."""
     forced = os.environ.get(CHANNELS_LAST_ENV, "").strip()
     if forced in ("0", "1"):
         return forced == "1"
-    return device.type == "cuda"
+    return device.type == "cuda" if prefer is None else prefer
 
 
 def to_model_input(inputs: torch.Tensor, device: torch.device, mean: Sequence[float],

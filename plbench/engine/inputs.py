@@ -1,0 +1,265 @@
+"""Everything a run reads, loaded and checked before its run folder is written.
+
+:func:`load_inputs` returns a :class:`TrainingData`: the training split and the labels trained on (the
+split's own or a simulation file, checked against the split, possibly truncated to the first N images), the
+validation split, the class prior, the feature stores of a linear-protocol run (opened once, checked against
+the splits) and the label tag shown in reports. Under ``--strict`` every image is verified here too, so a
+corrupt file stops the run before any file exists. :func:`make_dataset` and :func:`make_loader` turn the
+checked inputs into torch datasets and loaders; :func:`make_criterion` builds the loss.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from plbench.choices import Augment, Head, Mode, Recipe
+from plbench.config import TrainConfig
+from plbench.datasets import DatasetSplit, load_dataset
+from plbench.datasets.images import collate_skip_none
+from plbench.engine.data import ImageLabelDataset
+from plbench.errors import InputError
+from plbench.labels import NEG, POS, UNK, PartialLabels
+from plbench.losses import LOSSES, create_loss, takes_mode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingData:
+    """Every input of a run, loaded and checked before anything is written."""
+
+    train_split: DatasetSplit
+    train_labels: PartialLabels  # the labels trained on (simulated or the split's own), possibly truncated
+    train_paths: np.ndarray  # (N,) image paths aligned with train_labels
+    simulation: dict[str, Any] | None  # the simulation file's metadata
+    val_split: DatasetSplit
+    prior: torch.Tensor | None  # float32 (C,) in [0, 1]
+    tag: str  # label setting shown in reports
+    feature_stores: dict[str, Any] = field(default_factory=dict)  # split -> opened FeatureStore (linear runs)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.train_split.class_names
+
+    @property
+    def fingerprints(self) -> dict[str, str]:
+        """A run folder is resumed only for the very same training labels and validation data."""
+        return {"train_labels": self.train_labels.fingerprint(), "val_annotations": self.val_split.fingerprint}
+
+
+def check_choices(config: TrainConfig) -> None:
+    """Every closed choice of the config is one of its enum's values; mode matches the loss."""
+    for option, enum, value in (("--head", Head, config.head), ("--recipe", Recipe, config.recipe),
+                                ("augment", Augment, config.augment)):
+        try:
+            enum.parse(value)
+        except ValueError as e:
+            raise InputError(None, option, str(e), "pick one of the listed values") from None
+    if config.loss not in LOSSES:
+        raise InputError(None, "--loss", f"unknown loss {config.loss!r}; available: {', '.join(sorted(LOSSES))}",
+                         "pick a loss from `plbench train --help`")
+    has_modes = takes_mode(config.loss)
+    if config.mode is None and has_modes:
+        raise InputError(None, "--mode", f"loss {config.loss!r} needs a mode", f"pass --mode ({', '.join(Mode)})")
+    if config.mode is not None:
+        if not has_modes:
+            raise InputError(None, "--mode", f"loss {config.loss!r} has no partial-label modes, but got "
+                             f"--mode {config.mode}", "leave out --mode for this loss")
+        try:
+            Mode.parse(config.mode)
+        except ValueError as e:
+            raise InputError(None, "--mode", str(e), "pick one of the listed modes") from None
+    if config.ema_decay < 0 or config.ema_decay >= 1:
+        raise InputError(None, "ema_decay", f"expected 0 (no EMA) or a value in (0, 1), but got {config.ema_decay}",
+                         "use e.g. 0.9997")
+
+
+def labels_tag(config: TrainConfig, meta: dict[str, Any] | None, split: DatasetSplit) -> str:
+    """Short name of the label setting: ``full``, ``natural`` or e.g. ``fpc1000``/``rps0.5``."""
+    if config.tag:
+        return config.tag
+    if meta is None:
+        if config.simulation is not None:
+            return Path(config.simulation).stem
+        return "full" if split.labels.annotated_fraction() == 1.0 else "natural"
+    from plbench.artifacts.simulations import format_param
+
+    return f"{meta['scheme']}{format_param(meta['param'])}"
+
+
+def default_run_name(config: TrainConfig, tag: str) -> str:
+    backbone = config.backbone.replace("/", "_")
+    loss = "" if config.loss == "pasl" else f"-{config.loss}"
+    mode = f"-{config.mode}" if config.mode is not None else ""
+    linear = "-linear" if config.features is not None else ""
+    return f"{config.dataset}-{tag}{mode}{loss}-{backbone}-{config.head}{linear}-s{config.seed}"
+
+
+def check_targets(labels: PartialLabels, source: str | Path | None) -> None:
+    """Every training target is 1, 0 or -1: checked once here, so the loss need not check each batch
+    (a device sync per step on GPUs).
+
+    Raises:
+        InputError: naming ``source`` and the first bad values.
+    """
+    values = labels.matrix if not labels.is_sparse else labels.sparse[2]
+    bad = (values != POS) & (values != NEG) & (values != UNK)
+    if bad.any():
+        raise InputError(source, "labels", f"expected label values in {{1, 0, -1}}, but got "
+                         f"{np.unique(values[bad])[:5].tolist()}", "regenerate the labels or the simulation file")
+
+
+def load_train_labels(config: TrainConfig, split: DatasetSplit) -> tuple[PartialLabels, dict[str, Any] | None]:
+    """The training labels: the split's own, or a simulation file checked against the split."""
+    if config.simulation is None:
+        return split.labels, None
+    from plbench.artifacts.simulations import load_simulation
+
+    labels, meta = load_simulation(
+        config.simulation, expected_fingerprint=split.fingerprint, expected_class_names=split.class_names
+    )
+    if not np.array_equal(labels.image_ids.astype(str), split.labels.image_ids.astype(str)):
+        raise InputError(
+            config.simulation, "image_ids", "the simulation's images differ from the loaded split's "
+            f"({labels.num_images} vs {split.labels.num_images} images)",
+            "re-run `plbench simulate` on this dataset split (were image files added or removed?)",
+        )
+    return labels, meta
+
+
+def load_training_data(config: TrainConfig) -> tuple[DatasetSplit, PartialLabels, np.ndarray, dict[str, Any] | None]:
+    """The training split, its (possibly simulated and truncated) labels, image paths, simulation metadata."""
+    split = load_dataset(config.dataset, config.data_root, config.train_split, **config.dataset_options)
+    labels, meta = load_train_labels(config, split)
+    paths = split.image_paths
+    if config.max_train_images is not None:
+        keep = np.arange(min(config.max_train_images, labels.num_images))
+        labels, paths = labels.subset(keep), paths[keep]
+    return split, labels, paths, meta
+
+
+def load_prior(config: TrainConfig, class_names: list[str]) -> torch.Tensor | None:
+    """The ``--prior`` CSV as float32 (C,), rows matched to ``class_names`` by name; None without one."""
+    if config.prior is None:
+        return None
+    from plbench.priors import read_prior_csv
+
+    return torch.as_tensor(read_prior_csv(config.prior, class_names), dtype=torch.float32)
+
+
+def verify_images(config: TrainConfig, split_name: str, paths: np.ndarray) -> None:
+    """Under ``--strict``, every image of a split decodes (or the image cache recorded it as decodable).
+
+    Raises:
+        InputError: naming the first file that does not.
+    """
+    from plbench.datasets.images import ImageCache, cache_folder, load_image
+
+    if config.cache_dir is not None:
+        folder = cache_folder(config.cache_dir, config.dataset, split_name, config.image_size)
+        if folder.is_dir():
+            ok = np.asarray(ImageCache.open(folder).ok, dtype=bool)[: len(paths)]
+            if not ok.all():
+                raise InputError(paths[int(np.flatnonzero(~ok)[0])], "image", "the image cache recorded this file "
+                                 "as undecodable", "re-download the file and rebuild the cache, or run without --strict")
+            return
+    for path in paths:
+        load_image(path, strict=True, draft_size=config.image_size)
+
+
+def load_inputs(config: TrainConfig) -> TrainingData:
+    """Load and check the datasets, simulation, prior, feature stores and (``--strict``) images of ``config``;
+    nothing is written."""
+    train_split, train_labels, train_paths, sim_meta = load_training_data(config)
+    check_targets(train_labels, config.simulation or config.data_root)
+    val_split = load_dataset(config.dataset, config.data_root, config.val_split, **config.dataset_options)
+    if val_split.class_names != train_split.class_names:
+        raise InputError(config.data_root, "categories", "train and val splits have different class lists",
+                         "use splits of the same dataset release")
+    prior = load_prior(config, train_split.class_names)
+    if config.mode == Mode.SELECTIVE and prior is None:
+        log.warning("selective mode without --prior: only the likelihood (top-k) rule selects negatives")
+    data = TrainingData(train_split, train_labels, train_paths, sim_meta, val_split, prior,
+                        labels_tag(config, sim_meta, train_split))
+    if config.features is not None:
+        from plbench.engine.features import open_store
+
+        # both stores opened once; the head and the datasets reuse them
+        for name, split in ((config.train_split, train_split), (config.val_split, val_split)):
+            data.feature_stores[name] = store = open_store(config, name)
+            store.check(split=name, fingerprint=split.fingerprint, image_ids=split.labels.image_ids)
+    elif config.dataset_options.get("strict", False):
+        verify_images(config, config.train_split, train_paths)
+        verify_images(config, config.val_split, val_split.image_paths)
+    return data
+
+
+def make_criterion(config: TrainConfig, prior: torch.Tensor | None) -> nn.Module:
+    """The loss of ``config``, built without per-batch target checks (:func:`check_targets` ran at load)."""
+    kw: dict[str, Any] = dict(config.loss_options)
+    if takes_mode(config.loss):
+        kw.update(mode=config.mode, prior=prior)
+    elif prior is not None:
+        raise InputError(config.prior, "--prior", f"loss {config.loss!r} does not use a class prior",
+                         "leave out --prior, or use --loss pasl --mode selective")
+    try:
+        criterion = create_loss(config.loss, **kw)
+    except ValueError as e:
+        raise InputError(None, "--loss-option", str(e), "pick options from the loss's documentation") from None
+    if hasattr(criterion, "validate"):
+        criterion.validate = False
+    return criterion
+
+
+def normalization(config: TrainConfig) -> tuple[list[float], list[float]]:
+    """The backbone's input mean and std (timm's pretrained config of the model; 0.5/0.5 for ``tf_`` models)."""
+    from plbench.engine.pretrained import resolve_normalization
+
+    mean, std = resolve_normalization(config.backbone)
+    return [float(m) for m in mean], [float(s) for s in std]
+
+
+def make_dataset(config: TrainConfig, split_name: str, paths: np.ndarray, labels: PartialLabels,
+                 *, train: bool, fingerprint: str | None = None, store: Any = None) -> Dataset:
+    """The torch dataset of one split: images (from the pre-resized cache when ``config.cache_dir`` is set),
+    or cached backbone features when ``config.features`` is set. Both have ``empty_batch()``."""
+    if config.features is not None:
+        from plbench.engine.features import feature_inputs
+
+        return feature_inputs(config, split_name, labels, train=train, fingerprint=fingerprint, store=store)
+    from plbench.datasets.images import ImageCache, cache_folder
+
+    cache = None
+    if config.cache_dir is not None:
+        folder = cache_folder(config.cache_dir, config.dataset, split_name, config.image_size)
+        if not folder.is_dir():
+            raise InputError(folder, "--cache-dir", "no image cache for this split and size",
+                             f"run `plbench data cache --dataset {config.dataset} --split {split_name} "
+                             f"--size {config.image_size}` first")
+        cache = ImageCache.open(folder)  # ImageLabelDataset checks that its paths are a prefix of the cache's
+    strict = bool(config.dataset_options.get("strict", False))
+    return ImageLabelDataset(paths, labels, config.image_size, train=train, augment=config.augment,
+                             seed=config.seed, preload=config.preload, cache=cache, strict=strict)
+
+
+def make_loader(dataset: Dataset, config: TrainConfig, batches: Sampler | list[list[int]] | None = None,
+                device: torch.device | None = None) -> DataLoader:
+    """A loader over ``batches`` (a batch sampler), or over the whole dataset in order (evaluation).
+
+    Batches stay uint8 until they reach the device; on CUDA they come from pinned memory, and worker
+    processes persist across epochs.
+    """
+    pin = device is not None and device.type == "cuda"
+    common = dict(num_workers=config.workers, collate_fn=collate_skip_none, pin_memory=pin,
+                  persistent_workers=config.workers > 0)
+    if batches is not None:
+        return DataLoader(dataset, batch_sampler=batches, **common)
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=False, **common)

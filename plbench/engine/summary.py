@@ -1,0 +1,96 @@
+"""What a run reports: the metrics line of each epoch (:func:`epoch_record`), its status line
+(:func:`epoch_line`) and the final ``summary.json`` (:func:`build_summary`).
+
+Evaluation is honest: the headline number (``val_map``) is the mAP of the *final* epoch, of the model
+chosen by a rule fixed before training (the EMA model when the recipe keeps one), on the validation split
+with its own labels. The best epoch (``best_val_map``) and the authors' protocol (``authors_map``: the
+maximum over epochs of max(plain, EMA)) are recorded too; both are selected on the evaluation split and
+therefore optimistic. mAP values are percent; a value that does not exist (no epoch, an empty class group)
+is None (JSON null; :class:`plbench.artifacts.runs.RunFolder` writes strict JSON).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from plbench import __version__
+from plbench.artifacts.runs import RunFolder
+from plbench.config import TrainConfig
+from plbench.datasets import DatasetSplit
+from plbench.engine.inputs import TrainingData
+from plbench.engine.loop import EpochState
+from plbench.engine.provenance import provenance
+
+AUTHORS_PROTOCOL = "selected on the evaluation split (as in the authors' code)"
+
+
+def epoch_record(state: EpochState, results: dict[str, Any], headline: str) -> dict[str, Any]:
+    """The metrics.jsonl line of an epoch: training figures, headline mAP and both models' mAP."""
+    ev = results[headline][0]
+    return {
+        **state.record(), "val_map": ev["map"],
+        "val_map_plain": results["plain"][0]["map"],
+        "val_map_ema": results["ema"][0]["map"] if "ema" in results else None,
+        **{k: v for k, v in ev.items() if k not in ("map", "ap_per_class")},
+    }
+
+
+def epoch_line(run_name: str, record: dict[str, Any], epochs: int) -> str:
+    """The one status line of a finished epoch."""
+    ema = "" if record.get("val_map_ema") is None else (
+        f" (plain {record['val_map_plain']:.2f}, EMA {record['val_map_ema']:.2f})")
+    return (f"{run_name} epoch {record['epoch'] + 1}/{epochs}: loss {record['train_loss']:.4f}, val mAP "
+            f"{record['val_map']:.2f}{ema}, {record['train_seconds']:.1f} s, {record['train_images_per_s']:.0f} img/s")
+
+
+def true_frequency(split: DatasetSplit) -> list[float] | None:
+    """Positives / images per class in a split's own labels, when they are complete (else None)."""
+    if split.labels.annotated_fraction() < 1.0:
+        return None
+    return (split.labels.counts().positives / max(split.labels.num_images, 1)).astype(float).tolist()
+
+
+def authors_map(history: list[dict[str, Any]]) -> float:
+    """The authors' protocol: the maximum over epochs of max(plain, EMA) mAP (NaN without epochs)."""
+    if not history:
+        return float("nan")
+    return max(max(h["val_map_plain"], h["val_map_ema"] if h.get("val_map_ema") is not None else float("-inf"))
+               for h in history)
+
+
+def build_summary(config: TrainConfig, run: RunFolder, data: TrainingData, results: dict[str, Any],
+                  history: list[dict[str, Any]], best_map: float, val_total: int, mean: list[float],
+                  std: list[float], *, started: float, command: str | None) -> dict[str, Any]:
+    """The ``summary.json`` of a finished run (``results``: :func:`plbench.engine.loop.evaluate_models`)."""
+    headline = config.headline_model
+    ev, _, _, index = results[headline]
+    counts = data.train_labels.counts()
+    val_counts = data.val_split.labels.counts()
+    return {
+        "run": run.name, "dataset": config.dataset, "labels": data.tag, "mode": config.mode, "loss": config.loss,
+        "protocol": config.protocol, "recipe": config.recipe, "backbone": config.backbone, "head": config.head,
+        "pretrained": config.pretrained, "image_size": config.image_size, "epochs": config.epochs,
+        "seed": config.seed, "train_images": data.train_labels.num_images,
+        "val_images": int(len(index)), "val_images_skipped": val_total - int(len(index)),
+        "train_images_skipped": max((h.get("train_images_skipped", 0) for h in history), default=0),
+        "num_classes": len(data.class_names),
+        "train_annotated_fraction": data.train_labels.annotated_fraction(),
+        "train_positives": int(counts.positives.sum()), "train_negatives": int(counts.negatives.sum()),
+        "val_map": ev["map"], "headline_model": headline,
+        "evaluation_protocol": f"final epoch, {'EMA' if headline == 'ema' else 'plain'} model (fixed before training)",
+        "val_map_plain": results["plain"][0]["map"],
+        "val_map_ema": results["ema"][0]["map"] if "ema" in results else None,
+        "best_val_map": best_map, "authors_map": authors_map(history), "authors_map_protocol": AUTHORS_PROTOCOL,
+        "train_seconds": sum(h["train_seconds"] for h in history), "wall_seconds": time.time() - started,
+        "class_names": data.class_names,
+        "train_positives_per_class": counts.positives.astype(int).tolist(),
+        "val_positives_per_class": val_counts.positives.astype(int).tolist(),
+        "train_true_frequency_per_class": true_frequency(data.train_split),
+        "prior_path": config.prior, "preprocessing": {"image_size": config.image_size, "mean": mean, "std": std},
+        "plbench_version": __version__, "data_fingerprints": data.fingerprints,
+        **{k: v for k, v in ev.items() if k != "map"},
+        "simulation": data.simulation and {k: data.simulation[k] for k in ("scheme", "param", "seed")
+                                           if k in data.simulation},
+        "provenance": provenance(command, started),
+    }
