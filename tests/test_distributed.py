@@ -70,3 +70,21 @@ def test_torchrun_resume_after_a_finished_epoch(data, tmp_path):
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
     again = _run([sys.executable, "-m", "plbench", "train", "--config", str(tmp_path / "r" / "config.json")], tmp_path)
     assert "final mAP" in again.stdout and cfg["epochs"] == 2
+
+
+def test_torchrun_three_processes_with_an_empty_last_share(tmp_path):
+    """50 images in global batches of 16: the last batch holds 2 images, so the third process has none. It
+    must still join the gradient all-reduce (gloo aborted with 'Received data size doesn't match expected
+    size' before), and the run must equal one process (a summed loss over the global batch either way)."""
+    from plbench.datasets.synthetic import write_synthetic_coco
+
+    root = tmp_path / "synthetic"
+    write_synthetic_coco(root, train=50, val=9, num_classes=4, image_size=32, seed=5)
+    args = [*_args(root, tmp_path / "three"), "--epochs", "1"]
+    three = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "3",
+                  "-m", "plbench", *args], tmp_path)
+    one = _run([sys.executable, "-m", "plbench", *_args(root, tmp_path / "one"), "--epochs", "1"], tmp_path)
+    assert three.stdout.count("final mAP") == 1
+    a, b = RunFolder(tmp_path / "one" / "r"), RunFolder(tmp_path / "three" / "r")
+    assert b.summary()["provenance"]["world_size"] == 3 and b.summary()["train_images_skipped"] == 0
+    np.testing.assert_allclose(a.predictions()["scores"], b.predictions()["scores"], atol=1e-4)
