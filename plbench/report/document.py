@@ -14,7 +14,7 @@ from plbench import __version__
 from plbench.artifacts.atomic import write_bytes, write_text
 from plbench.artifacts.runs import RunFolder
 from plbench.errors import InputError
-from plbench.report import figures, render
+from plbench.report import figures, render, zero_shot
 from plbench.report.published import PublishedNumber, load_published
 from plbench.report.records import RunRecord, column_label, column_sort_key, labels_sort_key, load_records
 from plbench.report.tables import METRICS, ResultTable, build_tables, paired_differences
@@ -141,6 +141,16 @@ def _table_section(doc: _Doc, table: ResultTable, authors: ResultTable | None, r
                f"{table.title}: mAP per LVIS frequency group (error bars: sample std over seeds)")
 
 
+def _zero_shot_section(doc: _Doc, table: zero_shot.ZeroShotTable) -> None:
+    """A zero-shot table in the papers' form (rows: method x task; mAP, F1 at K = 3 and 5)."""
+    doc.heading(2, table.title)
+    rows = zero_shot.table_rows(table)
+    doc.table(render.plain_markdown(zero_shot.HEADER, rows), render.rows_html(zero_shot.HEADER, rows),
+              f"table-{table.slug}.csv", zero_shot.table_csv(table))
+    doc.para(zero_shot.PROTOCOL_TEXT, "protocol")
+    doc.notes(table.notes)
+
+
 def _runs_table(doc: _Doc, header: Sequence[str], rows: list[list], csv_name: str, csv_text: str,
                 code: Sequence[str] = ()) -> None:
     """A table with a row per run; columns equal in every row are said once, above it."""
@@ -211,6 +221,8 @@ def write_report(
     contents_at = len(doc.html)  # the table of contents goes after the title, command line and intro
     for t in tables:
         _table_section(doc, t, authors.get(t.slug), reference, colors)
+    for zt in zero_shot.build_zero_shot_tables(records, numbers):
+        _zero_shot_section(doc, zt)
 
     prior_png, prior_notes = figures.prior_scatter(records)
     if prior_png is not None or prior_notes:

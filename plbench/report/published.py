@@ -12,6 +12,8 @@ from plbench.errors import InputError
 from plbench.report.records import parse_labels
 
 FIELDS = ("dataset", "labels", "protocol", "column", "map", "method", "backbone", "image_size", "selection", "source")
+#: columns a row may leave empty (and a file may lack): top-K F1 of the zero-shot tables, percent
+OPTIONAL_FIELDS = ("f1_3", "f1_5")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class PublishedNumber:
     image_size: int | None
     selection: str  # how the paper selected the model
     source: str
+    f1_3: float | None = None  # zero-shot rows: overall F1 at K = 3 (percent), where the table gives it
+    f1_5: float | None = None  # and at K = 5
 
     @property
     def citation(self) -> str:
@@ -57,13 +61,15 @@ def parse_published(text: str, path: str | Path | None = None) -> list[Published
         try:
             value = float(row["map"])
             size = int(row["image_size"]) if row["image_size"].strip() else None
+            f1 = {f: float(row[f]) if (row.get(f) or "").strip() else None for f in OPTIONAL_FIELDS}
         except ValueError:
-            raise InputError(path, f"row {i}", f"expected numbers in map and image_size, but got {row['map']!r}, "
-                             f"{row['image_size']!r}", "fix the row") from None
+            raise InputError(path, f"row {i}", f"expected numbers in map, image_size, {', '.join(OPTIONAL_FIELDS)}, "
+                             f"but got {row['map']!r}, {row['image_size']!r}, "
+                             f"{', '.join(repr(row.get(f)) for f in OPTIONAL_FIELDS)}", "fix the row") from None
         out.append(PublishedNumber(
             dataset=row["dataset"].strip(), labels=row["labels"].strip(), protocol=row["protocol"].strip(),
             column=row["column"].strip(), map=value, method=row["method"].strip(), backbone=row["backbone"].strip(),
-            image_size=size, selection=row["selection"].strip(), source=row["source"].strip(),
+            image_size=size, selection=row["selection"].strip(), source=row["source"].strip(), **f1,
         ))
     return out
 
