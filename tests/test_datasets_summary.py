@@ -58,7 +58,7 @@ def test_data_info_cli_lvis(tmp_path):
     res = runner.invoke(app, ["data", "info", "--dataset", "imagenet"])
     flat = " ".join(res.output.split())
     assert res.exit_code == 2 and "Traceback" not in res.output
-    assert "--dataset: expected one of coco, fiftyone, lvis, openimages, synthetic, but got 'imagenet'" in flat
+    assert "--dataset: expected one of coco, fiftyone, lvis, nuswide, openimages, synthetic, but got 'imagenet'" in flat
     res = runner.invoke(app, ["data", "info", "--dataset", "lvis", "--data-root", str(tmp_path), "--fo-field", "gt"])
     flat = " ".join(res.output.split())
     assert res.exit_code == 2 and "expected options the lvis loader accepts (strict), but got fo_field" in flat
