@@ -218,7 +218,7 @@ def test_cli_unknown_dataset_exit_2(tmp_path):
     result = CliRunner().invoke(app, ["simulate", "--dataset", "nope", "--data-root", str(tmp_path),
                                       "--scheme", "spl", "--seed", "0"])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "--dataset: expected one of coco, fiftyone, lvis, openimages, synthetic, but got 'nope'" in result.output
+    assert "--dataset: expected one of coco, fiftyone, lvis, nuswide, openimages, synthetic, but got 'nope'" in result.output
 
 
 def test_cli_passes_dataset_options(tmp_path):
