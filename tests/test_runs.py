@@ -74,3 +74,27 @@ def test_find_runs_recursive_without_evaluation_folders(tmp_path):
     with pytest.raises(InputError, match="not valid JSON"):
         RunFolder(tmp_path / "a").summary()
     assert json.loads((tmp_path / "group" / "b" / "config.json").read_text()) == {"name": "group/b"}
+
+
+def _strict(text):
+    def refuse(name):
+        raise ValueError(f"bare {name} in JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_summary_and_metrics_are_strict_json_and_old_files_still_read(tmp_path):
+    run = RunFolder(tmp_path / "r")
+    run.open({"seed": 0})
+    # an empty LVIS frequency group has no mAP; a run without epochs has no authors' mAP or best epoch
+    run.append_metrics({"epoch": 0, "val_map": 12.5, "map_rare": float("nan"), "val_map_ema": None})
+    run.write_summary({"val_map": 12.5, "map_rare": float("nan"), "best_val_map": float("-inf"),
+                       "ap_per_class": [float("nan"), 50.0]})
+    assert _strict(run.file("summary.json").read_text()) == {"val_map": 12.5, "map_rare": None,
+                                                             "best_val_map": None, "ap_per_class": [None, 50.0]}
+    lines = run.file("metrics.jsonl").read_text().splitlines()
+    assert [_strict(line) for line in lines] == [{"epoch": 0, "val_map": 12.5, "map_rare": None, "val_map_ema": None}]
+    # files written before this fix hold bare NaN: still read
+    run.file("metrics.jsonl").write_text('{"epoch": 0, "map_rare": NaN}\n')
+    run.file("summary.json").write_text('{"map_rare": NaN}\n')
+    assert np.isnan(run.metrics()[0]["map_rare"]) and np.isnan(run.summary()["map_rare"])

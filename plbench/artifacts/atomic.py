@@ -1,9 +1,14 @@
-"""Crash-safe writes: everything goes to a temp file in the target folder, then ``os.replace``."""
+"""Crash-safe writes: everything goes to a temp file in the target folder, then ``os.replace``.
+
+JSON is written strict (:func:`to_json`): a number that does not exist (NaN, an infinity) is ``null``,
+never the bare ``NaN`` / ``Infinity`` that jq and browsers reject. Readers (``json.loads``) accept both.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -113,6 +118,25 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NaN and infinities as None (JSON null), numpy scalars and arrays as Python numbers and
+    lists, tuples as lists; anything else unchanged (``to_json`` writes it with ``str``)."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "tolist") and type(obj).__module__ == "numpy":  # numpy scalar or array
+        return json_safe(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def to_json(obj: Any, **kwargs: Any) -> str:
+    """Strict JSON text of ``obj`` (:func:`json_safe` first; ``kwargs`` go to ``json.dumps``)."""
+    return json.dumps(json_safe(obj), allow_nan=False, default=str, **kwargs)
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON."""
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    """Atomically write ``obj`` as indented strict JSON (:func:`to_json`)."""
+    write_text(path, to_json(obj, indent=2, sort_keys=False) + "\n")

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from plbench.artifacts.atomic import atomic_file, write_json, write_text
+from plbench.artifacts.atomic import atomic_file, to_json, write_json, write_text
 from plbench.artifacts.files import read_json
 from plbench.errors import InputError
 
@@ -134,10 +134,11 @@ class RunFolder:
         _fsync_dir(self.path)
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        """Add an epoch's record; a resumed run rewrites the epochs it redoes, so none appears twice."""
+        """Add an epoch's record (strict JSON: NaN as null); a resumed run rewrites the epochs it redoes, so
+        none appears twice."""
         history = [h for h in self.metrics() if h["epoch"] < record["epoch"]]
         history.append(record)
-        write_text(self.file(METRICS), "".join(json.dumps(h) + "\n" for h in history))
+        write_text(self.file(METRICS), "".join(to_json(h) + "\n" for h in history))
 
     def save_epoch(self, state: dict[str, Any], record: dict[str, Any], *, is_best: bool) -> None:
         """An epoch's files: its metrics line, ``best.pt`` when it is the best so far, then ``last.pt``.
@@ -160,6 +161,7 @@ class RunFolder:
             )
 
     def write_summary(self, summary: dict[str, Any]) -> None:
+        """``summary.json``, strict JSON: a number that does not exist (NaN, an infinity) is null."""
         write_json(self.file(SUMMARY), summary)
 
     # -- reading -------------------------------------------------------------------------------------

@@ -157,10 +157,15 @@ def train_command(
         dist.shutdown()
     if main:
         s = result.summary
-        ema = "" if s.get("val_map_ema") is None else f", plain model {s['val_map_plain']:.2f}"
-        typer.echo(f"{result.run_dir}: final mAP {s['val_map']:.2f} ({s['evaluation_protocol']}{ema}; best epoch "
-                   f"{s['best_val_map']:.2f} and authors' protocol {s['authors_map']:.2f}, both selected on the "
+        ema = "" if s.get("val_map_ema") is None else f", plain model {_pct(s['val_map_plain'])}"
+        typer.echo(f"{result.run_dir}: final mAP {_pct(s['val_map'])} ({s['evaluation_protocol']}{ema}; best epoch "
+                   f"{_pct(s['best_val_map'])} and authors' protocol {_pct(s['authors_map'])}, both selected on the "
                    f"validation split) on {s['val_images']} validation images")
+
+
+def _pct(value: float | None) -> str:
+    """A mAP for the status line; ``n/a`` where it does not exist (null in summary.json, or NaN)."""
+    return "n/a" if value is None or value != value or abs(value) == float("inf") else f"{value:.2f}"
 
 
 def default_mode(loss: str, mode: Mode | None) -> str | None:

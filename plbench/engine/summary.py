@@ -53,10 +53,12 @@ def true_frequency(split: DatasetSplit) -> list[float] | None:
 
 def authors_map(history: list[dict[str, Any]]) -> float:
     """The authors' protocol: the maximum over epochs of max(plain, EMA) mAP (NaN without epochs)."""
+    def number(value: float | None) -> float:  # a metrics.jsonl value read back: null where NaN was meant
+        return float("-inf") if value is None or value != value else float(value)
+
     if not history:
         return float("nan")
-    return max(max(h["val_map_plain"], h["val_map_ema"] if h.get("val_map_ema") is not None else float("-inf"))
-               for h in history)
+    return max(max(number(h["val_map_plain"]), number(h.get("val_map_ema"))) for h in history)
 
 
 def build_summary(config: TrainConfig, run: RunFolder, data: TrainingData, results: dict[str, Any],
