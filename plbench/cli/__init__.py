@@ -16,6 +16,7 @@ from plbench.cli import export_cmd as _export  # noqa: F401
 from plbench.cli import predict_cmd as _predict  # noqa: F401
 from plbench.cli import sweep_cmd as _sweep  # noqa: F401
 from plbench.cli import features_cmd as _features  # noqa: F401
+from plbench.cli import methods_cmd as _methods  # noqa: F401
 
 
 def main() -> None:

@@ -1,0 +1,253 @@
+"""Where methods and heads come from: built-in names, ``package.module:Name`` imports, installed entry points.
+
+A method spec (``--method``, ``loss`` / ``method`` in a config or an experiment file) is resolved by
+:func:`resolve_method` in this order:
+
+1. ``package.module:Name`` (a colon): import the module, take the attribute (dotted names allowed);
+2. a built-in name (:data:`METHODS`: today's losses and the field's methods);
+3. an entry point of an installed distribution in the group ``plbench.methods``, e.g. in its
+   ``pyproject.toml``::
+
+       [project.entry-points."plbench.methods"]
+       my_method = "my_package.methods:MyMethod"
+
+Heads resolve the same way (:func:`resolve_head`, group ``plbench.heads``; a head is any callable
+``(in_features, num_classes, **options) -> nn.Module``).
+
+Every failure (nothing under that name, a module that cannot be imported or raises on import, a missing
+attribute, an object that is not a well-formed :class:`~plbench.methods.api.Method`) is an
+:class:`~plbench.errors.InputError` saying what failed and how to fix it: the CLI exits 2 before any
+file is written. Sweep workers and torchrun children resolve the same string in their own process, so a
+``module:Name`` must be importable there too (installed, or on ``PYTHONPATH``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as metadata
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torch import nn
+
+from plbench.errors import InputError
+from plbench.methods.api import REQUIRED, Method, check_method_class
+
+__all__ = ["METHOD_GROUP", "HEAD_GROUP", "METHODS", "register_method", "builtin_methods", "resolve_method",
+           "create_method", "MethodEntry", "list_methods", "resolve_head", "list_heads_all", "import_object"]
+
+#: entry-point group of installed methods
+METHOD_GROUP = "plbench.methods"
+#: entry-point group of installed heads
+HEAD_GROUP = "plbench.heads"
+
+#: built-in method name -> class; filled by :func:`register_method` and :func:`builtin_methods`
+METHODS: dict[str, type[Method]] = {}
+
+_IMPORT_FIX = ("install the package that provides it (pip install ...), or put its folder on PYTHONPATH; "
+               "sweep workers and torchrun processes need it too")
+
+
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator adding a built-in method under ``name`` (a duplicate name warns and replaces)."""
+
+    def add(cls: type[Method]) -> type[Method]:
+        check_method_class(cls, name)
+        if name in METHODS and METHODS[name] is not cls:
+            warnings.warn(f"method {name!r} registered twice; the later {cls.__name__} wins", stacklevel=2)
+        METHODS[name] = cls
+        return cls
+
+    return add
+
+
+def builtin_methods() -> dict[str, type[Method]]:
+    """Every built-in method: one per registered loss (:mod:`plbench.methods.loss_method`), the field's
+    methods (:mod:`plbench.methods.builtin`) and any added with :func:`register_method`."""
+    if not METHODS:
+        from plbench.losses import list_losses
+        from plbench.methods.builtin import BUILTIN_METHODS
+        from plbench.methods.loss_method import loss_method_class
+
+        for name in list_losses():
+            register_method(name)(loss_method_class(name))
+        for name, cls in BUILTIN_METHODS.items():
+            register_method(name)(cls)
+    return METHODS
+
+
+# -- imports -----------------------------------------------------------------------------------------
+def import_object(spec: str, *, field: str, kind: str) -> Any:
+    """The object ``package.module:Name`` names (``Name`` may be dotted).
+
+    Raises:
+        InputError: a malformed spec, a module that cannot be found or raises while importing, or a
+            missing attribute (listing the module's public names of that kind when it can).
+    """
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr or any(not part.isidentifier() for part in (*module_name.split("."),
+                                                                                 *attr.split("."))):
+        raise InputError(None, field, f"expected a {kind} as package.module:Name, but got {spec!r}",
+                         f"write e.g. my_package.methods:MyMethod, or a built-in name (`plbench methods list`)")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        missing = e.name or module_name
+        where = "" if missing == module_name else f" (it imports {missing!r}, which is missing)"
+        raise InputError(None, field, f"cannot import module {module_name!r} of {kind} {spec!r}{where}: {e}",
+                         _IMPORT_FIX) from None
+    except Exception as e:  # an error inside the user's module: name it, not a traceback deep in plbench
+        raise InputError(None, field, f"importing module {module_name!r} of {kind} {spec!r} raised "
+                         f"{type(e).__name__}: {e}", f"fix the error in {module_name}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            public = sorted(n for n, v in vars(module).items() if not n.startswith("_") and isinstance(v, type)
+                            and (kind != "method" or issubclass(v, Method)) and v.__module__ == module.__name__)
+            hint = f"; it defines: {', '.join(public)}" if public else ""
+            raise InputError(getattr(module, "__file__", None), field, f"module {module_name!r} has no attribute "
+                             f"{attr!r}{hint}", f"check the name after the colon in {spec!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _entry_points(group: str) -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=group)}
+
+
+def _distribution(ep: metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"{dist.metadata['Name']} {dist.version}" if dist is not None else "an installed package"
+
+
+def _load_entry_point(ep: metadata.EntryPoint, *, field: str, kind: str, group: str) -> Any:
+    try:
+        return ep.load()
+    except Exception as e:
+        raise InputError(None, field, f"the {kind} {ep.name!r} registered by {_distribution(ep)} (entry point "
+                         f"{ep.value!r} in group {group}) cannot be loaded: {type(e).__name__}: {e}",
+                         "reinstall or upgrade that package, or uninstall it") from None
+
+
+# -- methods -----------------------------------------------------------------------------------------
+def resolve_method(spec: str, *, field: str = "--method") -> type[Method]:
+    """The method class ``spec`` names (see the module docstring for the order).
+
+    Raises:
+        InputError: nothing under that name (lists the built-in and installed names) or a broken /
+            malformed method (names what failed).
+    """
+    if not isinstance(spec, str) or not spec:
+        raise InputError(None, field, f"expected a method name or package.module:Name, but got {spec!r}",
+                         "see `plbench methods list`")
+    if ":" in spec:
+        return check_method_class(import_object(spec, field=field, kind="method"), spec, field=field)
+    builtin = builtin_methods()
+    if spec in builtin:
+        return builtin[spec]
+    installed = _entry_points(METHOD_GROUP)
+    if spec in installed:
+        obj = _load_entry_point(installed[spec], field=field, kind="method", group=METHOD_GROUP)
+        return check_method_class(obj, spec, field=field)
+    names = ", ".join(sorted(builtin) + sorted(set(installed) - set(builtin)))
+    raise InputError(None, field, f"unknown method {spec!r}; available: {names}",
+                     "pick one of those (`plbench methods list`), or name a class as package.module:Name")
+
+
+def create_method(spec: str | type[Method], options: dict[str, Any] | None = None, *,
+                  field: str = "--method") -> Method:
+    """An instance of the method ``spec`` names (or of the class given), with hyper-parameters ``options``.
+
+    Raises:
+        InputError: the errors of :func:`resolve_method`, an option the method does not take (lists the
+            ones it takes), a required option left out, or a value its constructor refuses.
+    """
+    cls = resolve_method(spec, field=field) if isinstance(spec, str) else check_method_class(spec, spec.__name__)
+    name = spec if isinstance(spec, str) else cls.__name__
+    options = dict(options or {})
+    allowed = cls.options()
+    unknown = sorted(set(options) - set(allowed))
+    listed = ", ".join(f"{k}={'REQUIRED' if v is REQUIRED else v!r}" for k, v in allowed.items()) or "no options"
+    if unknown:
+        raise InputError(None, "--loss-option", f"method {name!r} does not take {', '.join(unknown)}; it takes: "
+                         f"{listed}", f"see `plbench methods show {name}`")
+    missing = [k for k, v in allowed.items() if v is REQUIRED and k not in options]
+    if missing:
+        raise InputError(None, "--loss-option", f"method {name!r} needs {', '.join(missing)}",
+                         f"pass --loss-option {missing[0]}=VALUE (see `plbench methods show {name}`)")
+    try:
+        return cls(**options)
+    except (TypeError, ValueError) as e:
+        raise InputError(None, "--loss-option", f"method {name!r} refuses its options: {e}",
+                         f"see `plbench methods show {name}`") from None
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One row of ``plbench methods list``: a method's name, where it comes from, its one-line summary, and
+    the error when an installed one cannot be loaded (``cls`` is None then)."""
+
+    name: str
+    origin: str  # "built-in" or "<distribution> <version>"
+    summary: str
+    cls: type[Method] | None = None
+    error: str | None = None
+
+
+def list_methods() -> list[MethodEntry]:
+    """The built-in methods (sorted), then the installed ones (sorted); a broken plug-in is listed with its
+    error instead of failing the listing; an installed name that a built-in shadows is listed as such."""
+    out = [MethodEntry(n, "built-in", c.one_line(), c) for n, c in sorted(builtin_methods().items())]
+    for name, ep in sorted(_entry_points(METHOD_GROUP).items()):
+        origin = _distribution(ep)
+        if name in METHODS:
+            out.append(MethodEntry(name, origin, "", None, f"shadowed by the built-in {name!r}; use {ep.value}"))
+            continue
+        try:
+            cls = resolve_method(name)
+        except InputError as e:
+            out.append(MethodEntry(name, origin, "", None, e.problem))
+            continue
+        out.append(MethodEntry(name, origin, cls.one_line(), cls))
+    return out
+
+
+# -- heads -------------------------------------------------------------------------------------------
+def _builtin_heads() -> dict[str, Callable[..., nn.Module]]:
+    from plbench.heads import HEADS
+    from plbench.methods.boostlu import BoostLUHead
+
+    return {**HEADS, "boostlu": BoostLUHead}
+
+
+def resolve_head(spec: str, *, field: str = "--head") -> Callable[..., nn.Module]:
+    """The head constructor ``spec`` names: ``package.module:Name``, a built-in head (``gap``,
+    ``ml-decoder``, ``boostlu``) or an entry point in group ``plbench.heads``.
+
+    Raises:
+        InputError: unknown name (lists the available heads), an import failure, or an object that is not
+            callable.
+    """
+    if ":" in spec:
+        obj = import_object(spec, field=field, kind="head")
+    else:
+        builtin, installed = _builtin_heads(), _entry_points(HEAD_GROUP)
+        if spec in builtin:
+            return builtin[spec]
+        if spec not in installed:
+            names = ", ".join(sorted(builtin) + sorted(set(installed) - set(builtin)))
+            raise InputError(None, field, f"unknown head {spec!r}; available: {names}",
+                             "pick one of those, or name a head as package.module:Name")
+        obj = _load_entry_point(installed[spec], field=field, kind="head", group=HEAD_GROUP)
+    if not callable(obj):
+        raise InputError(None, field, f"head {spec!r} is a {type(obj).__name__}, not a callable "
+                         "(in_features, num_classes, **options) -> nn.Module", "name an nn.Module class or a factory")
+    return obj
+
+
+def list_heads_all() -> list[tuple[str, str]]:
+    """(name, origin) of the built-in and installed heads."""
+    out = [(n, "built-in") for n in sorted(_builtin_heads())]
+    out += [(n, _distribution(ep)) for n, ep in sorted(_entry_points(HEAD_GROUP).items())]
+    return out
