@@ -419,3 +419,40 @@ def test_module_hyper_parameters_are_typed_and_checked():
         PartialAsymmetricLoss(gama_neg=1)
     with pytest.raises(ValueError, match="loss 'asl' does not take gamma_unann; it takes: gamma_pos, gamma_neg, clip"):
         create_loss("asl", gamma_unann=1)
+
+
+# -- no device sync per call (issue 18, defect 9): target values are read only when asked -----------
+@pytest.fixture
+def no_host_reads(monkeypatch):
+    """Make every tensor -> Python conversion (a device sync on GPU) raise while the fixture is active."""
+
+    def refuse(self, *args, **kw):
+        raise AssertionError("a tensor value was read on the host (a device sync on GPU)")
+
+    for name in ("__bool__", "__int__", "__float__", "__index__", "item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    yield
+    monkeypatch.undo()
+
+
+@pytest.mark.parametrize("name", ["pasl", "asl", "bce", "an", "an_ls", "wan", "epr", "ll_r"])
+def test_module_forward_and_backward_read_no_tensor_value(name, no_host_reads):
+    kw = {"expected_num_pos": 2.0} if name == "epr" else {}
+    loss = create_loss(name, **kw, **({"prior": torch.tensor([0.1, 0.9, 0.3])} if name == "pasl" else {}))
+    loss.set_epoch(3)  # LL-R rejects entries from its second epoch on
+    x = torch.zeros(4, 3, requires_grad=True)
+    loss(x, torch.tensor([[1, -1, 0], [-1, -1, 1], [0, 1, -1], [-1, 0, -1]], dtype=torch.int8)).backward()
+    with pytest.raises(AssertionError, match="device sync"):  # the fixture does catch the old per-call check
+        create_loss(name, validate=True, **kw)(x, torch.zeros(4, 3))
+
+
+def test_validate_is_opt_in_for_modules_and_on_for_functions():
+    bad = torch.full((2, 3), 2)
+    assert create_loss("pasl")(torch.zeros(2, 3), bad).isfinite()  # not checked per call: checked at load
+    with pytest.raises(ValueError, match=r"expected target values in \{1, 0, -1\}, but got \[2\]"):
+        create_loss("pasl", validate=True)(torch.zeros(2, 3), bad)
+    with pytest.raises(ValueError, match=r"expected target values"):
+        partial_asymmetric_loss(torch.zeros(2, 3), bad)
+    # shapes are metadata: always checked, without a sync
+    with pytest.raises(ValueError, match=r"logits \(2, 3\) and targets \(2, 4\)"):
+        create_loss("an")(torch.zeros(2, 3), torch.zeros(2, 4))

@@ -36,8 +36,13 @@ SPML_EPS = 1e-5
 
 
 # -- validation ------------------------------------------------------------------------------------
-def check_logits_targets(logits: Tensor, targets: Tensor) -> None:
-    """Raise ValueError unless logits is float (B, C) and targets (B, C) holds only {1, 0, -1}."""
+def check_shapes(logits: Tensor, targets: Tensor) -> None:
+    """Raise unless logits is float (B, C) and targets (B, C): metadata only, no device sync.
+
+    Raises:
+        TypeError: not tensors.
+        ValueError: shapes differ or are not 2-D, or integer logits.
+    """
     if not isinstance(logits, Tensor) or not isinstance(targets, Tensor):
         raise TypeError(f"expected torch tensors, but got {type(logits).__name__} and {type(targets).__name__}")
     if logits.ndim != 2 or logits.shape != targets.shape:
@@ -46,6 +51,11 @@ def check_logits_targets(logits: Tensor, targets: Tensor) -> None:
         )
     if not logits.is_floating_point():
         raise ValueError(f"expected floating-point logits, but got {logits.dtype}")
+
+
+def check_target_values(targets: Tensor) -> None:
+    """Raise ValueError unless targets holds only {1, 0, -1}. Reads the values: a device sync on GPU, so
+    the engine checks a run's targets once when it loads them and the losses only when asked."""
     if targets.numel() == 0:
         return
     if targets.is_floating_point():
@@ -58,6 +68,19 @@ def check_logits_targets(logits: Tensor, targets: Tensor) -> None:
         raise ValueError(
             f"expected target values in {{1, 0, -1}}, but got {torch.unique(targets[bad])[:5].tolist()}"
         )
+
+
+def check_logits_targets(logits: Tensor, targets: Tensor) -> None:
+    """Raise ValueError unless logits is float (B, C) and targets (B, C) holds only {1, 0, -1}
+    (:func:`check_shapes` then :func:`check_target_values`)."""
+    check_shapes(logits, targets)
+    check_target_values(targets)
+
+
+def _check(logits: Tensor, targets: Tensor, validate: bool) -> None:
+    check_shapes(logits, targets)
+    if validate:
+        check_target_values(targets)
 
 
 def _as_prior(prior: Tensor | None, num_classes: int, device: torch.device) -> Tensor | None:
@@ -192,15 +215,15 @@ def partial_asymmetric_loss(
         logits: float (B, C).
         targets: (B, C), values in {1, 0, -1}, float or integer.
         prior: float (C,) class prior aligned with the classes (see :mod:`plbench.priors`), or None.
-        validate: check shapes, dtypes and target values (a device sync on GPU).
+        validate: also check the target values (a device sync on GPU); shapes and dtypes are always
+            checked (no sync).
     Returns:
         0-dim float32 tensor (float64 for float64 logits): the negative sum over all entries.
     Raises:
         ValueError: bad shapes or target values, prior of the wrong length, unknown mode.
     """
     mode = Mode.parse(mode)
-    if validate:
-        check_logits_targets(logits, targets)
+    _check(logits, targets, validate)
     x = logits if logits.dtype == torch.float64 else logits.float()
     positive = targets == POS
     unannotated = targets == UNK
@@ -317,8 +340,7 @@ def binary_cross_entropy(
     all gammas 0 and no clip). Uses the numerically stable log-sigmoid form (no 1e-8 floor).
     """
     mode = Mode.parse(mode)
-    if validate:
-        check_logits_targets(logits, targets)
+    _check(logits, targets, validate)
     x = logits if logits.dtype == torch.float64 else logits.float()
     y = (targets == POS).to(x.dtype)
     weight = None
@@ -351,8 +373,7 @@ def assume_negative_loss(
     (label smoothing): ls 0.1; WAN (weighted AN): weight 1 / (C - 1). Annotated negatives, which do not
     occur in the single-positive setting, are always known negatives with weight 1.
     """
-    if validate:
-        check_logits_targets(logits, targets)
+    _check(logits, targets, validate)
     p = torch.sigmoid(logits if logits.dtype == torch.float64 else logits.float())
     positive, unannotated = targets == POS, targets == UNK
     nl_pos, nl_neg = _neg_log(p), _neg_log(1.0 - p)
@@ -378,8 +399,7 @@ def expected_positive_regularized_loss(
         expected_num_pos: the expected number of positives per image (Cole et al. use the training set's
             mean, e.g. 2.9 for COCO); a dataset statistic the caller must supply.
     """
-    if validate:
-        check_logits_targets(logits, targets)
+    _check(logits, targets, validate)
     p = torch.sigmoid(logits if logits.dtype == torch.float64 else logits.float())
     positive, negative = targets == POS, targets == NEG
     zero = torch.zeros((), dtype=p.dtype, device=p.device)
@@ -404,8 +424,7 @@ def large_loss_rejection_loss(
     """
     if not 0.0 <= rejection_rate <= 1.0:
         raise ValueError(f"expected rejection_rate in [0, 1], but got {rejection_rate}")
-    if validate:
-        check_logits_targets(logits, targets)
+    _check(logits, targets, validate)
     x = logits if logits.dtype == torch.float64 else logits.float()
     loss = F.binary_cross_entropy_with_logits(x, (targets == POS).to(x.dtype), reduction="none")
     k = math.ceil(loss.numel() * rejection_rate)

@@ -1,7 +1,9 @@
 """``nn.Module`` wrappers: each keeps its hyper-parameters (and prior buffer) and calls the functional form.
 
 Every loss is called as ``loss(logits, targets)`` and has ``set_epoch(epoch)`` (a no-op except for
-schedules such as LL-R's), so a training loop can treat them alike.
+schedules such as LL-R's), so a training loop can treat them alike. A module checks shapes on every call
+but reads the target values (a device sync) only when built with ``validate=True``: in the training loop
+the targets were checked once, when the engine loaded them. The functional forms check them by default.
 """
 
 from __future__ import annotations
@@ -80,8 +82,8 @@ class ModalLoss(PartialLoss):
         mode: a :class:`~plbench.choices.Mode` (or its value); None: the class's ``default_mode``.
         prior: float (C,) class prior aligned with the class order (kept as a buffer so it follows
             ``.to(device)``), or None; used by ``mode="selective"`` only.
-        validate: check shapes and target values on every call (a device sync; the engine checks the
-            targets once when it loads them).
+        validate: also check the target values on every call (a device sync on GPU; off because the
+            engine checks a run's targets once when it loads them). Shapes are always checked (no sync).
         **hyper_parameters: keyword arguments of ``function`` (None: its default).
     Raises:
         TypeError: a hyper-parameter ``function`` does not take.
@@ -92,7 +94,7 @@ class ModalLoss(PartialLoss):
     function: ClassVar[Callable[..., Tensor]]
     reduction = "sum"
 
-    def __init__(self, mode: Mode | str | None = None, prior: Tensor | Any | None = None, validate: bool = True,
+    def __init__(self, mode: Mode | str | None = None, prior: Tensor | Any | None = None, validate: bool = False,
                  **hyper_parameters: Any) -> None:
         super().__init__()
         defaults = self.options()
@@ -175,7 +177,7 @@ class AssumeNegativeLoss(PartialLoss):
     column_order = 10
     ls_coef: float = hyper_parameters(LF.assume_negative_loss)["ls_coef"]  # the function's: no smoothing
 
-    def __init__(self, ls_coef: float | None = None, validate: bool = True) -> None:
+    def __init__(self, ls_coef: float | None = None, validate: bool = False) -> None:
         super().__init__()
         if ls_coef is not None:
             self.ls_coef = float(ls_coef)
@@ -201,7 +203,7 @@ class WeightedAssumeNegativeLoss(PartialLoss):
     label = "WAN"
     column_order = 30
 
-    def __init__(self, validate: bool = True) -> None:
+    def __init__(self, validate: bool = False) -> None:
         super().__init__()
         self.validate = validate
 
@@ -223,7 +225,7 @@ class ExpectedPositiveRegularizedLoss(PartialLoss):
     label = "EPR"
     column_order = 40
 
-    def __init__(self, expected_num_pos: float | None = None, validate: bool = True) -> None:
+    def __init__(self, expected_num_pos: float | None = None, validate: bool = False) -> None:
         super().__init__()
         if expected_num_pos is None or not math.isfinite(float(expected_num_pos)) or expected_num_pos < 0:
             raise ValueError(
@@ -254,7 +256,7 @@ class LargeLossRejectionLoss(PartialLoss):
     label = "LL-R"
     column_order = 50
 
-    def __init__(self, delta_rel: float = 0.002, epoch: int = 0, validate: bool = True) -> None:
+    def __init__(self, delta_rel: float = 0.002, epoch: int = 0, validate: bool = False) -> None:
         super().__init__()
         if not 0.0 <= delta_rel <= 1.0:
             raise ValueError(f"expected delta_rel in [0, 1] (a fraction, not percent), but got {delta_rel}")
