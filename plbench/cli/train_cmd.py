@@ -169,20 +169,16 @@ def _pct(value: float | None) -> str:
 
 
 def default_mode(loss: str, mode: Mode | None) -> str | None:
-    """The mode a run uses: the given one, else selective for pasl, negative for asl/bce, none otherwise."""
-    from plbench.losses import LOSSES
+    """The mode a run uses: the given one, else the loss's default (plbench.losses.resolve_mode)."""
+    from plbench.losses import LOSSES, resolve_mode
 
     if loss not in LOSSES:
         raise InputError(None, "--loss", f"unknown loss {loss!r}; available: {', '.join(sorted(LOSSES))}",
                          "pick a loss from `plbench train --help`")
-    if not LOSSES[loss].has_modes:
-        if mode is not None:
-            raise InputError(None, "--mode", f"loss {loss!r} has no partial-label modes, but got --mode {mode.value}",
-                             "leave out --mode for this loss")
-        return None
-    if mode is not None:
-        return mode.value
-    return Mode.SELECTIVE.value if loss == "pasl" else Mode.NEGATIVE.value
+    try:
+        return resolve_mode(loss, mode)
+    except ValueError as e:
+        raise InputError(None, "--mode", str(e), "leave out --mode for this loss") from None
 
 
 @command(app, "estimate-prior")
