@@ -237,3 +237,23 @@ def test_ema_run_headline_and_plain_model(synthetic_run, synthetic):
     plain = RunFolder(run / "eval-synthetic-val-last-plain").summary()
     assert plain["weights"] == "plain" and plain["map"] == s["val_map_plain"]
     assert (plain["val_map_plain"], plain["val_map_ema"]) == (plain["map"], None)
+
+
+@pytest.mark.slow  # trains a tiny run
+def test_an_empty_class_group_is_null_in_strict_json(synthetic_run, synthetic, tmp_path, monkeypatch):
+    """An LVIS-style group without an evaluated class has no mAP: null in summary.json (was a bare NaN)."""
+    import dataclasses
+
+    from plbench.datasets import load_dataset
+
+    def with_groups(*args, **kwargs):
+        split = load_dataset(*args, **kwargs)
+        return dataclasses.replace(split, class_groups={"rare": np.zeros(0, np.int64), "frequent": np.arange(5)})
+
+    monkeypatch.setattr("plbench.engine.evaluate_run.load_dataset", with_groups)
+    r = evaluate_run(synthetic_run, "synthetic", synthetic, "val", device="cpu", out=tmp_path / "ev")
+    text = (r.folder / "summary.json").read_text()
+    s = json.loads(text, parse_constant=lambda c: pytest.fail(f"summary.json holds a bare {c}"))
+    assert s["map_rare"] is None and r.summary["map_rare"] is None
+    assert s["map_frequent"] == pytest.approx(s["map"])  # every class is frequent here
+    assert r.summary == s  # the returned summary is what the file holds

@@ -7,7 +7,6 @@ folder format, so ``plbench report`` can read it; the run's own files are never 
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from plbench import __version__
+from plbench.artifacts.atomic import json_safe
 from plbench.artifacts.runs import RunFolder
 from plbench.choices import Checkpoint
 from plbench.datasets import load_dataset
@@ -179,19 +179,5 @@ def evaluate_run(
         "preprocessing": pre, "plbench_version": __version__,
         "evaluation_seconds": time.time() - started,
     }
-    summary = _json_safe(summary)
-    ev_dir.write_summary(summary)
-    return EvaluationResult(folder, summary)
-
-
-def _json_safe(obj: Any) -> Any:
-    """NaN (an undefined group mAP) as null, numpy scalars as Python numbers."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    return obj
+    ev_dir.write_summary(summary)  # strict JSON: an undefined group mAP (NaN) is written as null
+    return EvaluationResult(folder, json_safe(summary))  # what the file holds
