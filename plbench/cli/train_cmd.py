@@ -20,13 +20,15 @@ from plbench.errors import InputError
 Dataset = Annotated[str, typer.Option(help="Dataset loader: coco, lvis, openimages, fiftyone, synthetic.")]
 Simulation = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
                                                     help="Parquet file from `plbench simulate`; default: the dataset's own labels.")]
-Backbone = Annotated[str, typer.Option(help="Any timm model name.")]
+Backbone = Annotated[Optional[str], typer.Option(help="Any timm model name (default resnet10t; with --features, the "
+                                                 "feature store's).")]
 HeadOpt = Annotated[Head, typer.Option("--head", help="Classification head.")]
 RecipeOpt = Annotated[Optional[Recipe], typer.Option(
     "--recipe", help="Training recipe: csl (the CSL authors' train.py: Cutout + RandAugment, EMA 0.9997, 30 epochs, "
     "448 px on COCO/LVIS, 224 px on OpenImages) or light (flip only, no EMA). Default: csl for coco, lvis and "
     "openimages, light otherwise. Options below override the recipe's values.")]
-ImageSize = Annotated[Optional[int], typer.Option(min=16, help="Square input size, pixels (default: the recipe's).")]
+ImageSize = Annotated[Optional[int], typer.Option(min=16, help="Square input size, pixels (default: the recipe's; "
+                                                  "with --features, the feature store's).")]
 BatchSize = Annotated[Optional[int], typer.Option(min=1, help="Global batch size (default: the recipe's, 64).")]
 Epochs = Annotated[Optional[int], typer.Option(min=1, help="Epochs (default: the recipe's; csl 30, light 10).")]
 Lr = Annotated[Optional[float], typer.Option(min=0.0, help="Peak learning rate, one-cycle (default 2e-4).")]
@@ -36,8 +38,9 @@ Features = Annotated[Optional[Path], typer.Option(exists=True, file_okay=False, 
                                                   "extract`: train only the head on cached features (linear protocol).")]
 Seed = Annotated[int, typer.Option(min=0, help="Seed of initialisation, data order and augmentation.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-Pretrained = Annotated[bool, typer.Option(help="Start from ImageNet weights: timm's (Hugging Face cache or download), "
-                                          "else an installed weight package (tf_efficientnet_lite0/1/2 offline).")]
+Pretrained = Annotated[Optional[bool], typer.Option(
+    help="Start from ImageNet weights: timm's (Hugging Face cache or download), else an installed weight package "
+    "(tf_efficientnet_lite0/1/2 offline). Default: no; with --features, what the feature store was extracted with.")]
 CheckpointFile = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Local backbone weights file.")]
 MaxImages = Annotated[Optional[int], typer.Option(min=1, help="Train on the first N images only.")]
 Preload = Annotated[bool, typer.Option(help="Decode all images into memory once (small datasets).")]
@@ -68,7 +71,7 @@ def training_options(
     dataset: Dataset = "synthetic",
     data_root: DataRoot = Path("data/synthetic"),
     simulation: Simulation = None,
-    backbone: Backbone = "resnet10t",
+    backbone: Backbone = None,
     head: HeadOpt = Head.GAP,
     recipe: RecipeOpt = None,
     image_size: ImageSize = None,
@@ -79,7 +82,7 @@ def training_options(
     features: Features = None,
     seed: Seed = 0,
     device: Device = "auto",
-    pretrained: Pretrained = False,
+    pretrained: Pretrained = None,
     checkpoint: CheckpointFile = None,
     max_train_images: MaxImages = None,
     preload: Preload = False,
@@ -93,10 +96,18 @@ def training_options(
 ) -> dict[str, object]:
     """The options `train` and `estimate-prior` share, as TrainConfig fields (paths as str).
 
-    The recipe (``--recipe`` or the dataset's default) fills every recipe setting the user left out.
+    With ``--features``, the feature store fixes ``backbone``, ``image_size`` and ``pretrained``
+    (:func:`store_fixed_values`); then the recipe (``--recipe`` or the dataset's default) fills every recipe
+    setting the user left out.
     """
     values = dict(locals())
     from plbench.engine.recipes import default_recipe, recipe_values
+
+    if features is not None:
+        values.update(store_fixed_values(features, train_split, backbone=backbone, image_size=image_size,
+                                         pretrained=pretrained))
+    values["backbone"] = values["backbone"] or "resnet10t"
+    values["pretrained"] = bool(values["pretrained"])
 
     for key in ("data_root", "simulation", "checkpoint", "cache_dir", "features"):
         if values[key] is not None:
@@ -108,6 +119,28 @@ def training_options(
         if values.get(key) is None:
             values[key] = value
     return values
+
+
+def store_fixed_values(features: Path, split: str, **given: object) -> dict[str, object]:
+    """``backbone``, ``image_size`` and ``pretrained`` as the feature store of ``split`` in ``features``
+    records them; a value the user gave (not None) must agree.
+
+    Raises:
+        InputError: a given value contradicts the store (naming both), or no readable store.
+    """
+    from plbench.artifacts.features import store_folder
+    from plbench.engine.features import store_settings
+
+    stored = store_settings(features, split)
+    for key, value in given.items():
+        if value is not None and value != stored[key]:
+            option = "--" + key.replace("_", "-")
+            shown = (option if value else f"--no-{key}") if isinstance(value, bool) else f"{option} {value}"
+            want = (option if stored[key] else f"--no-{key}") if isinstance(value, bool) else f"{option} {stored[key]}"
+            raise InputError(store_folder(features, split), key, f"{shown} contradicts the feature store, which was "
+                             f"extracted with {want}", f"leave out {option} (the store's value is used), or "
+                             "extract features with the value you want")
+    return stored
 
 
 @command(app, "train")

@@ -100,7 +100,11 @@ def any_rank(flag: bool, device: torch.device) -> bool:
 
 
 class RankShard(Dataset):
-    """Items ``rank, rank + world, ...`` of a dataset (which keeps its ``labels`` attribute)."""
+    """Items ``rank, rank + world, ...`` of a dataset (which keeps its ``labels`` attribute).
+
+    A batch of the shard is read as one batch of the dataset when the dataset reads batches
+    (``__getitems__``: a feature store's rows in one sorted pass), as without the shard.
+    """
 
     def __init__(self, dataset: Dataset, rank: int, world: int) -> None:
         self.dataset, self.indices = dataset, list(range(rank, len(dataset), world))  # type: ignore[arg-type]
@@ -111,6 +115,11 @@ class RankShard(Dataset):
 
     def __getitem__(self, i: int) -> Any:
         return self.dataset[self.indices[i]]
+
+    def __getitems__(self, indices: list[int]) -> list[Any]:
+        mapped = [self.indices[i] for i in indices]
+        read = getattr(self.dataset, "__getitems__", None)
+        return read(mapped) if read is not None else [self.dataset[i] for i in mapped]
 
 
 def shard_dataset(dataset: Dataset) -> Dataset:
