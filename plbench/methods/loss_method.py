@@ -44,8 +44,11 @@ class LossMethod(Method):
         if unknown:
             raise ValueError(f"method {self.loss_name!r} does not take {', '.join(unknown)}; it takes: "
                              f"{', '.join(allowed) or 'no options'}")
+        from plbench.losses import create_loss
+
         self.loss_options = dict(options)
-        self.criterion: Any = None
+        # built now with the default mode, so bad options fail before a run starts; setup() builds the run's
+        self.criterion: Any = create_loss(self.loss_name, **self.loss_options)
 
     @classmethod
     def options(cls) -> dict[str, Any]:

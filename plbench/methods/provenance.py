@@ -17,8 +17,9 @@ from typing import Any
 __all__ = ["method_provenance", "source_sha256", "distribution_of"]
 
 
-@lru_cache(maxsize=None)
-def _packages() -> dict[str, list[str]]:
+@lru_cache(maxsize=8)
+def _packages(search_path: tuple[str, ...]) -> dict[str, list[str]]:
+    # half a second to scan every installed distribution: once per search path
     return metadata.packages_distributions()
 
 
@@ -26,7 +27,7 @@ def distribution_of(module_name: str) -> tuple[str | None, str | None]:
     """(distribution name, version) that installs top-level package of ``module_name``; (None, None) for a
     module found on ``sys.path`` outside any installed distribution."""
     top = module_name.split(".")[0]
-    names = _packages().get(top) or []
+    names = _packages(tuple(sys.path)).get(top) or []
     if not names:
         return None, None
     try:
