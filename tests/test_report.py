@@ -85,6 +85,37 @@ def runs(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture()
+def drawn(monkeypatch) -> dict[str, list]:
+    """The matplotlib Figure behind each PNG the report writes, listed under the figure function that drew it,
+    so a test reads the plotted numbers instead of only finding a PNG file."""
+    import sys
+
+    from plbench.report import figures
+
+    seen: dict[str, list] = {}
+    real = figures._png
+
+    def capture(fig):
+        seen.setdefault(sys._getframe(1).f_code.co_name, []).append(fig)
+        return real(fig)
+
+    monkeypatch.setattr(figures, "_png", capture)
+    return seen
+
+
+def _bars(ax) -> list[tuple[list[float], list[tuple[float, float]]]]:
+    """Per bar series of an axes: the bar heights and each bar's error-bar ends (lo, hi)."""
+    from matplotlib.container import BarContainer
+
+    out = []
+    for c in ax.containers:
+        if isinstance(c, BarContainer):
+            segments = c.errorbar.lines[2][0].get_segments() if c.errorbar is not None else []
+            out.append(([float(p.get_height()) for p in c], [(float(s[0][1]), float(s[1][1])) for s in segments]))
+    return out
+
+
 def _table(tables, backbone):
     (t,) = [t for t in tables if t.key["backbone"] == backbone]
     return t
@@ -300,7 +331,7 @@ def test_label_order_and_parsing():
     assert resolve_reference(["pasl:negative", "pasl:selective"], None) == "pasl:negative"
 
 
-def test_write_report_files_and_self_contained_html(runs, tmp_path):
+def test_write_report_files_and_self_contained_html(runs, tmp_path, drawn):
     folders = find_runs([runs])
     paths = write_report(folders, tmp_path / "rep", title="T <x>", command="plbench report runs", notes="N1\n\nN2")
     out = tmp_path / "rep"
@@ -314,6 +345,26 @@ def test_write_report_files_and_self_contained_html(runs, tmp_path):
     for name in names:
         if name.endswith(".png"):
             assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the mAP bars: per column (in table order) the seed mean of each row that has runs, error bars mean ± std
+    rows = ["full", "fpc1000", "rps0.5"]
+    columns = [("bce", "ignore"), ("bce", "negative"), ("asl", "negative"), ("pasl", "negative"), ("pasl", "selective")]
+    (bars,) = [f.axes[0] for f in drawn["map_bars"] if [t.get_text() for t in f.axes[0].get_xticklabels()] == rows]
+    expected = []
+    for col in columns:
+        values = [np.array(list(COCO[(row, *col)].values())) for row in rows if (row, *col) in COCO]
+        expected.append(([v.mean() for v in values],
+                         [(v.mean() - s, v.mean() + s) for v in values for s in [v.std(ddof=1) if len(v) > 1 else 0]]))
+    got = _bars(bars)
+    assert len(got) == len(expected)
+    for (heights, ends), (want_heights, want_ends) in zip(got, expected):
+        np.testing.assert_allclose(heights, want_heights)
+        np.testing.assert_allclose(ends, want_ends)
+    # the training curves: per label setting and column the seed mean of each epoch (plain solid, EMA dashed)
+    curves = {ax.get_title(): ax for f in drawn["training_curves"] for ax in f.axes if ax.get_visible()}
+    lines = [(l.get_linestyle(), l.get_ydata().tolist()) for l in curves["fpc1000"].lines]
+    v = np.array(list(COCO[("fpc1000", "pasl", "selective")].values()))
+    assert ("-", pytest.approx([v.mean() - 2, v.mean() - 1, v.mean()])) in lines
+    assert ("--", pytest.approx([v.mean() - 1, v.mean() - 0.5, v.mean()])) in lines
     md = paths["md"].read_text()
     assert md.startswith("# T <x>\n\nRegenerate with: `plbench report runs`")
     assert "Paired differences against Ignore CE" in md and "+9.00 ± 1.00 (3/3 seeds better)" in md
@@ -341,14 +392,21 @@ def test_write_report_accepts_paths_and_figures_only_with_data(tmp_path):
     assert "png" in paths and "Paired" not in paths["md"].read_text()
 
 
-def test_prior_figure_reads_the_prior_csv(tmp_path, monkeypatch):
+def test_prior_figure_reads_the_prior_csv(tmp_path, monkeypatch, drawn):
     from plbench.priors import write_prior_csv
 
-    write_prior_csv(tmp_path / "prior.csv", CLASSES, np.array([0.6, 0.3, 0.25, 0.1, 0.02, 0.01]))
+    prior = np.array([0.6, 0.3, 0.25, 0.1, 0.02, 0.01])
+    write_prior_csv(tmp_path / "prior.csv", CLASSES[::-1], prior[::-1])  # rows in another order: matched by name
     write_run(tmp_path / "runs", "sel", prior_path=str(tmp_path / "prior.csv"))
     write_run(tmp_path / "runs", "missing", prior_path="nowhere/prior.csv", mode="ignore")
     paths = write_report([tmp_path / "runs"], tmp_path / "rep")
     assert (tmp_path / "rep" / "priors.png").is_file()
+    # one panel (the missing prior is skipped): each class at (true frequency, its prior), mean |error| in the title
+    (fig,) = drawn["prior_scatter"]
+    (ax,) = [a for a in fig.axes if a.get_visible()]
+    (points,) = ax.collections
+    np.testing.assert_allclose(points.get_offsets(), np.column_stack([TRUE_FREQ, prior]))
+    assert ax.get_title().endswith(f"mean |error| = {np.mean(np.abs(prior - TRUE_FREQ)):.3f}")  # 0.030
     md = paths["md"].read_text()
     assert "## Class priors" in md and "prior nowhere/prior.csv of run missing not found" in md
     # a relative prior path is found above the run folder (where the training was started)
@@ -359,18 +417,30 @@ def test_prior_figure_reads_the_prior_csv(tmp_path, monkeypatch):
     assert (tmp_path / "rep2" / "priors.png").is_file() and "not found" not in md
 
 
-def test_annotation_level_figure_needs_two_levels(runs, tmp_path):
+def test_annotation_level_figure_needs_two_levels(runs, tmp_path, drawn):
     write_run(runs / "coco", "fpc100", labels="fpc100", simulation={"scheme": "fpc", "param": 100, "seed": 0},
               mode="selective", val_map=70.0)
     write_report([runs], tmp_path / "rep")
     assert (tmp_path / "rep" / "annotation-coco-tresnet-m-gap-fine-tuned.png").is_file()
+    # one panel (FPC; RPS has one level): Selective P-ASL at n = 100 and 1000 with its seed means
+    (fig,) = drawn["annotation_curves"]
+    (ax,) = [a for a in fig.axes if a.get_visible()]
+    lines = [(l.get_xdata().tolist(), l.get_ydata().tolist()) for l in ax.lines if len(l.get_xdata()) > 1]
+    selective = np.mean(list(COCO[("fpc1000", "pasl", "selective")].values()))
+    assert ([100.0, 1000.0], pytest.approx([70.0, selective])) in lines
+    assert ax.get_xscale() == "log"
 
 
-def test_lvis_group_figure(tmp_path):
+def test_lvis_group_figure(tmp_path, drawn):
     write_run(tmp_path / "runs", "lvis", dataset="lvis", labels="natural", simulation=None, map_rare=10.0,
               map_common=20.0, map_frequent=30.0)
     write_report([tmp_path / "runs"], tmp_path / "rep")
     assert (tmp_path / "rep" / "lvis-lvis-tresnet-m-gap-fine-tuned.png").is_file()
+    # bars rare, common, frequent, all (the run's val_map 50) in that order
+    (fig,) = drawn["lvis_groups"]
+    (ax,) = [a for a in fig.axes if a.get_visible()]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["rare", "common", "frequent", "all"]
+    assert [heights for heights, _ in _bars(ax)] == [[10.0, 20.0, 30.0, 50.0]]
 
 
 def test_records_read_through_run_folder(tmp_path):
