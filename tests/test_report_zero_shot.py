@@ -14,7 +14,7 @@ from plbench.errors import InputError
 from plbench.report import load_published, load_records, write_report
 from plbench.report.published import parse_published
 from plbench.report.zero_shot import HEADER, build_zero_shot_tables, table_csv, table_rows
-from tests.test_report import write_run
+from test_report import write_run
 
 # seed -> (zsl map, f1@3, f1@5, gzsl map, f1@3, f1@5)
 GLOVE = {0: (20.0, 30.0, 28.0, 8.0, 12.0, 14.0), 1: (22.0, 31.0, 27.0, 9.0, 13.0, 15.0),
