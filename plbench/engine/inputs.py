@@ -44,6 +44,7 @@ class TrainingData:
     prior: torch.Tensor | None  # float32 (C,) in [0, 1]
     tag: str  # label setting shown in reports
     feature_stores: dict[str, Any] = field(default_factory=dict)  # split -> opened FeatureStore (linear runs)
+    zero_shot: Any = None  # plbench.engine.zero_shot.ZeroShotInputs of a run with a zsl_split
 
     @property
     def class_names(self) -> list[str]:
@@ -189,6 +190,9 @@ def load_inputs(config: TrainConfig) -> TrainingData:
         log.warning("selective mode without --prior: only the likelihood (top-k) rule selects negatives")
     data = TrainingData(train_split, train_labels, train_paths, sim_meta, val_split, prior,
                         labels_tag(config, sim_meta, train_split))
+    from plbench.engine import zero_shot
+
+    zero_shot.prepare(config, data)  # seen classes only (labels, prior), before the stores are opened
     if config.features is not None:
         from plbench.engine.features import open_store
 

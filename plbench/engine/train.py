@@ -24,7 +24,7 @@ from plbench.artifacts.runs import RunFolder
 from plbench.choices import Checkpoint
 from plbench.config import TrainConfig
 from plbench.engine import distributed as dist
-from plbench.engine import runtime
+from plbench.engine import runtime, zero_shot
 from plbench.engine.checkpoints import checkpoint_state, restore
 from plbench.engine.data import EpochBatchSampler, ImageLabelDataset, train_batch_count
 from plbench.engine.ema import ModelEma
@@ -63,10 +63,12 @@ def make_model(config: TrainConfig, data: TrainingData, device: torch.device) ->
     if config.features is not None:
         from plbench.engine.features import build_head_model
 
-        model = build_head_model(config, len(data.class_names), store=data.feature_stores[config.train_split])
+        model = build_head_model(config, len(data.class_names), store=data.feature_stores[config.train_split],
+                                 extra=zero_shot.head_kwargs(data))
     else:
         model = build_model(config.backbone, config.head, len(data.class_names), pretrained=config.pretrained,
-                            checkpoint=config.checkpoint, head_options=config.head_options)
+                            checkpoint=config.checkpoint,
+                            head_options={**config.head_options, **zero_shot.head_kwargs(data)})
     return runtime.prepare_model(model, device)
 
 
@@ -159,9 +161,13 @@ def _train_in(run: RunFolder, config: TrainConfig, data: TrainingData, model: nn
         log.info("resuming %s at epoch %d", run.path, (partial.epoch if partial else start_epoch) + 1)
 
     # images are decoded (or their cache opened) only once a finished run has been ruled out
-    train_set = make_dataset(config, config.train_split, data.train_paths, data.train_labels, train=True,
+    zs = data.zero_shot  # zero-shot: the datasets read the split's rows, the training set the kept ones
+    train_set = make_dataset(config, config.train_split, data.train_paths if zs is None else zs.train_paths_all_rows,
+                             data.train_labels if zs is None else zs.train_labels_all_rows, train=True,
                              fingerprint=data.train_split.fingerprint,
                              store=data.feature_stores.get(config.train_split))
+    if zs is not None:
+        train_set = zero_shot.RowSubset(train_set, zs.train_rows)
     val_set = make_dataset(config, config.val_split, data.val_split.image_paths, data.val_split.labels, train=False,
                            fingerprint=data.val_split.fingerprint, store=data.feature_stores.get(config.val_split))
     t.empty = train_set.empty_batch() if hasattr(train_set, "empty_batch") else None
@@ -221,6 +227,8 @@ def _train_in(run: RunFolder, config: TrainConfig, data: TrainingData, model: nn
                               np.asarray(data.val_split.labels.image_ids)[index], data.class_names)
         summary = build_summary(config, run, data, results, history, best_map, len(val_set), t.mean, t.std,
                                 started=started, command=command)
+        if zs is not None:
+            summary["zero_shot"] = zero_shot.evaluate_zero_shot(headline_model, config, data, device, t.mean, t.std)
         run.write_summary(summary)
     dist.barrier()
     return RunResult(run.path, summary, headline_model)

@@ -1,0 +1,246 @@
+"""Zero-shot runs: train on a split's seen classes, evaluate ZSL (unseen classes) and GZSL (seen + unseen).
+
+A run is zero-shot when ``config.zsl_split`` is set (``"nuswide"``: 925 tags / 81 concepts from the class
+files; otherwise a split file, :func:`plbench.zsl.splits.read_split_file`). Then, before anything is
+written (:func:`prepare`, called by :func:`plbench.engine.inputs.load_inputs`):
+
+* the class embeddings of every class of the split (seen then unseen) are computed from
+  ``config.class_embeddings`` with ``config.prompt`` (:func:`plbench.embeddings.class_embeddings`);
+* the training labels keep the seen columns, and images without a seen positive are dropped (as ML-Decoder's
+  ``get_relevant_samples``), counted in the summary; the training dataset reads the kept rows of the split
+  (:class:`RowSubset`), so image caches and feature stores stay aligned with the split's rows;
+* the per-epoch validation scores the seen classes on every validation image (``val_map`` and the usual
+  summary fields are seen-class numbers).
+
+The head is ML-Decoder in zero-shot mode, its queries built from the seen classes' embeddings
+(:func:`head_kwargs`). After the last epoch :func:`evaluate_zero_shot` gives the headline model every
+class's embeddings and scores the validation split: ZSL over the unseen columns and GZSL over all, each on
+every validation image (LESA, BiAM) and ZSL also on the images with an unseen positive only (ML-Decoder's
+``train_zsl_nus.py``); the result is the summary's ``zero_shot`` block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from plbench.choices import Head
+from plbench.datasets import DatasetSplit
+from plbench.errors import InputError
+from plbench.labels import POS, PartialLabels
+from plbench.zsl.splits import ZSLSplit, read_nuswide_split, read_split_file, restrict_labels
+
+log = logging.getLogger(__name__)
+
+NUSWIDE = "nuswide"
+
+
+@dataclass
+class ZeroShotInputs:
+    """What a zero-shot run needs beyond the seen-class training data.
+
+    Attributes:
+        split: seen and unseen class names.
+        vectors: float32 (S + U, Q) class embeddings, rows in ``split.classes`` order (seen then unseen).
+        embeddings: :meth:`plbench.embeddings.ClassEmbeddings.report` (source, prompt, dim, OOV words).
+        train_rows: int64 (M,) rows of the (possibly truncated) training split that have a seen positive.
+        train_labels_all_rows: seen-column labels of every training row (what the datasets index).
+        train_paths_all_rows: (N,) the training split's image paths.
+        dropped_train_images: N - M.
+        val_split: the validation split with every class of the split (seen then unseen columns).
+    """
+
+    split: ZSLSplit
+    vectors: np.ndarray
+    embeddings: dict[str, Any]
+    train_rows: np.ndarray
+    train_labels_all_rows: PartialLabels
+    train_paths_all_rows: np.ndarray
+    dropped_train_images: int
+    val_split: DatasetSplit
+
+    @property
+    def seen_vectors(self) -> np.ndarray:
+        return self.vectors[: self.split.num_seen]
+
+
+def resolve_split(source: str, data_root: str | Path, class_names: Sequence[str]) -> ZSLSplit:
+    """The split ``source`` names for a dataset with ``class_names``.
+
+    Raises:
+        InputError: a missing or bad split file, or a split naming classes the dataset lacks.
+    """
+    if source == NUSWIDE:
+        split = read_nuswide_split(data_root)
+    else:
+        return read_split_file(source, class_names)
+    missing = [c for c in split.classes if c not in set(class_names)]
+    if missing:
+        raise InputError(data_root, "--zsl-split", f"the NUS-WIDE split names {len(missing)} classes the loaded "
+                         f"labels lack (first: {missing[:3]})",
+                         "load NUS-WIDE with --dataset-option nuswide_labels=zsl (925 tags + 81 concepts)")
+    return split
+
+
+def embed_classes(config: Any, names: Sequence[str]) -> tuple[np.ndarray, dict[str, Any]]:
+    """float32 (C, Q) embeddings of ``names`` from the run's recorded source and prompt, and their report.
+
+    Raises:
+        InputError: no ``class_embeddings`` source, or the source fails (missing package, bad file, classes
+            without a vector).
+    """
+    from plbench.embeddings import class_embeddings
+
+    if not config.class_embeddings:
+        raise InputError(None, "--class-embeddings", "a zero-shot run needs class embeddings, but none were given",
+                         "pass --class-embeddings glove (or minilm, random, clip:FILE, an embedding file)")
+    emb = class_embeddings(list(names), config.class_embeddings, prompt=config.prompt)
+    return emb.vectors, emb.report()
+
+
+def prepare(config: Any, data: Any) -> None:
+    """Turn loaded :class:`plbench.engine.inputs.TrainingData` into a zero-shot run's (in place; see the
+    module docstring). Does nothing when ``config.zsl_split`` is unset.
+
+    Raises:
+        InputError: a head other than ML-Decoder, a bad split or embedding source, or no training image with
+            a seen positive.
+    """
+    if config.zsl_split is None:
+        if config.class_embeddings is not None or config.prompt is not None:
+            raise InputError(None, "--class-embeddings", "class embeddings and prompts are for zero-shot runs, but "
+                             "no --zsl-split was given", "add --zsl-split FILE|nuswide, or leave them out")
+        return
+    if config.head != Head.ML_DECODER.value:
+        raise InputError(None, "--head", f"a zero-shot run needs the ml-decoder head (queries from class "
+                         f"embeddings), but got {config.head!r}", "pass --head ml-decoder")
+    all_names = list(data.class_names)
+    split = resolve_split(config.zsl_split, config.data_root, all_names)
+    vectors, report = embed_classes(config, split.classes)
+    labels, rows, dropped = restrict_labels(data.train_labels, split.seen, drop_empty=True)
+    if labels.num_images == 0:
+        raise InputError(config.zsl_split, "seen classes", "no training image has a positive among the seen classes",
+                         "check the split against the dataset's class names")
+    all_rows, _, _ = restrict_labels(data.train_labels, split.seen, drop_empty=False)
+    val_all, _, _ = restrict_labels(data.val_split.labels, split.classes, drop_empty=False)
+    val_seen, _, _ = restrict_labels(data.val_split.labels, split.seen, drop_empty=False)
+    data.zero_shot = ZeroShotInputs(
+        split, vectors, report, rows, all_rows, np.asarray(data.train_paths), dropped,
+        dataclasses.replace(data.val_split, labels=val_all, class_groups={}))
+    seen_train = restrict_labels(data.train_split.labels, split.seen, drop_empty=False)[0]
+    data.train_split = dataclasses.replace(data.train_split, labels=seen_train, class_groups={})
+    data.val_split = dataclasses.replace(data.val_split, labels=val_seen, class_groups={})
+    data.train_labels, data.train_paths = labels, np.asarray(data.train_paths)[rows]
+    if data.prior is not None:  # read for every class of the dataset: keep the seen ones
+        from plbench.zsl.splits import class_indices
+
+        data.prior = data.prior[torch.from_numpy(class_indices(all_names, split.seen))]
+    log.info("zero-shot split %s: %d seen, %d unseen classes; %d of %d training images kept (%d without a seen "
+             "positive dropped)", split.source, split.num_seen, split.num_unseen, labels.num_images,
+             all_rows.num_images, dropped)
+
+
+def head_kwargs(data: Any) -> dict[str, Any]:
+    """Extra head arguments of a zero-shot run: the seen classes' embeddings as ML-Decoder's queries."""
+    zs = getattr(data, "zero_shot", None)
+    return {} if zs is None else {"query_embeddings": torch.from_numpy(zs.seen_vectors)}
+
+
+class RowSubset(Dataset):
+    """``dataset`` restricted to ``rows``: item k is ``dataset[rows[k]]`` with index k (the training set's
+    position, as the sampler and per-image method state count them). ``None`` items (undecodable) pass through.
+    """
+
+    def __init__(self, dataset: Dataset, rows: np.ndarray) -> None:
+        self.dataset = dataset
+        self.rows = np.asarray(rows, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
+        picked = [int(self.rows[i]) for i in indices]
+        many = getattr(self.dataset, "__getitems__", None)
+        items = many(picked) if many is not None else [self.dataset[i] for i in picked]
+        return [None if item is None else (*item[:-1], i) for item, i in zip(items, indices)]
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def empty_batch(self) -> Any:
+        return self.dataset.empty_batch()
+
+
+def zero_shot_head(model: nn.Module) -> nn.Module:
+    """The zero-shot ML-Decoder head of a model (image model, head-only model, or the head itself).
+
+    Raises:
+        ValueError: the model has no zero-shot head.
+    """
+    head = getattr(model, "head", model)
+    if not getattr(head, "zero_shot", False):
+        raise ValueError("expected a model with a zero-shot ML-Decoder head (built with class embeddings)")
+    return head
+
+
+def scores_block(scores: np.ndarray, targets: np.ndarray, split: ZSLSplit) -> dict[str, Any]:
+    """ZSL / GZSL metrics of (N, S + U) scores and targets in ``split.classes`` order (percent).
+
+    ``zsl`` and ``gzsl`` use every image (LESA, BiAM); ``zsl_unseen_positive`` uses the images with a
+    positive among the unseen classes only (ML-Decoder's evaluation). Top-K scores at K = 3 and 5, each
+    where the evaluation has at least K classes.
+    """
+    from plbench.zsl.metrics import DEFAULT_KS, zero_shot_scores
+
+    def scored(s: np.ndarray, t: np.ndarray) -> dict[str, float]:
+        return zero_shot_scores(s, t, ks=[k for k in DEFAULT_KS if k <= s.shape[1]]).row()
+
+    unseen = slice(split.num_seen, split.num_seen + split.num_unseen)
+    keep = (targets[:, unseen] == POS).any(1)
+    block: dict[str, Any] = {"zsl": scored(scores[:, unseen], targets[:, unseen]), "gzsl": scored(scores, targets),
+                             "images": {"zsl": int(scores.shape[0]), "gzsl": int(scores.shape[0]),
+                                        "zsl_unseen_positive": int(keep.sum())}}
+    if keep.any():
+        block["zsl_unseen_positive"] = scored(scores[keep][:, unseen], targets[keep][:, unseen])
+    return block
+
+
+def evaluate_zero_shot(model: nn.Module, config: Any, data: Any, device: torch.device, mean: Sequence[float],
+                       std: Sequence[float], *, progress: bool = False) -> dict[str, Any]:
+    """The summary's ``zero_shot`` block: score the validation split on every class of the split.
+
+    The head's stored embeddings are the seen classes' again afterwards.
+    """
+    from plbench.engine.evaluate import predict
+    from plbench.engine.inputs import make_dataset, make_loader
+
+    zs: ZeroShotInputs = data.zero_shot
+    head = zero_shot_head(model)
+    val = zs.val_split
+    dataset = make_dataset(config, config.val_split, val.image_paths, val.labels, train=False,
+                           fingerprint=val.fingerprint, store=data.feature_stores.get(config.val_split))
+    loader = make_loader(dataset, config, device=device)
+    head.set_query_embeddings(torch.from_numpy(zs.vectors))
+    try:
+        scores, targets, _ = predict(model, loader, device, mean=mean, std=std, amp=config.amp, progress=progress,
+                                     desc="zero-shot evaluation")
+    finally:
+        head.set_query_embeddings(torch.from_numpy(zs.seen_vectors))
+    block = scores_block(scores, targets, zs.split)
+    block.update({"split": zs.split.source, "num_seen": zs.split.num_seen, "num_unseen": zs.split.num_unseen,
+                  "unseen_classes": list(zs.split.unseen), "embeddings": zs.embeddings["source"],
+                  "prompt": zs.embeddings["prompt"], "embedding_dim": zs.embeddings["dim"],
+                  "oov_words": zs.embeddings["oov_words"], "dropped_train_images": zs.dropped_train_images})
+    return block

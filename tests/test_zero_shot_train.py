@@ -1,0 +1,142 @@
+"""Zero-shot runs through the engine (plbench.engine.zero_shot): training sees the seen classes only (images
+without a seen positive dropped and counted), the head's queries come from the class embeddings, and the
+summary's ZSL / GZSL numbers equal an independent computation (sklearn AP, a numpy top-K) on the returned
+model's scores; the linear protocol reads a token store; bad combinations are InputErrors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import timm
+import torch
+from sklearn.metrics import average_precision_score
+
+from plbench.config import TrainConfig
+from plbench.errors import InputError
+
+UNSEEN = ("red_checkered_star", "cyan_dotted_bar", "blue_striped_square")  # classes of the 12-class design
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from plbench.datasets.synthetic import write_synthetic_coco
+    from plbench.engine.features import extract_split
+
+    base = tmp_path_factory.mktemp("zsl")
+    root = base / "synthetic"
+    write_synthetic_coco(root, train=60, val=30, num_classes=12, image_size=32, seed=5)
+    torch.manual_seed(7)
+    net = timm.create_model("resnet10t", pretrained=False, num_classes=0, global_pool="")
+    weights = base / "resnet10t.pt"
+    torch.save(net.state_dict(), weights)
+    for split in ("train", "val"):
+        extract_split("synthetic", root, split, base / "features", backbone="resnet10t", image_size=32,
+                      checkpoint=weights, batch_size=16, device="cpu", tokens=True)
+    split_file = base / "unseen.txt"
+    split_file.write_text("# held out\n" + "\n".join(UNSEEN) + "\n")
+    return root, base / "features", weights, split_file
+
+
+def _config(setup, out, **kw):
+    root, features, weights, split_file = setup
+    cfg = dict(dataset="synthetic", data_root=str(root), features=str(features), backbone="resnet10t",
+               checkpoint=str(weights), head="ml-decoder", image_size=32, batch_size=16, epochs=2, lr=1e-3, seed=1,
+               device="cpu", out_dir=str(out), mode="negative", zsl_split=str(split_file), class_embeddings="glove",
+               head_options={"embed_dim": 32, "num_heads": 2, "ff_dim": 64})
+    cfg.update(kw)
+    return TrainConfig(**cfg)
+
+
+def _reference_top_k_f1(scores, targets, k):
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    tp = sum(targets[i, top[i]].sum() for i in range(len(scores)))
+    p, r = tp / (len(scores) * k), tp / targets.sum()
+    return 100 * 2 * p * r / (p + r)
+
+
+def test_linear_zero_shot_run_matches_an_independent_evaluation(setup, tmp_path):
+    from plbench.artifacts.features import FeatureStore
+    from plbench.datasets import load_dataset
+    from plbench.embeddings import class_embeddings
+    from plbench.engine.train import train
+
+    cfg = _config(setup, tmp_path)
+    result = train(cfg, progress=False)
+    s = result.summary
+    root = setup[0]
+    train_split = load_dataset("synthetic", root, "train")
+    names = train_split.class_names
+    seen = [c for c in names if c not in UNSEEN]
+    dense = train_split.labels.to_dense()
+    seen_cols = [names.index(c) for c in seen]
+    kept = int((dense[:, seen_cols] == 1).any(1).sum())
+    zs = s["zero_shot"]
+    assert s["class_names"] == seen and zs["num_seen"] == 9 and zs["num_unseen"] == 3
+    assert s["train_images"] == kept and zs["dropped_train_images"] == len(dense) - kept > 0
+    assert zs["embeddings"] == "glove" and zs["prompt"] is None and zs["embedding_dim"] == 50
+    assert json.loads((result.run_dir / "config.json").read_text())["class_embeddings"] == "glove"
+
+    # independent: the returned head, every class's GloVe vectors, the stored validation tokens
+    order = seen + [c for c in names if c in UNSEEN]  # seen then unseen, as the split keeps dataset order
+    vectors = torch.from_numpy(class_embeddings(order, "glove").vectors)
+    store = FeatureStore.open(setup[1] / "val")
+    tokens = torch.from_numpy(store.read_rows(np.arange(store.num_images), tokens=True).astype(np.float32))
+    head = result.model.head
+    head.eval()
+    with torch.no_grad():
+        scores = torch.sigmoid(head(tokens, vectors)).numpy()
+    assert head.num_classes == 9  # seen embeddings restored after the evaluation
+    val = load_dataset("synthetic", root, "val").labels.to_dense()
+    targets = val[:, [names.index(c) for c in order]]
+    u = slice(9, 12)
+    ap = [average_precision_score(targets[:, j], scores[:, j]) if targets[:, j].any() else 0.0 for j in range(12)]
+    assert zs["zsl"]["map"] == pytest.approx(100 * np.mean(ap[9:]), abs=1e-3)
+    assert zs["gzsl"]["map"] == pytest.approx(100 * np.mean(ap), abs=1e-3)
+    assert zs["zsl"]["f1@3"] == pytest.approx(_reference_top_k_f1(scores[:, u], targets[:, u], 3), abs=1e-3)
+    assert zs["gzsl"]["f1@5"] == pytest.approx(_reference_top_k_f1(scores, targets, 5), abs=1e-3)
+    assert "f1@5" not in zs["zsl"]  # 3 unseen classes: no top-5
+    keep = (targets[:, u] == 1).any(1)
+    assert zs["images"] == {"zsl": 30, "gzsl": 30, "zsl_unseen_positive": int(keep.sum())}
+    ap_keep = [average_precision_score(targets[keep, j], scores[keep, j]) for j in range(9, 12)
+               if targets[keep, j].any()]
+    assert zs["zsl_unseen_positive"]["map"] == pytest.approx(100 * np.mean(ap_keep), abs=1e-3)
+
+
+def test_random_embeddings_are_a_seeded_control():
+    from plbench.embeddings import class_embeddings
+
+    a = class_embeddings(["red_striped_circle", "blue_solid_bar"], "random").vectors
+    b = class_embeddings(["blue_solid_bar"], "random").vectors
+    assert a.shape == (2, 50) and np.array_equal(a[1], b[0])  # a name's vector does not depend on the list
+    assert abs(np.corrcoef(a)[0, 1]) < 0.5
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"head": "gap"}, "--head"),
+    ({"class_embeddings": None}, "--class-embeddings"),
+    ({"zsl_split": None}, "--class-embeddings"),  # embeddings without a split
+])
+def test_bad_combinations_are_input_errors(setup, tmp_path, change, field):
+    from plbench.engine.train import train
+
+    with pytest.raises(InputError) as e:
+        train(_config(setup, tmp_path, **change), progress=False)
+    assert e.value.field == field
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_row_subset_maps_rows_and_renumbers_items():
+    from plbench.engine.zero_shot import RowSubset
+
+    class Items(torch.utils.data.Dataset):
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            return None if i == 3 else (f"x{i}", f"y{i}", i)
+
+    sub = RowSubset(Items(), np.array([4, 1, 3]))
+    assert len(sub) == 3
+    assert sub.__getitems__([0, 1, 2]) == [("x4", "y4", 0), ("x1", "y1", 1), None]
