@@ -60,7 +60,10 @@ class TrainConfig:
     simulation: PathStr | None = None  # parquet from `plbench simulate`; None = the dataset's own train labels
     mode: ModeName | None = "selective"  # plbench.choices.Mode; None for losses without modes (an, epr, ...)
     loss: str = "pasl"  # loss registry name, see plbench.losses.create_loss
-    loss_options: dict[str, Any] = field(default_factory=dict)  # overrides of the loss defaults
+    loss_options: dict[str, Any] = field(default_factory=dict)  # overrides of the loss (or method) defaults
+    # a method trained instead of `loss`: a name of `plbench methods list`, an installed entry point or
+    # package.module:Name (plbench.methods.registry); None: the loss `loss` (every loss is a built-in method)
+    method: str | None = None
     prior: PathStr | None = None  # prior CSV (Classes,avg_pred) for mode=selective
     backbone: str = "resnet10t"  # any timm model name
     pretrained: bool = False  # ImageNet weights: timm (cache or download), else an installed weight package

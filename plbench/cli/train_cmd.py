@@ -154,6 +154,9 @@ def train_command(
     loss: Annotated[str, typer.Option(help="Loss: pasl (partial ASL, uses --mode), asl, bce, an, an_ls, wan, epr, ll_r.")] = "pasl",
     loss_option: Annotated[Optional[List[str]], typer.Option(
         help="Loss hyper-parameter KEY=VALUE (repeatable), e.g. gamma_neg=4, expected_num_pos=2.9 for epr.")] = None,
+    method: Annotated[Optional[str], typer.Option(
+        help="Method instead of --loss: a name from `plbench methods list` (role, em_apl, ll_ct, ..., every loss), an "
+        "installed plug-in, or package.module:Name; its options via --loss-option.")] = None,
     out: Annotated[Path, typer.Option(help="Folder of run folders.")] = Path("runs"),
     run_name: Annotated[Optional[str], typer.Option(help="Run folder name (default derived from the config).")] = None,
     config: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
@@ -183,7 +186,8 @@ def train_command(
         cfg = TrainConfig.load(config)
     else:
         cfg = TrainConfig(
-            **(common or {}), mode=default_mode(loss, mode), prior=None if prior is None else str(prior), loss=loss,
+            **(common or {}), mode=default_mode(loss, mode) if method is None else method_mode(method, mode),
+            prior=None if prior is None else str(prior), loss=loss, method=method,
             loss_options=parse_key_values(loss_option or [], "--loss-option"), out_dir=str(out), run_name=run_name,
             zsl_split=zsl_split, class_embeddings=class_embeddings, prompt=prompt,
         )
@@ -209,6 +213,17 @@ def train_command(
 def _pct(value: float | None) -> str:
     """A mAP for the status line; ``n/a`` where it does not exist (null in summary.json, or NaN)."""
     return "n/a" if value is None or value != value or abs(value) == float("inf") else f"{value:.2f}"
+
+
+def method_mode(method: str, mode: Mode | None) -> str | None:
+    """The mode a ``--method`` run uses: the given one, else the method's default (none for most methods)."""
+    from plbench.methods.api import resolve_method_mode
+    from plbench.methods.registry import resolve_method
+
+    try:
+        return resolve_method_mode(resolve_method(method), method, None if mode is None else mode.value)
+    except ValueError as e:
+        raise InputError(None, "--mode", str(e), "pass --mode for a method with modes; leave it out otherwise") from None
 
 
 def default_mode(loss: str, mode: Mode | None) -> str | None:

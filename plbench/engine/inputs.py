@@ -27,7 +27,7 @@ from plbench.datasets.images import collate_skip_none
 from plbench.engine.data import ImageLabelDataset
 from plbench.errors import InputError
 from plbench.labels import NEG, POS, UNK, PartialLabels
-from plbench.losses import LOSSES, create_loss, takes_mode
+from plbench.losses import LOSSES, create_loss, resolve_mode, takes_mode
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +64,15 @@ def check_choices(config: TrainConfig) -> None:
             enum.parse(value)
         except ValueError as e:
             raise InputError(None, option, str(e), "pick one of the listed values") from None
+    if config.method is not None:  # a method's mode and needs: plbench.engine.method_run.make_method
+        return
     if config.loss not in LOSSES:
         raise InputError(None, "--loss", f"unknown loss {config.loss!r}; available: {', '.join(sorted(LOSSES))}",
                          "pick a loss from `plbench train --help`")
-    has_modes = takes_mode(config.loss)
-    if config.mode is None and has_modes:
-        raise InputError(None, "--mode", f"loss {config.loss!r} needs a mode", f"pass --mode ({', '.join(Mode)})")
-    if config.mode is not None:
-        if not has_modes:
-            raise InputError(None, "--mode", f"loss {config.loss!r} has no partial-label modes, but got "
-                             f"--mode {config.mode}", "leave out --mode for this loss")
-        try:
-            Mode.parse(config.mode)
-        except ValueError as e:
-            raise InputError(None, "--mode", str(e), "pick one of the listed modes") from None
+    try:  # the run records its mode: no default here (the CLI fills it in)
+        resolve_mode(config.loss, config.mode, default=False)
+    except ValueError as e:
+        raise InputError(None, "--mode", str(e), "pass --mode for pasl, asl, bce; leave it out otherwise") from None
     if config.ema_decay < 0 or config.ema_decay >= 1:
         raise InputError(None, "ema_decay", f"expected 0 (no EMA) or a value in (0, 1), but got {config.ema_decay}",
                          "use e.g. 0.9997")
@@ -99,6 +94,8 @@ def labels_tag(config: TrainConfig, meta: dict[str, Any] | None, split: DatasetS
 def default_run_name(config: TrainConfig, tag: str) -> str:
     backbone = config.backbone.replace("/", "_")
     loss = "" if config.loss == "pasl" else f"-{config.loss}"
+    if config.method is not None:
+        loss = "-" + config.method.replace(":", ".")
     mode = f"-{config.mode}" if config.mode is not None else ""
     linear = "-linear" if config.features is not None else ""
     return f"{config.dataset}-{tag}{mode}{loss}-{backbone}-{config.head}{linear}-s{config.seed}"

@@ -20,6 +20,7 @@ from plbench.config import TrainConfig
 from plbench.datasets import DatasetSplit
 from plbench.engine.inputs import TrainingData
 from plbench.engine.loop import EpochState
+from plbench.engine.method_run import method_name, method_record
 from plbench.engine.provenance import provenance
 
 AUTHORS_PROTOCOL = "selected on the evaluation split (as in the authors' code)"
@@ -70,7 +71,7 @@ def build_summary(config: TrainConfig, run: RunFolder, data: TrainingData, resul
     counts = data.train_labels.counts()
     val_counts = data.val_split.labels.counts()
     return {
-        "run": run.name, "dataset": config.dataset, "labels": data.tag, "mode": config.mode, "loss": config.loss,
+        "run": run.name, "dataset": config.dataset, "labels": data.tag, "mode": config.mode, "loss": method_name(config),
         "protocol": config.protocol, "recipe": config.recipe, "backbone": config.backbone, "head": config.head,
         "pretrained": config.pretrained, "image_size": config.image_size, "epochs": config.epochs,
         "seed": config.seed, "train_images": data.train_labels.num_images,
@@ -95,4 +96,5 @@ def build_summary(config: TrainConfig, run: RunFolder, data: TrainingData, resul
         "simulation": data.simulation and {k: data.simulation[k] for k in ("scheme", "param", "seed")
                                            if k in data.simulation},
         "provenance": provenance(command, started),
+        "method": method_record(config),  # import path, package version, source sha256
     }

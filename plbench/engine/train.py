@@ -30,11 +30,13 @@ from plbench.engine.data import EpochBatchSampler, ImageLabelDataset, train_batc
 from plbench.engine.ema import ModelEma
 from plbench.engine.inputs import (TrainingData, check_choices, default_run_name, load_inputs, load_training_data,
                                    make_criterion, make_dataset, make_loader, normalization)
+from plbench.engine.method_run import MethodTrainer, make_method, training_set_scorer
 from plbench.engine.loop import EpochState, InterruptFlag, NonFiniteLoss, Trainer, evaluate_models, train_one_epoch
 from plbench.engine.model import build_model
 from plbench.engine.runtime import resolve_device
 from plbench.engine.summary import AUTHORS_PROTOCOL, build_summary, epoch_line, epoch_record
 from plbench.errors import InputError
+from plbench.methods.api import Method
 from plbench.progress import is_bar_mode, progress_line
 
 log = logging.getLogger(__name__)
@@ -109,8 +111,10 @@ def train(
     with runtime.numerics(device, linear=config.features is not None):
         torch.manual_seed(config.seed)
         data = load_inputs(config)
-        criterion = make_criterion(config, data.prior).to(device)
         model = make_model(config, data, device)
+        # the method (or loss) after the model, so the model's initialisation draws the same random numbers
+        criterion = make_method(config, data, model, device,
+                                train_batch_count(len(data.train_paths), config.batch_size)[1])
         run = RunFolder(Path(config.out_dir) / (config.run_name or default_run_name(config, data.tag)))
         if dist.is_main():
             run.lock()
@@ -134,14 +138,17 @@ def make_trainer(config: TrainConfig, model: nn.Module, criterion: nn.Module, de
     if config.compile:
         stepped = torch.compile(stepped)
     # fused Adam: one kernel for all parameters on CUDA
-    optimizer = torch.optim.Adam(parameter_groups(model, config.weight_decay), lr=config.lr,
-                                 fused=device.type == "cuda")
+    groups = parameter_groups(model, config.weight_decay)
+    if isinstance(criterion, Method):
+        groups += criterion.parameter_groups()  # the method's own parameters, at their lr_mult
+    optimizer = torch.optim.Adam(groups, lr=config.lr, fused=device.type == "cuda")
     dtype = runtime.amp_dtype(config.amp, device)
     scaler = torch.amp.GradScaler("cuda") if runtime.needs_grad_scaler(dtype) else None
     _, steps_per_epoch = train_batch_count(num_train, config.batch_size)
     sum_loss = getattr(criterion, "reduction", "mean") == "sum"
     mean, std = normalization(config)
-    return Trainer(config, stepped, criterion, optimizer, ema, device, mean, std, steps_per_epoch,
+    kind = MethodTrainer if isinstance(criterion, Method) else Trainer
+    return kind(config, stepped, criterion, optimizer, ema, device, mean, std, steps_per_epoch,
                    steps_per_epoch * config.epochs, loss_scale=float(dist.world_size()) if sum_loss else 1.0,
                    scaler=scaler, empty=empty)
 
@@ -171,6 +178,8 @@ def _train_in(run: RunFolder, config: TrainConfig, data: TrainingData, model: nn
     val_set = make_dataset(config, config.val_split, data.val_split.image_paths, data.val_split.labels, train=False,
                            fingerprint=data.val_split.fingerprint, store=data.feature_stores.get(config.val_split))
     t.empty = train_set.empty_batch() if hasattr(train_set, "empty_batch") else None
+    if isinstance(t, MethodTrainer):
+        t.num_images, t.train_scores = n_train, training_set_scorer(config, data, t)
     val_loader = make_loader(dist.shard_dataset(val_set), config, device=device)
     sampler = EpochBatchSampler(n_train, config.batch_size, config.seed, rank=dist.rank(),
                                 world_size=dist.world_size(), with_epoch=isinstance(train_set, ImageLabelDataset))
@@ -200,6 +209,7 @@ def _train_in(run: RunFolder, config: TrainConfig, data: TrainingData, model: nn
                     run.save_checkpoint("last", checkpoint_state(t, data, state, best_map, history,
                                                                  finished_epoch=False))
                 raise TrainingInterrupted(run.path, epoch, epoch * steps + state.batches_done)
+            t.after_training_epoch(epoch)  # the method's epoch-end hook, saved with this epoch's checkpoint
             results = evaluate_models(t, val_loader, data.val_split, progress=bars)
             record: dict[str, Any] = {}
             if dist.is_main():
