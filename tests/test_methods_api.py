@@ -121,14 +121,14 @@ def test_em_apl_host_pseudo_labels_from_the_training_set_pass_after_warmup():
 
     def compute(augment):
         calls.append(augment)
-        return torch.logit(probs)
+        return probs
 
     m.on_epoch_end(0, TrainingSetPass(compute, N))  # epoch 1 of warm-up 2: not yet
     assert calls == [] and not m.apl.pseudo_mask.any()
     m.on_epoch_end(1, TrainingSetPass(compute, N))
     ref = EMAPL(ctx.targets, APL_SETTINGS["coco"].__class__(**{**APL_SETTINGS["coco"].__dict__, "num_epochs": 4,
                                                              "warmup_epoch": 2, "neg_proportion": 1.0}))
-    ref.pseudo_label(torch.sigmoid(torch.logit(probs)), ctx.targets)
+    ref.pseudo_label(probs, ctx.targets)
     assert calls == [False] and m.apl.pseudo_mask.any()
     assert torch.equal(m.apl.pseudo_mask, ref.pseudo_mask) and torch.equal(m.apl.pseudo_targets, ref.pseudo_targets)
 
@@ -386,15 +386,15 @@ def test_training_set_pass_computes_once_per_transform_and_checks_its_shape():
 
     def compute(augment):
         calls.append(augment)
-        return torch.zeros(N, C, dtype=torch.float64)
+        return torch.full((N, C), 0.5, dtype=torch.float64)
 
     p = TrainingSetPass(compute, N)
-    assert p.logits().dtype == torch.float32 and torch.equal(p.probabilities(), torch.full((N, C), 0.5))
-    p.logits(augment=True)
-    p.logits()
+    assert p.probabilities().dtype == torch.float32 and torch.equal(p.logits(), torch.zeros(N, C))
+    p.probabilities(augment=True)
+    p.probabilities()
     assert calls == [False, True]
     with pytest.raises(ValueError, match=r"expected training-set scores of shape \(7, C\), but got \(6, 5\)"):
-        TrainingSetPass(compute, 7).logits()
+        TrainingSetPass(compute, 7).probabilities()
 
 
 # -- torchrun helpers (gloo, 2 processes) -----------------------------------------------------------

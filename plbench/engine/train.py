@@ -30,8 +30,8 @@ from plbench.engine.data import EpochBatchSampler, ImageLabelDataset, train_batc
 from plbench.engine.ema import ModelEma
 from plbench.engine.inputs import (TrainingData, check_choices, default_run_name, load_inputs, load_training_data,
                                    make_criterion, make_dataset, make_loader, normalization)
-from plbench.engine.method_run import MethodTrainer, make_method, training_set_scorer
 from plbench.engine.loop import EpochState, InterruptFlag, NonFiniteLoss, Trainer, evaluate_models, train_one_epoch
+from plbench.engine.method_run import MethodTrainer, make_method, training_set_scorer
 from plbench.engine.model import build_model
 from plbench.engine.runtime import resolve_device
 from plbench.engine.summary import AUTHORS_PROTOCOL, build_summary, epoch_line, epoch_record

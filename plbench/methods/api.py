@@ -133,10 +133,10 @@ class TrainingSetPass:
     """Scores of every training image at an epoch's end, computed on first use and cached.
 
     Args:
-        compute: ``compute(augment) -> float32 (N, C)`` logits of every training image in dataset order,
-            the model in eval mode, without gradient; ``augment`` applies the training transforms (the
-            EM + APL authors' pass) instead of the evaluation ones. Rows of images that could not be
-            decoded are NaN. Under torchrun every process gets all N rows.
+        compute: ``compute(augment) -> float32 (N, C)`` sigmoid scores in [0, 1] of every training image in
+            dataset order, the model in eval mode, without gradient; ``augment`` applies the training
+            transforms (the EM + APL authors' pass) instead of the evaluation ones. Rows of images that
+            could not be decoded are NaN. Under torchrun every process gets all N rows.
         num_images: N (checked against what ``compute`` returns).
     """
 
@@ -144,8 +144,8 @@ class TrainingSetPass:
         self._compute, self.num_images = compute, int(num_images)
         self._cache: dict[bool, Tensor] = {}
 
-    def logits(self, *, augment: bool = False) -> Tensor:
-        """float32 (N, C) logits (see the class docstring)."""
+    def probabilities(self, *, augment: bool = False) -> Tensor:
+        """float32 (N, C) scores in [0, 1] (see the class docstring)."""
         if augment not in self._cache:
             out = self._compute(augment)
             if out.ndim != 2 or out.shape[0] != self.num_images:
@@ -154,9 +154,9 @@ class TrainingSetPass:
             self._cache[augment] = out.float()
         return self._cache[augment]
 
-    def probabilities(self, *, augment: bool = False) -> Tensor:
-        """float32 (N, C) sigmoid of :meth:`logits`."""
-        return torch.sigmoid(self.logits(augment=augment))
+    def logits(self, *, augment: bool = False) -> Tensor:
+        """float32 (N, C) ``logit`` of :meth:`probabilities` (infinite where a float32 score saturated at 0 or 1)."""
+        return torch.logit(self.probabilities(augment=augment))
 
 
 class Method(nn.Module):
