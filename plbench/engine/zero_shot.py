@@ -90,8 +90,30 @@ def resolve_split(source: str, data_root: str | Path, class_names: Sequence[str]
     return split
 
 
-def embed_classes(config: Any, names: Sequence[str]) -> tuple[np.ndarray, dict[str, Any]]:
+def file_classes(source: str, data_root: str | Path, dataset_classes: Sequence[str]) -> list[str] | None:
+    """The class of each row of an embedding file that holds no names: ML-Decoder's ``.pth`` / ``.pt``
+    columns follow the sorted class names; the LESA / BiAM pickle holds NUS-WIDE's tags then concepts (read
+    from the class files under ``data_root``); ``.npy`` rows follow the dataset's class order. None for
+    encoders and named files (CSV)."""
+    suffix = Path(source).suffix.lower()
+    if not Path(source).is_file() or suffix == ".csv":
+        return None
+    if suffix in (".pth", ".pt"):
+        return sorted(dataset_classes)
+    if suffix == ".npy":
+        return list(dataset_classes)
+    from plbench.datasets.nuswide import nuswide_class_lists
+
+    tags, concepts = nuswide_class_lists(Path(data_root))
+    return list(tags) + list(concepts)
+
+
+def embed_classes(config: Any, names: Sequence[str], dataset_classes: Sequence[str] | None = None
+                  ) -> tuple[np.ndarray, dict[str, Any]]:
     """float32 (C, Q) embeddings of ``names`` from the run's recorded source and prompt, and their report.
+
+    ``dataset_classes``: the dataset's classes (default ``names``), for files whose rows are unnamed
+    (:func:`file_classes`).
 
     Raises:
         InputError: no ``class_embeddings`` source, or the source fails (missing package, bad file, classes
@@ -102,7 +124,8 @@ def embed_classes(config: Any, names: Sequence[str]) -> tuple[np.ndarray, dict[s
     if not config.class_embeddings:
         raise InputError(None, "--class-embeddings", "a zero-shot run needs class embeddings, but none were given",
                          "pass --class-embeddings glove (or minilm, random, clip:FILE, an embedding file)")
-    emb = class_embeddings(list(names), config.class_embeddings, prompt=config.prompt)
+    rows = file_classes(config.class_embeddings, config.data_root, list(dataset_classes or names))
+    emb = class_embeddings(list(names), config.class_embeddings, prompt=config.prompt, file_classes=rows)
     return emb.vectors, emb.report()
 
 
@@ -124,7 +147,7 @@ def prepare(config: Any, data: Any) -> None:
                          f"embeddings), but got {config.head!r}", "pass --head ml-decoder")
     all_names = list(data.class_names)
     split = resolve_split(config.zsl_split, config.data_root, all_names)
-    vectors, report = embed_classes(config, split.classes)
+    vectors, report = embed_classes(config, split.classes, all_names)
     labels, rows, dropped = restrict_labels(data.train_labels, split.seen, drop_empty=True)
     if labels.num_images == 0:
         raise InputError(config.zsl_split, "seen classes", "no training image has a positive among the seen classes",
