@@ -7,12 +7,14 @@ For each backbone x head x image size, in one run:
   pinned memory on CUDA) plus the copy to the device and the normalisation (``to_model_input``); timed
   from the first batch on, so worker start-up is left out.
 * ``step``: forward + backward + optimizer step on uint8 batches already on the device, with the
-  engine's model (``build_model``), loss (``make_criterion``: P-ASL, negative mode) and options. Variants:
-  the baseline ``fp32 NCHW`` (float32, NCHW, for-each Adam) and ``engine`` (what ``plbench train`` does on
-  this device: autocast bf16 (fp16 + GradScaler without bf16) with ``--amp``, channels-last and fused Adam
-  on CUDA, ``torch.compile`` with ``--compile``); on CUDA also ``amp NCHW`` (autocast alone) and
-  ``engine + cudnn.benchmark`` and ``engine without loss sync`` (no ``loss.item()`` per step); on the CPU
-  also ``fp32 channels_last`` (the engine trains NCHW there).
+  engine's model (``build_model``), loss (``make_criterion``: P-ASL, negative mode, targets checked once at
+  load, not per step) and options. Variants: the baseline ``fp32 NCHW`` (float32, NCHW, for-each Adam) and
+  ``engine`` (what ``plbench train`` does on this device: autocast by ``runtime.amp_dtype`` with ``--amp``,
+  bf16 (fp16 + GradScaler on GPUs without bf16; bf16 on the CPU too), channels-last and fused Adam on CUDA,
+  ``torch.compile`` with ``--compile``); on CUDA also ``amp NCHW`` (autocast alone) and
+  ``engine + cudnn.benchmark`` and ``engine without loss sync`` (no ``loss.item()`` per step); everywhere
+  ``engine + per-step target check`` (the loss's own target validation, a second sync per step, as
+  before issue 18); on the CPU also ``fp32 channels_last`` (the engine trains NCHW there).
 * ``loop``: ``plbench.engine.train.train`` for ``--loop-epochs`` epochs on the same synthetic dataset
   with ``cache_dir`` set; ``train_images_per_s`` of each epoch from ``metrics.jsonl`` (the first epoch
   includes worker start-up and warm-up, the last is the steady state shown in the table).
@@ -70,12 +72,13 @@ class Variant:
     """One way of running the training step."""
 
     name: str
-    amp: bool = False  # autocast (bf16, fp16 + GradScaler without bf16); CUDA only, as in the engine
+    amp: bool = False  # autocast by runtime.amp_dtype (bf16; fp16 + GradScaler on GPUs without bf16)
     channels_last: bool = False
     fused: bool = False  # fused Adam (CUDA only)
     compile: bool = False
     cudnn_benchmark: bool = False
     sync_loss: bool = True  # the engine reads the loss every step (to refuse NaN before the update)
+    check_targets: bool = False  # the loss validates the targets of every batch (the engine checks them at load)
 
 
 @dataclass
@@ -157,7 +160,7 @@ def step_variants(device: torch.device, amp: bool, compile_model: bool) -> tuple
     """(baseline, engine, extra variants) for ``device``."""
     cuda = device.type == "cuda"
     base = Variant("fp32 NCHW")
-    eng = Variant("engine", amp=amp and cuda, channels_last=cuda, fused=cuda, compile=compile_model)
+    eng = Variant("engine", amp=amp, channels_last=cuda, fused=cuda, compile=compile_model)
     extra = []
     if cuda:
         if amp:
@@ -166,13 +169,15 @@ def step_variants(device: torch.device, amp: bool, compile_model: bool) -> tuple
         extra.append(replace(eng, name="engine without loss sync", sync_loss=False))
     else:
         extra.append(Variant("fp32 channels_last", channels_last=True))
+    extra.append(replace(eng, name="engine + per-step target check", check_targets=True))
     return base, eng, extra
 
 
 def describe(v: Variant, device: torch.device) -> str:
     parts = []
-    if v.amp:
-        parts.append("bf16" if torch.cuda.is_bf16_supported() else "fp16+GradScaler")
+    dtype = runtime.amp_dtype(v.amp, device)
+    if dtype is not None:
+        parts.append("bf16" if dtype == torch.bfloat16 else "fp16+GradScaler")
     else:
         parts.append("fp32")
     parts.append("channels_last" if v.channels_last else "NCHW")
@@ -183,6 +188,8 @@ def describe(v: Variant, device: torch.device) -> str:
         parts.append("cudnn.benchmark")
     if not v.sync_loss:
         parts.append("no loss.item() per step")
+    if v.check_targets:
+        parts.append("loss checks targets")
     return ", ".join(parts)
 
 
@@ -201,9 +208,10 @@ def bench_step(config: TrainConfig, num_classes: int, device: torch.device, v: V
         stepped = torch.compile(model) if v.compile else model
         optimizer = torch.optim.Adam(engine.parameter_groups(model, config.weight_decay), lr=config.lr,
                                      fused=v.fused)
-        dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if v.amp else None
-        scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+        dtype = runtime.amp_dtype(v.amp, device)
+        scaler = torch.amp.GradScaler("cuda") if runtime.needs_grad_scaler(dtype) else None
         criterion = engine.make_criterion(config, None).to(device)
+        criterion.validate = v.check_targets
         mean, std = engine.normalization(config)
         b, s = config.batch_size, config.image_size
         images = torch.randint(0, 256, (b, 3, s, s), dtype=torch.uint8, device=device)
@@ -214,7 +222,7 @@ def bench_step(config: TrainConfig, num_classes: int, device: torch.device, v: V
             x = normalize(images, mean, std)
             if v.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            with runtime.autocast(device, dtype):
                 logits = stepped(x)
             loss = criterion(logits.float(), labels)
             if v.sync_loss:
@@ -382,7 +390,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--workers", type=int, default=None, help="loader processes (CUDA: 16, CPU: 2; at most the "
                                                               "CPU count)")
     ap.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
-                    help="autocast on CUDA, as `plbench train --amp` (no effect on the CPU)")
+                    help="autocast as `plbench train --amp` (bf16 on the CPU too)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the engine step and the loop")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per variant (CUDA 20, CPU 5)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (CUDA 5, CPU 1)")

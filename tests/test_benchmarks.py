@@ -68,7 +68,8 @@ def test_gpu_checks_dry_run_runs_every_part(tmp_path):
     t = json.loads((tmp_path / "throughput.json").read_text())
     assert t["dry_run"] and t["device_type"] == "cpu"
     got = {(r["part"], r["variant"].split(" (")[0]) for r in t["rows"] if r["images_per_s"] and not r["error"]}
-    assert got == {("step", "fp32 NCHW"), ("step", "fp32 channels_last"), ("data", "loader, 1 workers"),
+    assert got == {("step", "fp32 NCHW"), ("step", "engine"), ("step", "fp32 channels_last"),
+                   ("step", "engine + per-step target check"), ("data", "loader, 1 workers"),
                    ("loop", "train(), epoch 1/1")}
     # one-epoch trainings, plain and under torchrun: the table shows the run folder's own figures
     for part, name in (("train", "plain"), ("torchrun", "torchrun1")):
@@ -117,11 +118,13 @@ def test_data_path_counts_the_loader_images_after_the_first_batch(bench_train, t
 def test_step_and_loop_options_follow_the_engine(bench_train):
     cpu = torch.device("cpu")
     base, eng, extra = bench_train.step_variants(cpu, amp=True, compile_model=False)
-    # the engine has no autocast on the CPU: its step is the fp32 baseline there
-    assert engine.autocast_dtype(TrainConfig(amp=True), cpu) is None
-    assert (eng.amp, eng.fused, eng.channels_last) == (False, False, False) == (base.amp, base.fused,
-                                                                                base.channels_last)
-    assert [v.name for v in extra] == ["fp32 channels_last"]
+    # --amp on the CPU is bf16 autocast (runtime.amp_dtype), NCHW and for-each Adam, as the engine trains there
+    from plbench.engine.runtime import amp_dtype
+
+    assert amp_dtype(TrainConfig(amp=True).amp, cpu) == torch.bfloat16 and bench_train.describe(eng, cpu).startswith("bf16")
+    assert (eng.amp, eng.fused, eng.channels_last) == (True, False, False)
+    assert (base.amp, base.fused, base.channels_last) == (False, False, False)
+    assert [v.name for v in extra] == ["fp32 channels_last", "engine + per-step target check"]
     # same pixels per batch on CUDA: 256 at 224 px, 64 at 448 px
     cuda = torch.device("cuda")
     assert [bench_train.default_batch(cuda, s) for s in (224, 448)] == [256, 64]
@@ -132,5 +135,5 @@ def test_a_failing_part_is_a_row_with_its_error(bench_train, tmp_path):
     args = bench_train.parse_args(["--dry-run", "--parts", "step", "--data-root", str(tmp_path)])
     rows = bench_train.run_config(args, torch.device("cpu"), "no_such_backbone", "gap", 32, tmp_path,
                                   tmp_path / "runs", 3)
-    assert [r.part for r in rows] == ["step", "step"] and all("no_such_backbone" in r.error for r in rows)
+    assert [r.part for r in rows] == ["step"] * 4 and all("no_such_backbone" in r.error for r in rows)
     assert "FAILED InputError" in bench_train.format_table(rows)
