@@ -36,7 +36,7 @@ def extract_command(
     workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
     cache_dir: Annotated[Optional[Path], typer.Option(file_okay=False, help="Image-cache root from `plbench data "
                                                       "cache` (holds <dataset>-<split>-<size>/).")] = None,
-    amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = False,
+    amp: Annotated[bool, typer.Option(help="Mixed precision: bf16 autocast (on the CPU too; fp16 on GPUs without bf16).")] = False,
     options: dict | None = None,
 ) -> None:
     """Features of every image of the split(s): pooled float16 (N, D), and with --tokens the (N, L, D) tokens.

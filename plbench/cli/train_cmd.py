@@ -45,7 +45,7 @@ CheckpointFile = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=Fa
 MaxImages = Annotated[Optional[int], typer.Option(min=1, help="Train on the first N images only.")]
 Preload = Annotated[bool, typer.Option(help="Decode all images into memory once (small datasets).")]
 Workers = Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")]
-Amp = Annotated[bool, typer.Option(help="Autocast on CUDA: bf16, or fp16 with a gradient scaler on GPUs without bf16.")]
+Amp = Annotated[bool, typer.Option(help="Mixed precision: bf16 autocast (on the CPU too), or fp16 with a gradient scaler on GPUs without bf16.")]
 Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the model (long GPU runs).")]
 Split = Annotated[str, typer.Option(help="Split name.")]
 CacheDir = Annotated[Optional[Path], typer.Option(file_okay=False, help="Image-cache root from `plbench data cache` "
