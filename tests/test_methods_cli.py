@@ -3,8 +3,6 @@ into a temporary folder (its entry points found through sys.path), and a broken 
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,23 +11,17 @@ from typer.testing import CliRunner
 
 from plbench.cli import app
 from plbench.losses import LOSSES
+from plugin_support import install_example
 
 runner = CliRunner()
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plbench-example-method"
 
 
 @pytest.fixture(scope="session")
 def installed_example(tmp_path_factory):
-    """The example package installed (pip, no dependencies) into a fresh folder; returns the folder to put on
-    sys.path or PYTHONPATH. The source is copied first so no build files land in the repository."""
-    base = tmp_path_factory.mktemp("example")
-    shutil.copytree(EXAMPLE, base / "src")
-    target = base / "site"
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                           "--no-index", "--target", str(target), str(base / "src")],
-                          capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        pytest.skip(f"pip could not install the example package: {proc.stderr[-500:]}")
+    """The example package installed into a fresh folder (plugin_support.install_example)."""
+    target = install_example(tmp_path_factory.mktemp("example"))
+    if isinstance(target, str):
+        pytest.skip(f"pip could not install the example package: {target}")
     return target
 
 
