@@ -232,7 +232,7 @@ def test_cache_prefix_and_undecodable_images_are_skipped(tmp_path):
     assert broken not in set(pred["image_paths"]) and len(pred["image_paths"]) == 9
     # a batch made only of undecodable images is skipped
     from plbench.engine.evaluate import predict
-    from plbench.engine.train import make_dataset, make_loader, normalization
+    from plbench.engine.inputs import make_dataset, make_loader, normalization
 
     one = cfg.replace(batch_size=1)
     loader = make_loader(make_dataset(one, "val", val.image_paths, val.labels, train=False), one)
