@@ -135,5 +135,5 @@ def test_a_failing_part_is_a_row_with_its_error(bench_train, tmp_path):
     args = bench_train.parse_args(["--dry-run", "--parts", "step", "--data-root", str(tmp_path)])
     rows = bench_train.run_config(args, torch.device("cpu"), "no_such_backbone", "gap", 32, tmp_path,
                                   tmp_path / "runs", 3)
-    assert [r.part for r in rows] == ["step"] * 4 and all("no_such_backbone" in r.error for r in rows)
+    assert rows and {r.part for r in rows} == {"step"} and all("no_such_backbone" in r.error for r in rows)
     assert "FAILED InputError" in bench_train.format_table(rows)
