@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -173,9 +173,12 @@ def verify_images(config: TrainConfig, split_name: str, paths: np.ndarray) -> No
         load_image(path, strict=True, draft_size=config.image_size)
 
 
-def load_inputs(config: TrainConfig) -> TrainingData:
+def load_inputs(config: TrainConfig,
+                prepare: Callable[[TrainConfig, TrainingData], None] | None = None) -> TrainingData:
     """Load and check the datasets, simulation, prior, feature stores and (``--strict``) images of ``config``;
-    nothing is written."""
+    nothing is written. ``prepare(config, data)`` may transform the loaded data in place before the feature
+    stores are opened and checked (:func:`plbench.engine.zero_shot.prepare`; passed in by the caller, so this
+    module imports nothing that imports it back)."""
     train_split, train_labels, train_paths, sim_meta = load_training_data(config)
     check_targets(train_labels, config.simulation or config.data_root)
     val_split = load_dataset(config.dataset, config.data_root, config.val_split, **config.dataset_options)
@@ -187,9 +190,8 @@ def load_inputs(config: TrainConfig) -> TrainingData:
         log.warning("selective mode without --prior: only the likelihood (top-k) rule selects negatives")
     data = TrainingData(train_split, train_labels, train_paths, sim_meta, val_split, prior,
                         labels_tag(config, sim_meta, train_split))
-    from plbench.engine import zero_shot
-
-    zero_shot.prepare(config, data)  # seen classes only (labels, prior), before the stores are opened
+    if prepare is not None:
+        prepare(config, data)  # e.g. zero-shot: seen classes only (labels, prior), before the stores are opened
     if config.features is not None:
         from plbench.engine.features import open_store
 

@@ -110,7 +110,7 @@ def train(
     device = resolve_device(config.device) if not dist.is_distributed() else dist.device_for_rank(config.device)
     with runtime.numerics(device, linear=config.features is not None):
         torch.manual_seed(config.seed)
-        data = load_inputs(config)
+        data = load_inputs(config, prepare=zero_shot.prepare)
         model = make_model(config, data, device)
         # the method (or loss) after the model, so the model's initialisation draws the same random numbers
         criterion = make_method(config, data, model, device,

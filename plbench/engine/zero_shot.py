@@ -2,7 +2,7 @@
 
 A run is zero-shot when ``config.zsl_split`` is set (``"nuswide"``: 925 tags / 81 concepts from the class
 files; otherwise a split file, :func:`plbench.zsl.splits.read_split_file`). Then, before anything is
-written (:func:`prepare`, called by :func:`plbench.engine.inputs.load_inputs`):
+written (:func:`prepare`, which :func:`plbench.engine.train.train` passes to :func:`plbench.engine.inputs.load_inputs`):
 
 * the class embeddings of every class of the split (seen then unseen) are computed from
   ``config.class_embeddings`` with ``config.prompt`` (:func:`plbench.embeddings.class_embeddings`);
