@@ -248,7 +248,7 @@ def _sweep_cases(t: dict) -> dict:
                       ["labels[0].params[0]"]),
         "image size 0": (good.replace("image_size = 32", "image_size = 0"), ["image_size"]),
         "unknown mode": (good.replace('mode = "negative"', 'mode = "sometimes"'), ["sometimes"]),
-        "unknown head": (good + '\nheads = ["hat"]\n', ["hat"]),
+        "unknown head": (good.replace('name = "t"', 'name = "t"\nheads = ["hat"]'), ["hat"]),
         "unknown loss": (good.replace('loss = "pasl"', 'loss = "l3"'), ["l3"]),
     }
 

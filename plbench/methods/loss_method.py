@@ -79,7 +79,7 @@ def _first_sentence(doc: str) -> str:
 
 @lru_cache(maxsize=None)
 def loss_method_class(name: str) -> type[LossMethod]:
-    """The :class:`LossMethod` subclass of registered loss ``name`` (one class per name, cached).
+    """The :class:`LossMethod` subclass of registered loss ``name`` (a new class per call; :func:`plbench.methods.registry.builtin_methods` caches them).
 
     Raises:
         ValueError: unknown loss (lists the available ones).

@@ -45,6 +45,10 @@ HEAD_GROUP = "plbench.heads"
 #: built-in method name -> class; filled by :func:`register_method` and :func:`builtin_methods`
 METHODS: dict[str, type[Method]] = {}
 
+# (loss name, loss class) -> its method class, so a name re-registered with another class gets a new one
+_LOSS_METHODS: dict[tuple[str, type], type[Method]] = {}
+_FIELD_METHODS_ADDED: list[bool] = []
+
 _IMPORT_FIX = ("install the package that provides it (pip install ...), or put its folder on PYTHONPATH; "
                "sweep workers and torchrun processes need it too")
 
@@ -63,18 +67,25 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
 
 
 def builtin_methods() -> dict[str, type[Method]]:
-    """Every built-in method: one per registered loss (:mod:`plbench.methods.loss_method`), the field's
-    methods (:mod:`plbench.methods.builtin`) and any added with :func:`register_method`."""
-    if not METHODS:
-        from plbench.losses import list_losses
-        from plbench.methods.builtin import BUILTIN_METHODS
-        from plbench.methods.loss_method import loss_method_class
+    """Every built-in method: one per loss registered now (:mod:`plbench.methods.loss_method`; a loss
+    added to :data:`plbench.losses.LOSSES` later is seen), the field's methods
+    (:mod:`plbench.methods.builtin`) and any added with :func:`register_method` (these win a name clash)."""
+    from plbench.losses import LOSSES
+    from plbench.methods.loss_method import loss_method_class
 
-        for name in list_losses():
-            register_method(name)(loss_method_class(name))
+    if not _FIELD_METHODS_ADDED:
+        from plbench.methods.builtin import BUILTIN_METHODS
+
         for name, cls in BUILTIN_METHODS.items():
             register_method(name)(cls)
-    return METHODS
+        _FIELD_METHODS_ADDED.append(True)
+    out: dict[str, type[Method]] = {}
+    for name, loss_cls in LOSSES.items():
+        if (name, loss_cls) not in _LOSS_METHODS:
+            _LOSS_METHODS[name, loss_cls] = check_method_class(loss_method_class(name), name)
+        out[name] = _LOSS_METHODS[name, loss_cls]
+    out.update(METHODS)
+    return out
 
 
 # -- imports -----------------------------------------------------------------------------------------
@@ -198,10 +209,11 @@ class MethodEntry:
 def list_methods() -> list[MethodEntry]:
     """The built-in methods (sorted), then the installed ones (sorted); a broken plug-in is listed with its
     error instead of failing the listing; an installed name that a built-in shadows is listed as such."""
-    out = [MethodEntry(n, "built-in", c.one_line(), c) for n, c in sorted(builtin_methods().items())]
+    builtin = builtin_methods()
+    out = [MethodEntry(n, "built-in", c.one_line(), c) for n, c in sorted(builtin.items())]
     for name, ep in sorted(_entry_points(METHOD_GROUP).items()):
         origin = _distribution(ep)
-        if name in METHODS:
+        if name in builtin:
             out.append(MethodEntry(name, origin, "", None, f"shadowed by the built-in {name!r}; use {ep.value}"))
             continue
         try:
