@@ -167,7 +167,7 @@ def resolve_method(spec: str, *, field: str = "--method") -> type[Method]:
 
 
 def create_method(spec: str | type[Method], options: dict[str, Any] | None = None, *,
-                  field: str = "--method") -> Method:
+                  field: str = "--method", options_field: str = "--loss-option") -> Method:
     """An instance of the method ``spec`` names (or of the class given), with hyper-parameters ``options``.
 
     Raises:
@@ -181,16 +181,16 @@ def create_method(spec: str | type[Method], options: dict[str, Any] | None = Non
     unknown = sorted(set(options) - set(allowed))
     listed = ", ".join(f"{k}={'REQUIRED' if v is REQUIRED else v!r}" for k, v in allowed.items()) or "no options"
     if unknown:
-        raise InputError(None, "--loss-option", f"method {name!r} does not take {', '.join(unknown)}; it takes: "
+        raise InputError(None, options_field, f"method {name!r} does not take {', '.join(unknown)}; it takes: "
                          f"{listed}", f"see `plbench methods show {name}`")
     missing = [k for k, v in allowed.items() if v is REQUIRED and k not in options]
     if missing:
-        raise InputError(None, "--loss-option", f"method {name!r} needs {', '.join(missing)}",
+        raise InputError(None, options_field, f"method {name!r} needs {', '.join(missing)}",
                          f"pass --loss-option {missing[0]}=VALUE (see `plbench methods show {name}`)")
     try:
         return cls(**options)
     except (TypeError, ValueError) as e:
-        raise InputError(None, "--loss-option", f"method {name!r} refuses its options: {e}",
+        raise InputError(None, options_field, f"method {name!r} refuses its options: {e}",
                          f"see `plbench methods show {name}`") from None
 
 

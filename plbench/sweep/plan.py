@@ -142,10 +142,13 @@ class _Builder:
 
     def train(self, config: TrainConfig, deps: list[Stage | None], ds: DatasetSpec, labels: LabelSetting) -> Stage:
         hashed = {k: v for k, v in config.to_dict().items() if k in self.hashed_fields}
+        if config.method is None:  # experiments written before `method` existed keep their hashes
+            hashed.pop("method", None)
         hashed["torchrun_nproc"] = self.spec.torchrun_nproc
         files = (config.checkpoint,) if config.checkpoint else ()
         h = stage_hash(StageKind.TRAIN, hashed, [d.hash for d in deps if d is not None], files)
-        parts = [ds.id, labels.tag, config.mode or "none", config.loss, config.backbone.replace("/", "_"), config.head]
+        method = config.loss if config.method is None else config.method.replace(":", ".")
+        parts = [ds.id, labels.tag, config.mode or "none", method, config.backbone.replace("/", "_"), config.head]
         if config.features is not None:
             parts.append(Protocol.LINEAR.value)
         name = "-".join([*parts, f"s{config.seed}", h[:8]])
@@ -225,13 +228,15 @@ def expand(spec: SweepSpec, out: str | Path = ".", *, command: str | None = None
 
 def _method_stage(b: _Builder, spec: SweepSpec, method: MethodSpec, common: TrainConfig, upstream: list,
                   ds: DatasetSpec, labels: LabelSetting, sim: Stage | None) -> Stage:
-    config = common.replace(mode=method.mode, loss=method.loss, loss_options=dict(method.loss_options))
+    config = common.replace(mode=method.mode, loss=method.loss, loss_options=dict(method.loss_options),
+                            method=method.method)
     if method.mode != Mode.SELECTIVE.value:
         return b.train(config, upstream, ds, labels)
     # CSL: the prior is the mean prediction of a model trained in Ignore mode on the same labels and seed
     prior_cfg = config.replace(mode=Mode.IGNORE.value, prior=None)
     if "loss" in spec.prior:
-        prior_cfg = prior_cfg.replace(loss=spec.prior["loss"], loss_options=dict(spec.prior.get("loss_options", {})))
+        prior_cfg = prior_cfg.replace(loss=spec.prior["loss"], loss_options=dict(spec.prior.get("loss_options", {})),
+                                      method=None)
     model = b.train(prior_cfg, upstream, ds, labels)
     prior = b.prior(model, ds, labels, sim, config.backbone, config.seed)
     return b.train(config.replace(prior=prior.output), [*upstream, prior], ds, labels)

@@ -26,10 +26,12 @@ Schema (every table and key is optional unless marked *required*; an unknown key
                                    # not allowed for spl/full/natural
 
     [[methods]]                    # required, one or more
-    loss = "pasl"                  # required; loss registry name (pasl, asl, bce, an, an_ls, wan, epr, ll_r)
+    loss = "pasl"                  # a loss registry name (pasl, asl, bce, an, an_ls, wan, epr, ll_r, ...)
+    # method = "role"              # or (instead of loss) a method: a `plbench methods list` name, an
+                                   # installed entry point, or package.module:Name (importable by workers)
     mode = "selective"             # a mode or a list of modes; required for losses with modes,
                                    # not allowed for those without (an, an_ls, wan, epr, ll_r)
-    loss_options = {}              # constructor arguments of the loss
+    loss_options = {}              # constructor arguments of the loss (or options of the method)
     schemes = ["fpc"]              # only with these label schemes (default: all)
 
     heads = ["gap"]                # names, or tables { name = "ml-decoder", options = {...} }
@@ -95,7 +97,7 @@ class LabelSource(Choice):
 #: TrainConfig fields set by the grid itself; everything else may appear in [training]
 GRID_FIELDS = frozenset({
     "dataset", "data_root", "train_split", "val_split", "dataset_options", "simulation", "mode", "loss",
-    "loss_options", "prior", "backbone", "pretrained", "checkpoint", "head", "head_options", "features",
+    "loss_options", "method", "prior", "backbone", "pretrained", "checkpoint", "head", "head_options", "features",
     "seed", "out_dir", "run_name", "tag",
 })
 SWEEP_TRAINING_KEYS = ("torchrun_nproc",)
@@ -136,10 +138,16 @@ class LabelSetting:
 
 @dataclass(frozen=True)
 class MethodSpec:
-    loss: str
-    mode: str | None  # None for losses without modes
-    loss_options: dict[str, Any] = field(default_factory=dict)
+    loss: str  # the loss trained (TrainConfig.loss); with ``method`` set, TrainConfig's default, unused
+    mode: str | None  # None for losses and methods without modes
+    loss_options: dict[str, Any] = field(default_factory=dict)  # options of the loss, or of the method
     schemes: tuple[str, ...] | None = None  # LabelSource values it applies to; None = all
+    method: str | None = None  # TrainConfig.method: a method trained instead of ``loss``
+
+    @property
+    def name(self) -> str:
+        """The method or loss, as written in the experiment file."""
+        return self.method if self.method is not None else self.loss
 
     def applies_to(self, labels: LabelSetting) -> bool:
         return self.schemes is None or labels.source.value in self.schemes
@@ -244,7 +252,8 @@ class _Labels(_Table):
 
 
 class _Method(_Table):
-    loss: Text
+    loss: Text | None = None
+    method: Text | None = None  # instead of loss: a `plbench methods list` name, entry point or module:Name
     mode: _one_or_more(_choice(Mode)) | None = None
     loss_options: dict[str, Any] = {}
     schemes: _one_or_more(_choice(LabelSource)) | None = None
@@ -475,8 +484,15 @@ def _methods(tables: list[_Method], check: _Checker) -> tuple[MethodSpec, ...]:
     out: list[MethodSpec] = []
     for i, t in enumerate(tables):
         where = f"methods[{i}]"
-        options = _loss_options(t.loss, t.loss_options, check, f"{where}.loss_options")
+        if (t.loss is None) == (t.method is None):
+            check.fail(where, "expected exactly one of loss and method" + (", but got both" if t.loss else ""),
+                       "write loss = \"pasl\" (a loss) or method = \"role\" (`plbench methods list`, or "
+                       "package.module:Name)")
         schemes = None if t.schemes is None else tuple(t.schemes)
+        if t.method is not None:
+            out.extend(_method_specs(t, where, schemes, check))
+            continue
+        options = _loss_options(t.loss, t.loss_options, check, f"{where}.loss_options")
         try:  # an experiment names every mode it runs: no default
             modes = [resolve_mode(t.loss, mode, default=False) for mode in (t.mode or [None])]
         except ValueError as e:
@@ -485,8 +501,27 @@ def _methods(tables: list[_Method], check: _Checker) -> tuple[MethodSpec, ...]:
                        "the other losses")
         out.extend(MethodSpec(t.loss, mode, options, schemes) for mode in modes)
     for m in out:  # values too (e.g. epr without expected_num_pos), before anything runs
-        _check_loss_builds(m.loss, m.mode, m.loss_options, check, "methods")
+        if m.method is None:
+            _check_loss_builds(m.loss, m.mode, m.loss_options, check, "methods")
     return tuple(out)
+
+
+def _method_specs(t: _Method, where: str, schemes: tuple[str, ...] | None, check: _Checker) -> list[MethodSpec]:
+    """The grid's runs of a ``method = ...`` table: the method resolved (built-in, entry point or
+    module:Name, imported here as the workers will) and built with its options, once per mode."""
+    from plbench.methods.api import resolve_method_mode
+    from plbench.methods.registry import create_method, resolve_method
+
+    try:
+        cls = resolve_method(t.method, field=f"{where}.method")
+        modes = [resolve_method_mode(cls, t.method, mode) for mode in (t.mode or [None])]
+        create_method(cls if ":" in t.method else t.method, t.loss_options, field=f"{where}.method",
+                      options_field=f"{where}.loss_options")
+    except ValueError as e:  # a mode the method does not take, or none where it needs one
+        check.fail(f"{where}.mode", str(e), "give a method with modes a mode (or a list); leave it out otherwise")
+    except InputError as e:
+        check.fail(e.field, e.problem, e.fix)
+    return [MethodSpec(TrainConfig().loss, mode, dict(t.loss_options), schemes, t.method) for mode in modes]
 
 
 def _check_loss_builds(loss: str, mode: str | None, options: dict[str, Any], check: _Checker, where: str) -> None:
@@ -556,7 +591,7 @@ def parse_spec(data: Mapping[str, Any], source: str | Path | None = None) -> Swe
     labels = _labels(raw.labels, check)
     unused = [m for m in methods if not any(m.applies_to(lab) for lab in labels)]
     if unused:
-        check.fail("methods.schemes", f"method {unused[0].loss}/{unused[0].mode} applies to none of the label "
+        check.fail("methods.schemes", f"method {unused[0].name}/{unused[0].mode} applies to none of the label "
                    f"settings (schemes {list(unused[0].schemes or ())})", "fix its schemes or add the labels")
     if len(set(raw.seeds)) != len(raw.seeds):
         check.fail("seeds", "a seed appears twice", "list each seed once")
