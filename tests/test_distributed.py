@@ -8,13 +8,12 @@ BatchNorm backbones on CPUs (no SyncBatchNorm there) the statistics are per rank
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from distributed_support import PLBENCH, TORCHRUN, run, torchrun, train_args
+from faults_support import synthetic_root
 from plbench.artifacts.runs import RunFolder
 
 pytestmark = pytest.mark.slow
@@ -22,30 +21,16 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from plbench.datasets.synthetic import write_synthetic_coco
-
-    root = tmp_path_factory.mktemp("ddp") / "synthetic"
-    write_synthetic_coco(root, train=48, val=21, num_classes=4, image_size=32, seed=5)
-    return root
+    return synthetic_root(tmp_path_factory.mktemp("ddp") / "synthetic", train=48, val=21, classes=4, seed=5)
 
 
-def _args(data, out, extra=()):
-    return ["train", "--dataset", "synthetic", "--data-root", str(data), "--backbone", "test_efficientnet_gn",
-            "--image-size", "32", "--batch-size", "16", "--epochs", "2", "--lr", "1e-3", "--device", "cpu",
-            "--preload", "--mode", "ignore", "--seed", "1", "--out", str(out), "--run-name", "r", *extra]
-
-
-def _run(cmd, tmp_path):
-    env = {**os.environ, "PLBENCH_PROGRESS": "off", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc
+def _args(data, out):
+    return train_args(data, out, "--mode", "ignore")
 
 
 def test_torchrun_two_processes_equals_one_process(data, tmp_path):
-    one = _run([sys.executable, "-m", "plbench", *_args(data, tmp_path / "one")], tmp_path)
-    two = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                "-m", "plbench", *_args(data, tmp_path / "two")], tmp_path)
+    one = run([*PLBENCH, *_args(data, tmp_path / "one")], tmp_path)
+    two = run([*TORCHRUN, *_args(data, tmp_path / "two")], tmp_path)
     assert two.stdout.count("final mAP") == 1  # only rank 0 reports
     assert [p.name for p in (tmp_path / "two").iterdir()] == ["r"]  # one run folder
     a, b = RunFolder(tmp_path / "one" / "r"), RunFolder(tmp_path / "two" / "r")
@@ -65,10 +50,9 @@ def test_torchrun_two_processes_equals_one_process(data, tmp_path):
 
 def test_torchrun_resume_after_a_finished_epoch(data, tmp_path):
     """A run folder written by two processes resumes (and is returned when finished) in one process."""
-    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "plbench",
-          *_args(data, tmp_path)], tmp_path)
+    run([*TORCHRUN, *_args(data, tmp_path)], tmp_path)
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
-    again = _run([sys.executable, "-m", "plbench", "train", "--config", str(tmp_path / "r" / "config.json")], tmp_path)
+    again = run([*PLBENCH, "train", "--config", str(tmp_path / "r" / "config.json")], tmp_path)
     assert "final mAP" in again.stdout and cfg["epochs"] == 2
 
 
@@ -76,14 +60,10 @@ def test_torchrun_three_processes_with_an_empty_last_share(tmp_path):
     """50 images in global batches of 16: the last batch holds 2 images, so the third process has none. It
     must still join the gradient all-reduce (gloo aborted with 'Received data size doesn't match expected
     size' before), and the run must equal one process (a summed loss over the global batch either way)."""
-    from plbench.datasets.synthetic import write_synthetic_coco
-
-    root = tmp_path / "synthetic"
-    write_synthetic_coco(root, train=50, val=9, num_classes=4, image_size=32, seed=5)
+    root = synthetic_root(tmp_path / "synthetic", train=50, val=9, classes=4, seed=5)
     args = [*_args(root, tmp_path / "three"), "--epochs", "1"]
-    three = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "3",
-                  "-m", "plbench", *args], tmp_path)
-    one = _run([sys.executable, "-m", "plbench", *_args(root, tmp_path / "one"), "--epochs", "1"], tmp_path)
+    three = run([*torchrun(3), *args], tmp_path)
+    one = run([*PLBENCH, *_args(root, tmp_path / "one"), "--epochs", "1"], tmp_path)
     assert three.stdout.count("final mAP") == 1
     a, b = RunFolder(tmp_path / "one" / "r"), RunFolder(tmp_path / "three" / "r")
     assert b.summary()["provenance"]["world_size"] == 3 and b.summary()["train_images_skipped"] == 0

@@ -15,6 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from faults_support import synthetic_root
 from plbench.cli import app
 from plbench.config import TrainConfig
 from plbench.errors import InputError
@@ -33,11 +34,7 @@ def _flat(text):
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    from plbench.datasets.synthetic import write_synthetic_coco
-
-    root = tmp_path_factory.mktemp("defects") / "synthetic"
-    write_synthetic_coco(root, train=12, val=8, num_classes=3, image_size=32, seed=3)
-    return root
+    return synthetic_root(tmp_path_factory.mktemp("defects") / "synthetic", train=12, val=8, classes=3, seed=3)
 
 
 @pytest.fixture(scope="module")

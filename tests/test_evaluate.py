@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from faults_support import synthetic_root
 from plbench.artifacts.files import sha256_file
 from plbench.artifacts.runs import RunFolder
 from plbench.cli import app
@@ -35,11 +36,7 @@ def coco_run(real_fixtures, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    from plbench.datasets.synthetic import write_synthetic_coco
-
-    root = tmp_path_factory.mktemp("syn") / "data"
-    write_synthetic_coco(root, train=40, val=24, num_classes=5, image_size=32, seed=3)
-    return root
+    return synthetic_root(tmp_path_factory.mktemp("syn") / "data", train=40, val=24, classes=5, seed=3)
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,13 @@ processes) gives one process's result, and the example plug-in (per-image state 
 for identical replicas every epoch) runs from ``module:Name`` on PYTHONPATH. Tolerances as tests/test_distributed.py
 (GroupNorm backbone: the runs differ by the order of floating-point sums only)."""
 
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
+from distributed_support import PLBENCH, TORCHRUN, run, train_args
+from faults_support import synthetic_root
 from plbench.artifacts.runs import RunFolder
 from plugin_support import EXAMPLE
 
@@ -19,34 +18,17 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from plbench.datasets.synthetic import write_synthetic_coco
-
-    root = tmp_path_factory.mktemp("ddp-methods") / "synthetic"
-    write_synthetic_coco(root, train=32, val=12, num_classes=4, image_size=32, seed=5)
-    return root
-
-
-def _args(data, out, *extra):
-    return ["train", "--dataset", "synthetic", "--data-root", str(data), "--backbone", "test_efficientnet_gn",
-            "--image-size", "32", "--batch-size", "16", "--epochs", "2", "--lr", "1e-3", "--device", "cpu",
-            "--preload", "--seed", "1", "--out", str(out), "--run-name", "r", *extra]
+    return synthetic_root(tmp_path_factory.mktemp("ddp-methods") / "synthetic", train=32, val=12, classes=4, seed=5)
 
 
 def _run(cmd, cwd):
-    env = {**os.environ, "PLBENCH_PROGRESS": "off", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(EXAMPLE), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=cwd)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc
-
-
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "plbench"]
+    return run(cmd, cwd, pythonpath=(str(EXAMPLE),))
 
 
 def test_role_under_two_processes_equals_one_process(data, tmp_path):
     role = ("--method", "role", "--loss-option", "expected_num_pos=1.5")
-    _run([sys.executable, "-m", "plbench", *_args(data, tmp_path / "one", *role)], tmp_path)
-    _run([*TORCHRUN, *_args(data, tmp_path / "two", *role)], tmp_path)
+    _run([*PLBENCH, *train_args(data, tmp_path / "one", *role)], tmp_path)
+    _run([*TORCHRUN, *train_args(data, tmp_path / "two", *role)], tmp_path)
     a, b = RunFolder(tmp_path / "one" / "r"), RunFolder(tmp_path / "two" / "r")
     from plbench.datasets import load_dataset
     from plbench.methods.role import init_estimate_logits
@@ -63,7 +45,7 @@ def test_role_under_two_processes_equals_one_process(data, tmp_path):
 
 
 def test_example_plugin_from_module_name_under_two_processes(data, tmp_path):
-    _run([*TORCHRUN, *_args(data, tmp_path, "--method", "plbench_example_method:SoftTargets")], tmp_path)
+    _run([*TORCHRUN, *train_args(data, tmp_path, "--method", "plbench_example_method:SoftTargets")], tmp_path)
     run = RunFolder(tmp_path / "r")
     running = run.load_checkpoint("last")["extra"]["method"]["running"]
     assert running.shape == (32, 4) and (running > 0).all()  # rows of both processes' batches were written
