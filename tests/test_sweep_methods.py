@@ -102,3 +102,21 @@ def test_a_sweep_trains_built_in_and_imported_methods_next_to_a_loss(tmp_path, m
     assert "role" in report.lower() and "SoftTargets" in report
     again = plan_sweep(result.plan.spec, out)  # finished: everything is reused
     assert {st.action for st in again.status.values()} == {"reuse"}
+
+
+@pytest.mark.slow
+def test_a_sweep_trains_the_installed_plugin_by_its_entry_point_name(tmp_path, tmp_path_factory, monkeypatch):
+    from plugin_support import install_example
+
+    site = install_example(tmp_path_factory.mktemp("site"))
+    if isinstance(site, str):
+        pytest.skip(f"pip could not install the example package: {site}")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    out = tmp_path / "sweep"
+    run_sweep(experiment({"method": "soft_targets", "loss_options": {"momentum": 0.5}}), out=out)
+    (run,) = (out / "runs").iterdir()
+    assert "-soft_targets-" in run.name
+    rec = json.loads((run / "summary.json").read_text())["method"]
+    assert (rec["spec"], rec["package"], rec["version"]) == ("soft_targets", "plbench-example-method", "0.1.0")
+    assert rec["source_file"].startswith(str(site))
