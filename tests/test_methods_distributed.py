@@ -50,3 +50,17 @@ def test_example_plugin_from_module_name_under_two_processes(data, tmp_path):
     running = run.load_checkpoint("last")["extra"]["method"]["running"]
     assert running.shape == (32, 4) and (running > 0).all()  # rows of both processes' batches were written
     assert run.summary()["method"]["import_path"] == "plbench_example_method:SoftTargets"
+
+
+def test_installed_example_plugin_by_entry_point_name_under_two_processes(data, tmp_path, tmp_path_factory):
+    from plugin_support import install_example
+
+    site = install_example(tmp_path_factory.mktemp("site"))
+    if isinstance(site, str):
+        pytest.skip(f"pip could not install the example package: {site}")
+    run([*TORCHRUN, *train_args(data, tmp_path, "--method", "soft_targets")], tmp_path, pythonpath=(str(site),))
+    folder = RunFolder(tmp_path / "r")
+    rec = folder.summary()["method"]
+    assert (rec["spec"], rec["package"], rec["version"]) == ("soft_targets", "plbench-example-method", "0.1.0")
+    assert folder.summary()["provenance"]["world_size"] == 2
+    assert (folder.load_checkpoint("last")["extra"]["method"]["running"] > 0).all()
