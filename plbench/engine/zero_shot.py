@@ -108,12 +108,14 @@ def file_classes(source: str, data_root: str | Path, dataset_classes: Sequence[s
     return list(tags) + list(concepts)
 
 
-def embed_classes(config: Any, names: Sequence[str], dataset_classes: Sequence[str] | None = None
-                  ) -> tuple[np.ndarray, dict[str, Any]]:
+def embed_classes(config: Any, names: Sequence[str], dataset_classes: Sequence[str] | None = None, *,
+                  allow_missing: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """float32 (C, Q) embeddings of ``names`` from the run's recorded source and prompt, and their report.
 
+    ``config``: a :class:`plbench.config.TrainConfig`, or a run's ``config.json`` dict.
     ``dataset_classes``: the dataset's classes (default ``names``), for files whose rows are unnamed
-    (:func:`file_classes`).
+    (:func:`file_classes`). ``allow_missing``: zero rows for names without a vector, listed in the
+    report's ``missing``, instead of an error.
 
     Raises:
         InputError: no ``class_embeddings`` source, or the source fails (missing package, bad file, classes
@@ -121,11 +123,13 @@ def embed_classes(config: Any, names: Sequence[str], dataset_classes: Sequence[s
     """
     from plbench.embeddings import class_embeddings
 
-    if not config.class_embeddings:
+    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
+    source = get("class_embeddings")
+    if not source:
         raise InputError(None, "--class-embeddings", "a zero-shot run needs class embeddings, but none were given",
                          "pass --class-embeddings glove (or minilm, random, clip:FILE, an embedding file)")
-    rows = file_classes(config.class_embeddings, config.data_root, list(dataset_classes or names))
-    emb = class_embeddings(list(names), config.class_embeddings, prompt=config.prompt, file_classes=rows)
+    rows = file_classes(source, get("data_root"), list(dataset_classes or names))
+    emb = class_embeddings(list(names), source, prompt=get("prompt"), file_classes=rows, allow_missing=allow_missing)
     return emb.vectors, emb.report()
 
 
@@ -218,25 +222,59 @@ def zero_shot_head(model: nn.Module) -> nn.Module:
     return head
 
 
-def scores_block(scores: np.ndarray, targets: np.ndarray, split: ZSLSplit) -> dict[str, Any]:
-    """ZSL / GZSL metrics of (N, S + U) scores and targets in ``split.classes`` order (percent).
+#: what ``plbench evaluate --classes`` names -> the summary key of that evaluation
+TASK_KEYS = {"seen": "seen", "unseen": "zsl", "all": "gzsl"}
 
-    ``zsl`` and ``gzsl`` use every image (LESA, BiAM); ``zsl_unseen_positive`` uses the images with a
-    positive among the unseen classes only (ML-Decoder's evaluation). Top-K scores at K = 3 and 5, each
-    where the evaluation has at least K classes.
+
+def task_classes(split: ZSLSplit, task: str) -> tuple[str, ...]:
+    """The classes of one evaluation: ``seen``, ``unseen`` (ZSL) or ``all`` (GZSL: seen then unseen)."""
+    return {"seen": split.seen, "unseen": split.unseen, "all": split.classes}[task]
+
+
+def scored_classes(split: ZSLSplit, tasks: Sequence[str]) -> tuple[str, ...]:
+    """The fewest classes to score for ``tasks``: all of them when two evaluations are asked for or GZSL is."""
+    wanted = set(tasks)
+    return task_classes(split, next(iter(wanted))) if len(wanted) == 1 else split.classes
+
+
+def scores_block(scores: np.ndarray, targets: np.ndarray, split: ZSLSplit,
+                 tasks: Sequence[str] = ("unseen", "all"), names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Zero-shot metrics (percent) of (N, K) scores and targets whose columns are ``names`` (default
+    ``split.classes``, seen then unseen).
+
+    ``tasks`` picks the evaluations (:data:`TASK_KEYS`): ``unseen`` gives ``zsl`` (every image, as LESA and
+    BiAM) and ``zsl_unseen_positive`` (the images with a positive among the unseen classes only: ML-Decoder's
+    evaluation), ``all`` gives ``gzsl``, ``seen`` gives ``seen``. Top-K scores at K = 3 and 5, each where the
+    evaluation has at least K classes. Valid as column subsets because the zero-shot decoder scores each class
+    without looking at the others. ``images`` counts the images of each evaluation.
+
+    Raises:
+        ValueError: an unknown task, or ``names`` lacking a class of a task.
     """
     from plbench.zsl.metrics import DEFAULT_KS, zero_shot_scores
 
     def scored(s: np.ndarray, t: np.ndarray) -> dict[str, float]:
         return zero_shot_scores(s, t, ks=[k for k in DEFAULT_KS if k <= s.shape[1]]).row()
 
-    unseen = slice(split.num_seen, split.num_seen + split.num_unseen)
-    keep = (targets[:, unseen] == POS).any(1)
-    block: dict[str, Any] = {"zsl": scored(scores[:, unseen], targets[:, unseen]), "gzsl": scored(scores, targets),
-                             "images": {"zsl": int(scores.shape[0]), "gzsl": int(scores.shape[0]),
-                                        "zsl_unseen_positive": int(keep.sum())}}
-    if keep.any():
-        block["zsl_unseen_positive"] = scored(scores[keep][:, unseen], targets[keep][:, unseen])
+    bad = [t for t in tasks if t not in TASK_KEYS]
+    if bad:
+        raise ValueError(f"expected tasks among {tuple(TASK_KEYS)}, but got {bad}")
+    from plbench.zsl.splits import class_indices
+
+    names = list(split.classes if names is None else names)
+    block: dict[str, Any] = {}
+    images: dict[str, int] = {}
+    for task in dict.fromkeys(tasks):
+        cols = class_indices(names, task_classes(split, task))
+        s, t = scores[:, cols], targets[:, cols]
+        key = TASK_KEYS[task]
+        block[key], images[key] = scored(s, t), int(s.shape[0])
+        if task == "unseen":
+            keep = (t == POS).any(1)
+            images["zsl_unseen_positive"] = int(keep.sum())
+            if keep.any():
+                block["zsl_unseen_positive"] = scored(s[keep], t[keep])
+    block["images"] = images
     return block
 
 
