@@ -305,3 +305,96 @@ def evaluate_zero_shot(model: nn.Module, config: Any, data: Any, device: torch.d
                   "prompt": zs.embeddings["prompt"], "embedding_dim": zs.embeddings["dim"],
                   "oov_words": zs.embeddings["oov_words"], "dropped_train_images": zs.dropped_train_images})
     return block
+
+
+# -- trained zero-shot runs: evaluate and predict ---------------------------------------------------------
+
+
+def require_zero_shot(config: dict[str, Any], path: str | Path | None, option: str) -> None:
+    """Raise unless the run's ``config.json`` dict describes a zero-shot run.
+
+    Raises:
+        InputError: no ``zsl_split`` in the config (naming ``option``, which only zero-shot runs take).
+    """
+    if not config.get("zsl_split"):
+        raise InputError(path, option, f"{option} is for zero-shot runs (trained with --zsl-split), but this run "
+                         "has no zero-shot split", f"leave out {option}, or pass a run trained with --zsl-split and "
+                         "--class-embeddings")
+
+
+def run_split(config: dict[str, Any], data_root: str | Path, class_names: Sequence[str],
+              model_classes: Sequence[str]) -> ZSLSplit:
+    """The split a zero-shot run recorded, resolved for a dataset with ``class_names``, checked against the
+    classes the model was trained on (``model_classes``: its seen classes).
+
+    Raises:
+        InputError: the split as resolved now has other seen classes than the model (an edited split file).
+    """
+    split = resolve_split(config["zsl_split"], data_root, class_names)
+    if list(split.seen) != list(model_classes):
+        other = [c for c in split.seen if c not in set(model_classes)] + \
+            [c for c in model_classes if c not in set(split.seen)]
+        raise InputError(config["zsl_split"], "seen classes", f"the split now gives {split.num_seen} seen classes, "
+                         f"but the run was trained on {len(model_classes)} (differing: {other[:5] or 'their order'})",
+                         "restore the split file the run was trained with")
+    return split
+
+
+def dataset_class_names(config: dict[str, Any]) -> list[str]:
+    """The class list of a run's training dataset (for embedding files whose rows hold no names)."""
+    from plbench.datasets import load_dataset
+
+    split = load_dataset(config["dataset"], config["data_root"], config.get("train_split", "train"),
+                         **(config.get("dataset_options") or {}))
+    return list(split.class_names)
+
+
+def parse_class_names(value: str) -> list[str]:
+    """Class names from ``--class-names``: a text file (one name a line; blank lines and ``#`` comments
+    skipped) when ``value`` names a file, else a comma-separated list (spaces around names dropped).
+
+    Raises:
+        InputError: no name, or a name given twice.
+    """
+    path = Path(value)
+    if path.is_file():
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        names = [n for n in names if n and not n.startswith("#")]
+        where: str | Path = path
+    else:
+        names, where = [n.strip() for n in value.split(",") if n.strip()], "--class-names"
+    if not names:
+        raise InputError(where, "--class-names", "expected at least one class name, but got none",
+                         "give a comma-separated list (sky,dog) or a file with one name a line")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputError(where, "--class-names", f"expected each class name once, but {twice[:5]} repeat",
+                         "list each name once")
+    return names
+
+
+def set_run_classes(model: nn.Module, config: dict[str, Any], names: Sequence[str],
+                    dataset_classes: Sequence[str] | None = None) -> dict[str, Any]:
+    """Make a loaded zero-shot run's model score ``names``: embed them with the run's recorded source and
+    prompt (:func:`embed_classes`) and give them to its ML-Decoder as queries. Returns the embedding report.
+
+    ``dataset_classes``: the run's dataset classes, needed only for embedding files whose rows hold no names
+    (read from the dataset when not given).
+
+    Raises:
+        InputError: the source cannot embed some names (a fixed embedding file lacking them, or GloVe knowing
+            none of their words): all such names are listed.
+    """
+    source = Path(config["class_embeddings"])
+    if dataset_classes is None and source.is_file() and source.suffix.lower() in (".pth", ".pt", ".npy"):
+        dataset_classes = dataset_class_names(config)  # rows named by the dataset's class order
+    vectors, report = embed_classes(config, names, dataset_classes, allow_missing=True)
+    missing = report["missing"]
+    if missing:
+        shown = ", ".join(map(repr, missing[:20])) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+        raise InputError(config["class_embeddings"], "--class-names", f"the run's class embeddings "
+                         f"({config['class_embeddings']}) have no vector for {len(missing)} of the {len(names)} "
+                         f"names: {shown}", "use names this source holds, or a run trained with an encoder "
+                         "(glove, minilm, clip:FILE) that embeds new names")
+    zero_shot_head(model).set_query_embeddings(torch.from_numpy(vectors))
+    return report
