@@ -141,6 +141,9 @@ def prepare(config: Any, data: Any) -> None:
         InputError: a head other than ML-Decoder, a bad split or embedding source, or no training image with
             a seen positive.
     """
+    from plbench.engine.zero_shot_alignment import check_config
+
+    check_config(config)
     if config.zsl_split is None:
         if config.class_embeddings is not None or config.prompt is not None:
             raise InputError(None, "--class-embeddings", "class embeddings and prompts are for zero-shot runs, but "
@@ -303,7 +306,8 @@ def evaluate_zero_shot(model: nn.Module, config: Any, data: Any, device: torch.d
     block.update({"split": zs.split.source, "num_seen": zs.split.num_seen, "num_unseen": zs.split.num_unseen,
                   "unseen_classes": list(zs.split.unseen), "embeddings": zs.embeddings["source"],
                   "prompt": zs.embeddings["prompt"], "embedding_dim": zs.embeddings["dim"],
-                  "oov_words": zs.embeddings["oov_words"], "dropped_train_images": zs.dropped_train_images})
+                  "oov_words": zs.embeddings["oov_words"], "dropped_train_images": zs.dropped_train_images,
+                  "alignment_weight": config.alignment_weight, "classification_weight": config.classification_weight})
     return block
 
 
