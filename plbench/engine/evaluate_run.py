@@ -24,6 +24,7 @@ from plbench.engine.predict import predict_files
 from plbench.engine.run_model import load_checkpoint_model, run_batch_size
 from plbench.engine.runtime import resolve_device
 from plbench.errors import InputError
+from plbench.zsl.splits import class_indices
 
 
 def match_classes(model_classes: Sequence[str], split_classes: Sequence[str], path: str | Path | None) -> np.ndarray:
@@ -172,7 +173,7 @@ def evaluate_run(
         tasks = tuple(dict.fromkeys(classes or DEFAULT_ZSL_CLASSES))
         scored = list(zero_shot.scored_classes(zsplit, tasks))
         embeddings = zero_shot.set_run_classes(model, config, scored, split_data.class_names)
-        perm = np.asarray([split_data.class_names.index(c) for c in scored], dtype=np.int64)
+        perm = class_indices(split_data.class_names, scored)
         class_names = scored
     else:
         perm = match_classes(class_names, split_data.class_names, data_root)

@@ -36,7 +36,7 @@ from plbench.choices import Head
 from plbench.datasets import DatasetSplit
 from plbench.errors import InputError
 from plbench.labels import POS, PartialLabels
-from plbench.zsl.splits import ZSLSplit, read_nuswide_split, read_split_file, restrict_labels
+from plbench.zsl.splits import ZSLSplit, class_indices, read_nuswide_split, read_split_file, restrict_labels
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +170,6 @@ def prepare(config: Any, data: Any) -> None:
     data.val_split = dataclasses.replace(data.val_split, labels=val_seen, class_groups={})
     data.train_labels, data.train_paths = labels, np.asarray(data.train_paths)[rows]
     if data.prior is not None:  # read for every class of the dataset: keep the seen ones
-        from plbench.zsl.splits import class_indices
-
         data.prior = data.prior[torch.from_numpy(class_indices(all_names, split.seen))]
     log.info("zero-shot split %s: %d seen, %d unseen classes; %d of %d training images kept (%d without a seen "
              "positive dropped)", split.source, split.num_seen, split.num_unseen, labels.num_images,
@@ -262,8 +260,6 @@ def scores_block(scores: np.ndarray, targets: np.ndarray, split: ZSLSplit,
     bad = [t for t in tasks if t not in TASK_KEYS]
     if bad:
         raise ValueError(f"expected tasks among {tuple(TASK_KEYS)}, but got {bad}")
-    from plbench.zsl.splits import class_indices
-
     names = list(split.classes if names is None else names)
     block: dict[str, Any] = {}
     images: dict[str, int] = {}

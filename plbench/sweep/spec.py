@@ -579,7 +579,7 @@ def _zero_shot(table: _ZeroShot | None, heads: list[_Head], training: dict[str, 
     both = [f for f in ZERO_SHOT_FIELDS if f in training]
     if both:
         check.fail(f"training.{both[0]}", "set by the [zero_shot] axis, so [training] may not set it",
-                   f"list the values in [zero_shot] instead")
+                   "list the values in [zero_shot] instead")
     for i, h in enumerate(heads):
         if h.name != Head.ML_DECODER.value:
             check.fail(f"heads[{i}]", f"zero-shot runs need the ml-decoder head (queries from class embeddings), "
