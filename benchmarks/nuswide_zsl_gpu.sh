@@ -29,23 +29,12 @@
 set -eu
 
 PY=${PYTHON:-python}
+HERE=$(cd "$(dirname "$0")" && pwd)
 DRY=${NUSWIDE_DRY:-0}
 OUT=${NUSWIDE_OUT:-}
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --dry-run) DRY=1 ;;
-    --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
-    *) echo "nuswide_zsl_gpu.sh: unknown argument $1 (expected --dry-run, --out DIR)" >&2; exit 2 ;;
-  esac
-  shift
-done
-[ "$DRY" = "0" ] || DRY=1
-OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/nuswide_zsl.XXXXXX")}
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
+. "$HERE/gpu_env.sh"
+gpu_script_args nuswide_zsl_gpu.sh 2,29 "$@"
 export PLBENCH_PROGRESS=${PLBENCH_PROGRESS:-lines}
-NCPU=$(nproc 2>/dev/null || echo 1)
 
 if [ "$DRY" = 1 ]; then
   export OMP_NUM_THREADS=1

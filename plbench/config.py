@@ -96,6 +96,10 @@ class TrainConfig:
     zsl_split: str | None = None  # "nuswide" (925 / 81 from the class files) or a split file (JSON or text)
     class_embeddings: str | None = None  # embedding source: glove | minilm | random | clip:FILE | a file
     prompt: str | None = None  # template with one {} for the class name (encoders only), recorded in the run
+    # CLIP-Decoder (plbench.engine.zero_shot_alignment): loss = classification_weight * classification
+    # + alignment_weight * image-caption alignment; 0 and 1 leave the loss as it is
+    alignment_weight: Annotated[float, Field(ge=0)] = 0.0
+    classification_weight: Annotated[float, Field(ge=0)] = 1.0
 
     @model_validator(mode="wrap")
     @classmethod

@@ -172,6 +172,12 @@ def train_command(
         "(wordvec_array.pth, GloVe pickle, .npy/.pt/.csv).")] = None,
     prompt: Annotated[Optional[str], typer.Option(
         help='Zero-shot prompt template with one {} for the class name, e.g. "a photo of a {}" (encoders only).')] = None,
+    alignment_weight: Annotated[float, typer.Option(min=0.0, help=(
+        "Zero-shot ML-Decoder: weight of CLIP-Decoder's image-caption alignment loss (captions 'a photo of a, b "
+        "and c' of each image's positive seen labels, embedded with the --class-embeddings encoder) added to the "
+        "classification loss; 0: off."))] = 0.0,
+    classification_weight: Annotated[float, typer.Option(min=0.0, help=(
+        "Zero-shot: weight of the classification loss in the total (CLIP-Decoder: 1)."))] = 1.0,
     common: dict | None = None,
 ) -> None:
     """Train a partial-label classifier into a run folder (resumes an unfinished run).
@@ -190,6 +196,7 @@ def train_command(
             prior=None if prior is None else str(prior), loss=loss, method=method,
             loss_options=parse_key_values(loss_option or [], "--loss-option"), out_dir=str(out), run_name=run_name,
             zsl_split=zsl_split, class_embeddings=class_embeddings, prompt=prompt,
+            alignment_weight=alignment_weight, classification_weight=classification_weight,
         )
     dist.init_from_env(cfg.device)
     main = dist.is_main()  # asked before the process group is shut down

@@ -24,6 +24,7 @@ from plbench.engine.predict import predict_files
 from plbench.engine.run_model import load_checkpoint_model, run_batch_size
 from plbench.engine.runtime import resolve_device
 from plbench.errors import InputError
+from plbench.zsl.splits import class_indices
 
 
 def match_classes(model_classes: Sequence[str], split_classes: Sequence[str], path: str | Path | None) -> np.ndarray:
@@ -88,13 +89,20 @@ class EvaluationResult:
     summary: dict[str, Any]
 
 
+#: ``--classes`` of a zero-shot evaluation: seen, unseen (ZSL) and all (GZSL: seen + unseen)
+ZSL_CLASSES = ("seen", "unseen", "all")
+#: what a zero-shot evaluation scores when not told: ZSL and GZSL, as the papers report
+DEFAULT_ZSL_CLASSES = ("unseen", "all")
+
+
 def evaluate_run(
     run: RunFolder | str | Path,
-    dataset: str,
-    data_root: str | Path,
-    split: str,
+    dataset: str | None = None,
+    data_root: str | Path | None = None,
+    split: str | None = None,
     *,
     dataset_options: dict[str, Any] | None = None,
+    classes: Sequence[str] | None = None,
     which: str | Checkpoint = Checkpoint.LAST,
     ema: bool = True,
     batch_size: int | None = None,
@@ -109,9 +117,18 @@ def evaluate_run(
     The split's classes are matched to the model's by name (any order); its labels are used as they
     are (complete or natural partial labels; ``-1`` entries are left out of the metrics).
 
+    A zero-shot run (trained with a ``zsl_split``) is scored on the classes of its recorded split, embedded
+    with its recorded source and prompt: ``classes`` picks ``unseen`` (ZSL), ``all`` (GZSL, seen then unseen)
+    and/or ``seen`` (default: ZSL and GZSL). The summary's ``zero_shot`` block holds their mAP and top-K
+    precision, recall and F1 at K = 3 and 5 (:func:`plbench.engine.zero_shot.scores_block`; ZSL also on the
+    images with an unseen positive, ``zsl_unseen_positive``), ``map`` / ``val_map`` the first of ZSL, GZSL,
+    seen that was asked for, and ``predictions.npz`` the scores of the classes scored (``class_names``).
+
     Args:
         run: a run folder with ``config.json`` and the checkpoint ``which``.
-        dataset, data_root, split, dataset_options: as for :func:`plbench.datasets.load_dataset`.
+        dataset, data_root, split, dataset_options: as for :func:`plbench.datasets.load_dataset`; default
+            the run's own dataset, data root, options and validation split.
+        classes: zero-shot runs only, see above.
         which, ema: which weights (see :func:`plbench.engine.run_model.load_run_model`).
         batch_size: images per forward pass (default: the run's batch size, so the run's own
             validation split gives exactly the run's scores).
@@ -124,32 +141,59 @@ def evaluate_run(
         (both: mAP in percent on this split, so the report reads it like a run), ``val_map_plain`` or
         ``val_map_ema`` (the same number, under the weights used), ``best_val_map`` and ``authors_map`` null
         (one fixed model: nothing selected), ``evaluation_protocol`` (text), ``ap_per_class`` (percent),
-        ``cf1``/``of1``/..., ``map_<group>``; ``val_images`` / ``val_images_skipped`` / ``skipped_images``
-        (this split's counts, the first 100 unreadable paths); the run's own descriptive fields
-        (:data:`RUN_FIELDS`), preprocessing and timing.
+        ``cf1``/``of1``/..., ``map_<group>`` (not for zero-shot runs: their ``zero_shot`` block instead);
+        ``val_images`` / ``val_images_skipped`` / ``skipped_images`` (this split's counts, the first 100
+        unreadable paths); the run's own descriptive fields (:data:`RUN_FIELDS`), preprocessing and timing.
     Raises:
-        InputError: bad run, dataset or options; class lists that differ (naming the classes); an
-            ``out`` folder that is the run folder itself.
+        InputError: bad run, dataset or options; class lists that differ (naming the classes); ``classes``
+            for a run that is not zero-shot, or an unknown one; an ``out`` folder that is the run folder itself.
     """
+    from plbench.engine import zero_shot
+
     run = run if isinstance(run, RunFolder) else RunFolder(run)
     started = time.time()
     config = run.config()
+    zsl = bool(config.get("zsl_split"))
+    if classes is not None:
+        zero_shot.require_zero_shot(config, run.path, "--classes")
+        bad = [c for c in classes if c not in ZSL_CLASSES]
+        if bad or not classes:
+            raise InputError(None, "--classes", f"expected classes among {', '.join(ZSL_CLASSES)}, but got "
+                             f"{', '.join(map(repr, bad)) or 'none'}", "pass seen, unseen and/or all")
+    own = dataset is None or dataset == config.get("dataset")
+    dataset = dataset or config["dataset"]
+    data_root = data_root if data_root is not None else config["data_root"]
+    split = split or config.get("val_split", "val")
+    if dataset_options is None:
+        dataset_options = dict(config.get("dataset_options") or {}) if own else {}
     (model, pre, class_names), source = load_checkpoint_model(run, which, ema)
-    split_data = load_dataset(dataset, data_root, split, **(dataset_options or {}))
-    perm = match_classes(class_names, split_data.class_names, data_root)
+    split_data = load_dataset(dataset, data_root, split, **dataset_options)
+    if zsl:
+        zsplit = zero_shot.run_split(config, data_root, split_data.class_names, class_names)
+        tasks = tuple(dict.fromkeys(classes or DEFAULT_ZSL_CLASSES))
+        scored = list(zero_shot.scored_classes(zsplit, tasks))
+        embeddings = zero_shot.set_run_classes(model, config, scored, split_data.class_names)
+        perm = class_indices(split_data.class_names, scored)
+        class_names = scored
+    else:
+        perm = match_classes(class_names, split_data.class_names, data_root)
     folder = Path(out) if out is not None else evaluation_folder(run, dataset, split, source.checkpoint,
                                                                  source.weights, source.ema_available)
     if folder.resolve() == run.path.resolve():
         raise InputError(folder, "--out", "the evaluation folder is the run folder itself",
                          "pass another folder (the default is RUN/eval-<dataset>-<split>-<checkpoint>)")
 
-    strict = bool((dataset_options or {}).get("strict", False))
+    strict = bool(dataset_options.get("strict", False))
     preds = predict_files(model, split_data.image_paths, pre, len(class_names),
                           batch_size=run_batch_size(config, batch_size),
                           device=resolve_device(device), workers=workers, strict=strict, amp=amp, progress=progress)
     targets = split_data.labels.batch(preds.indices)[:, perm]
-    groups = reorder_groups(split_data.class_groups, perm)
-    ev = evaluate_scores(preds.scores, targets, groups)
+    if zsl:
+        block = zero_shot.scores_block(preds.scores, targets, zsplit, tasks, class_names)
+        headline = next(block[k]["map"] for k in ("zsl", "gzsl", "seen") if k in block)
+        ev = {"map": headline}
+    else:
+        ev = evaluate_scores(preds.scores, targets, reorder_groups(split_data.class_groups, perm))
 
     ev_dir = RunFolder(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -160,6 +204,9 @@ def evaluate_run(
     except InputError:
         run_summary = {}
     failed = [str(split_data.image_paths[i]) for i in preds.failed]
+    on = f"on {dataset} {split}"
+    if zsl:
+        on += f", {' and '.join(zero_shot.TASK_KEYS[t].upper() for t in tasks)} classes of split {zsplit.source}"
     summary: dict[str, Any] = {
         "kind": "evaluation", "run": f"{run.name}/{folder.name}" if folder.parent == run.path else folder.name,
         "evaluated_run": str(run.path), "checkpoint": source.checkpoint, "weights": source.weights,
@@ -174,10 +221,19 @@ def evaluate_run(
         "val_map_ema": ev["map"] if source.weights == "ema" else None,
         "best_val_map": None, "authors_map": None,  # one fixed model: nothing selected on this split
         "evaluation_protocol": f"{source.checkpoint}.pt (epoch {source.epoch + 1}), "
-                               f"{'EMA' if source.weights == 'ema' else 'plain'} model, on {dataset} {split}",
+                               f"{'EMA' if source.weights == 'ema' else 'plain'} model, {on}",
         **{k: v for k, v in ev.items() if k != "map"},
         "preprocessing": pre, "plbench_version": __version__,
         "evaluation_seconds": time.time() - started,
     }
+    if zsl:
+        trained = run_summary.get("zero_shot") or {}
+        summary["zero_shot"] = {
+            **block, "classes": list(tasks), "split": zsplit.source, "num_seen": zsplit.num_seen,
+            "num_unseen": zsplit.num_unseen, "unseen_classes": list(zsplit.unseen),
+            "embeddings": embeddings["source"], "prompt": embeddings["prompt"], "embedding_dim": embeddings["dim"],
+            "oov_words": embeddings["oov_words"], "alignment_weight": config.get("alignment_weight", 0.0),
+            "classification_weight": config.get("classification_weight", 1.0),
+            "dropped_train_images": trained.get("dropped_train_images")}
     ev_dir.write_summary(summary)  # strict JSON: an undefined group mAP (NaN) is written as null
     return EvaluationResult(folder, json_safe(summary))  # what the file holds

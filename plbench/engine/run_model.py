@@ -99,7 +99,8 @@ def build_run_model(config: dict[str, Any], num_classes: int, weights: dict[str,
     saved its head only (keys ``head.*``): the backbone is rebuilt from the config's ``backbone``,
     ``pretrained`` and ``checkpoint`` and checked against the weights the feature store recorded
     (:func:`plbench.engine.linear_backbone.build_linear_model`). Its outputs then differ from the
-    training-time ones by the float16 rounding of the stored features.
+    training-time ones by the float16 rounding of the stored features. A zero-shot run's ML-Decoder is built
+    with the class embeddings its weights hold (``head.query_embeddings``: the seen classes).
 
     Returns:
         A :class:`plbench.engine.model.MultiLabelClassifier` in eval mode: images (B, 3, S, S) -> logits (B, C).
@@ -108,6 +109,9 @@ def build_run_model(config: dict[str, Any], num_classes: int, weights: dict[str,
             whose backbone cannot be rebuilt with the weights its features came from.
     """
     linear = bool(config.get("features"))
+    queries = weights.get("head.query_embeddings")
+    if queries is not None:  # a zero-shot head: built for the class embeddings its checkpoint holds
+        config = {**config, "head_options": {**(config.get("head_options") or {}), "query_embeddings": queries}}
     if linear:
         model = build_linear_model(config, num_classes)
     else:

@@ -24,7 +24,7 @@ from plbench.artifacts.runs import RunFolder
 from plbench.choices import Checkpoint
 from plbench.config import TrainConfig
 from plbench.engine import distributed as dist
-from plbench.engine import runtime, zero_shot
+from plbench.engine import runtime, zero_shot, zero_shot_alignment
 from plbench.engine.checkpoints import checkpoint_state, restore
 from plbench.engine.data import EpochBatchSampler, ImageLabelDataset, train_batch_count
 from plbench.engine.ema import ModelEma
@@ -158,6 +158,7 @@ def _train_in(run: RunFolder, config: TrainConfig, data: TrainingData, model: nn
               resume_from: str, command: str | None, started: float) -> RunResult:
     n_train = len(data.train_paths)
     t = make_trainer(config, model, criterion, device, n_train, None)
+    zero_shot_alignment.attach(t, config, data, model, device)  # CLIP-Decoder's term; nothing at weight 0
     headline = config.headline_model
 
     start_epoch, best_map, partial, history = 0, float("-inf"), None, []

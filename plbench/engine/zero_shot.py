@@ -36,7 +36,7 @@ from plbench.choices import Head
 from plbench.datasets import DatasetSplit
 from plbench.errors import InputError
 from plbench.labels import POS, PartialLabels
-from plbench.zsl.splits import ZSLSplit, read_nuswide_split, read_split_file, restrict_labels
+from plbench.zsl.splits import ZSLSplit, class_indices, read_nuswide_split, read_split_file, restrict_labels
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +108,14 @@ def file_classes(source: str, data_root: str | Path, dataset_classes: Sequence[s
     return list(tags) + list(concepts)
 
 
-def embed_classes(config: Any, names: Sequence[str], dataset_classes: Sequence[str] | None = None
-                  ) -> tuple[np.ndarray, dict[str, Any]]:
+def embed_classes(config: Any, names: Sequence[str], dataset_classes: Sequence[str] | None = None, *,
+                  allow_missing: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """float32 (C, Q) embeddings of ``names`` from the run's recorded source and prompt, and their report.
 
+    ``config``: a :class:`plbench.config.TrainConfig`, or a run's ``config.json`` dict.
     ``dataset_classes``: the dataset's classes (default ``names``), for files whose rows are unnamed
-    (:func:`file_classes`).
+    (:func:`file_classes`). ``allow_missing``: zero rows for names without a vector, listed in the
+    report's ``missing``, instead of an error.
 
     Raises:
         InputError: no ``class_embeddings`` source, or the source fails (missing package, bad file, classes
@@ -121,11 +123,13 @@ def embed_classes(config: Any, names: Sequence[str], dataset_classes: Sequence[s
     """
     from plbench.embeddings import class_embeddings
 
-    if not config.class_embeddings:
+    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
+    source = get("class_embeddings")
+    if not source:
         raise InputError(None, "--class-embeddings", "a zero-shot run needs class embeddings, but none were given",
                          "pass --class-embeddings glove (or minilm, random, clip:FILE, an embedding file)")
-    rows = file_classes(config.class_embeddings, config.data_root, list(dataset_classes or names))
-    emb = class_embeddings(list(names), config.class_embeddings, prompt=config.prompt, file_classes=rows)
+    rows = file_classes(source, get("data_root"), list(dataset_classes or names))
+    emb = class_embeddings(list(names), source, prompt=get("prompt"), file_classes=rows, allow_missing=allow_missing)
     return emb.vectors, emb.report()
 
 
@@ -137,6 +141,9 @@ def prepare(config: Any, data: Any) -> None:
         InputError: a head other than ML-Decoder, a bad split or embedding source, or no training image with
             a seen positive.
     """
+    from plbench.engine.zero_shot_alignment import check_config
+
+    check_config(config)
     if config.zsl_split is None:
         if config.class_embeddings is not None or config.prompt is not None:
             raise InputError(None, "--class-embeddings", "class embeddings and prompts are for zero-shot runs, but "
@@ -163,8 +170,6 @@ def prepare(config: Any, data: Any) -> None:
     data.val_split = dataclasses.replace(data.val_split, labels=val_seen, class_groups={})
     data.train_labels, data.train_paths = labels, np.asarray(data.train_paths)[rows]
     if data.prior is not None:  # read for every class of the dataset: keep the seen ones
-        from plbench.zsl.splits import class_indices
-
         data.prior = data.prior[torch.from_numpy(class_indices(all_names, split.seen))]
     log.info("zero-shot split %s: %d seen, %d unseen classes; %d of %d training images kept (%d without a seen "
              "positive dropped)", split.source, split.num_seen, split.num_unseen, labels.num_images,
@@ -218,25 +223,57 @@ def zero_shot_head(model: nn.Module) -> nn.Module:
     return head
 
 
-def scores_block(scores: np.ndarray, targets: np.ndarray, split: ZSLSplit) -> dict[str, Any]:
-    """ZSL / GZSL metrics of (N, S + U) scores and targets in ``split.classes`` order (percent).
+#: what ``plbench evaluate --classes`` names -> the summary key of that evaluation
+TASK_KEYS = {"seen": "seen", "unseen": "zsl", "all": "gzsl"}
 
-    ``zsl`` and ``gzsl`` use every image (LESA, BiAM); ``zsl_unseen_positive`` uses the images with a
-    positive among the unseen classes only (ML-Decoder's evaluation). Top-K scores at K = 3 and 5, each
-    where the evaluation has at least K classes.
+
+def task_classes(split: ZSLSplit, task: str) -> tuple[str, ...]:
+    """The classes of one evaluation: ``seen``, ``unseen`` (ZSL) or ``all`` (GZSL: seen then unseen)."""
+    return {"seen": split.seen, "unseen": split.unseen, "all": split.classes}[task]
+
+
+def scored_classes(split: ZSLSplit, tasks: Sequence[str]) -> tuple[str, ...]:
+    """The fewest classes to score for ``tasks``: all of them when two evaluations are asked for or GZSL is."""
+    wanted = set(tasks)
+    return task_classes(split, next(iter(wanted))) if len(wanted) == 1 else split.classes
+
+
+def scores_block(scores: np.ndarray, targets: np.ndarray, split: ZSLSplit,
+                 tasks: Sequence[str] = ("unseen", "all"), names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Zero-shot metrics (percent) of (N, K) scores and targets whose columns are ``names`` (default
+    ``split.classes``, seen then unseen).
+
+    ``tasks`` picks the evaluations (:data:`TASK_KEYS`): ``unseen`` gives ``zsl`` (every image, as LESA and
+    BiAM) and ``zsl_unseen_positive`` (the images with a positive among the unseen classes only: ML-Decoder's
+    evaluation), ``all`` gives ``gzsl``, ``seen`` gives ``seen``. Top-K scores at K = 3 and 5, each where the
+    evaluation has at least K classes. Valid as column subsets because the zero-shot decoder scores each class
+    without looking at the others. ``images`` counts the images of each evaluation.
+
+    Raises:
+        ValueError: an unknown task, or ``names`` lacking a class of a task.
     """
     from plbench.zsl.metrics import DEFAULT_KS, zero_shot_scores
 
     def scored(s: np.ndarray, t: np.ndarray) -> dict[str, float]:
         return zero_shot_scores(s, t, ks=[k for k in DEFAULT_KS if k <= s.shape[1]]).row()
 
-    unseen = slice(split.num_seen, split.num_seen + split.num_unseen)
-    keep = (targets[:, unseen] == POS).any(1)
-    block: dict[str, Any] = {"zsl": scored(scores[:, unseen], targets[:, unseen]), "gzsl": scored(scores, targets),
-                             "images": {"zsl": int(scores.shape[0]), "gzsl": int(scores.shape[0]),
-                                        "zsl_unseen_positive": int(keep.sum())}}
-    if keep.any():
-        block["zsl_unseen_positive"] = scored(scores[keep][:, unseen], targets[keep][:, unseen])
+    bad = [t for t in tasks if t not in TASK_KEYS]
+    if bad:
+        raise ValueError(f"expected tasks among {tuple(TASK_KEYS)}, but got {bad}")
+    names = list(split.classes if names is None else names)
+    block: dict[str, Any] = {}
+    images: dict[str, int] = {}
+    for task in dict.fromkeys(tasks):
+        cols = class_indices(names, task_classes(split, task))
+        s, t = scores[:, cols], targets[:, cols]
+        key = TASK_KEYS[task]
+        block[key], images[key] = scored(s, t), int(s.shape[0])
+        if task == "unseen":
+            keep = (t == POS).any(1)
+            images["zsl_unseen_positive"] = int(keep.sum())
+            if keep.any():
+                block["zsl_unseen_positive"] = scored(s[keep], t[keep])
+    block["images"] = images
     return block
 
 
@@ -265,5 +302,99 @@ def evaluate_zero_shot(model: nn.Module, config: Any, data: Any, device: torch.d
     block.update({"split": zs.split.source, "num_seen": zs.split.num_seen, "num_unseen": zs.split.num_unseen,
                   "unseen_classes": list(zs.split.unseen), "embeddings": zs.embeddings["source"],
                   "prompt": zs.embeddings["prompt"], "embedding_dim": zs.embeddings["dim"],
-                  "oov_words": zs.embeddings["oov_words"], "dropped_train_images": zs.dropped_train_images})
+                  "oov_words": zs.embeddings["oov_words"], "dropped_train_images": zs.dropped_train_images,
+                  "alignment_weight": config.alignment_weight, "classification_weight": config.classification_weight})
     return block
+
+
+# -- trained zero-shot runs: evaluate and predict ---------------------------------------------------------
+
+
+def require_zero_shot(config: dict[str, Any], path: str | Path | None, option: str) -> None:
+    """Raise unless the run's ``config.json`` dict describes a zero-shot run.
+
+    Raises:
+        InputError: no ``zsl_split`` in the config (naming ``option``, which only zero-shot runs take).
+    """
+    if not config.get("zsl_split"):
+        raise InputError(path, option, f"{option} is for zero-shot runs (trained with --zsl-split), but this run "
+                         "has no zero-shot split", f"leave out {option}, or pass a run trained with --zsl-split and "
+                         "--class-embeddings")
+
+
+def run_split(config: dict[str, Any], data_root: str | Path, class_names: Sequence[str],
+              model_classes: Sequence[str]) -> ZSLSplit:
+    """The split a zero-shot run recorded, resolved for a dataset with ``class_names``, checked against the
+    classes the model was trained on (``model_classes``: its seen classes).
+
+    Raises:
+        InputError: the split as resolved now has other seen classes than the model (an edited split file).
+    """
+    split = resolve_split(config["zsl_split"], data_root, class_names)
+    if list(split.seen) != list(model_classes):
+        other = [c for c in split.seen if c not in set(model_classes)] + \
+            [c for c in model_classes if c not in set(split.seen)]
+        raise InputError(config["zsl_split"], "seen classes", f"the split now gives {split.num_seen} seen classes, "
+                         f"but the run was trained on {len(model_classes)} (differing: {other[:5] or 'their order'})",
+                         "restore the split file the run was trained with")
+    return split
+
+
+def dataset_class_names(config: dict[str, Any]) -> list[str]:
+    """The class list of a run's training dataset (for embedding files whose rows hold no names)."""
+    from plbench.datasets import load_dataset
+
+    split = load_dataset(config["dataset"], config["data_root"], config.get("train_split", "train"),
+                         **(config.get("dataset_options") or {}))
+    return list(split.class_names)
+
+
+def parse_class_names(value: str) -> list[str]:
+    """Class names from ``--class-names``: a text file (one name a line; blank lines and ``#`` comments
+    skipped) when ``value`` names a file, else a comma-separated list (spaces around names dropped).
+
+    Raises:
+        InputError: no name, or a name given twice.
+    """
+    path = Path(value)
+    if path.is_file():
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        names = [n for n in names if n and not n.startswith("#")]
+        where: str | Path = path
+    else:
+        names, where = [n.strip() for n in value.split(",") if n.strip()], "--class-names"
+    if not names:
+        raise InputError(where, "--class-names", "expected at least one class name, but got none",
+                         "give a comma-separated list (sky,dog) or a file with one name a line")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputError(where, "--class-names", f"expected each class name once, but {twice[:5]} repeat",
+                         "list each name once")
+    return names
+
+
+def set_run_classes(model: nn.Module, config: dict[str, Any], names: Sequence[str],
+                    dataset_classes: Sequence[str] | None = None) -> dict[str, Any]:
+    """Make a loaded zero-shot run's model score ``names``: embed them with the run's recorded source and
+    prompt (:func:`embed_classes`) and give them to its ML-Decoder as queries. Returns the embedding report.
+
+    ``dataset_classes``: the run's dataset classes, needed only for embedding files whose rows hold no names
+    (read from the dataset when not given).
+
+    Raises:
+        InputError: the source cannot embed some names (a fixed embedding file lacking them, or GloVe knowing
+            none of their words): all such names are listed.
+    """
+    source = Path(config["class_embeddings"])
+    if dataset_classes is None and source.is_file() and source.suffix.lower() in (".pth", ".pt", ".npy"):
+        dataset_classes = dataset_class_names(config)  # rows named by the dataset's class order
+    vectors, report = embed_classes(config, names, dataset_classes, allow_missing=True)
+    missing = report["missing"]
+    if missing:
+        shown = ", ".join(map(repr, missing[:20])) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+        raise InputError(config["class_embeddings"], "--class-names", f"the run's class embeddings "
+                         f"({config['class_embeddings']}) have no vector for {len(missing)} of the {len(names)} "
+                         f"names: {shown}", "use names this source holds, or a run trained with an encoder "
+                         "(glove, minilm, clip:FILE) that embeds new names")
+    zero_shot_head(model).set_query_embeddings(torch.from_numpy(vectors))
+    return report

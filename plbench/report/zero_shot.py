@@ -81,7 +81,7 @@ def zero_shot_block(record: RunRecord) -> dict[str, Any] | None:
 
 def _setting(record: RunRecord, block: dict[str, Any]) -> dict[str, Any]:
     own = {"split": block.get("split"), "embeddings": block.get("embeddings"), "prompt": block.get("prompt"),
-           "alignment_weight": block.get("alignment_weight")}
+           "alignment_weight": block.get("alignment_weight") or 0.0}  # runs from before the option: 0
     return {f: own[f] if f in own else getattr(record, f) for f in SETTING_FIELDS}
 
 

@@ -1,6 +1,6 @@
 """Expand a :class:`~plbench.sweep.spec.SweepSpec` into stages with dependencies, and decide what runs.
 
-Pipeline per grid point (dataset x labels x seed x backbone x head x protocol x method)::
+Pipeline per grid point (dataset x labels x seed x backbone x head x protocol x zero-shot setting x method)::
 
     data (synthetic only) -> cache (dataset.cache) -> simulate (fpc/rps/spl) -> [features (linear)]
         -> [train Ignore-mode prior model -> estimate-prior (selective only)] -> train -> report
@@ -10,7 +10,7 @@ run whenever their settings agree (same loss and options), so it is trained once
 
 * ``simulations/<dataset id>[-<split>]-<scheme><param>-s<seed>.parquet`` (as ``plbench simulate``)
 * ``priors/<simulation stem or <id>-<labels>>-<backbone>-s<seed>-<hash8>.csv``
-* ``runs/<id>-<labels>-<mode>-<loss>-<backbone>-<head>[-linear]-s<seed>-<hash8>/``
+* ``runs/<id>-<labels>-<mode>-<loss>-<backbone>-<head>[-linear][-zsl_<split>_<embeddings>...]-s<seed>-<hash8>/``
 * ``features/<id>-<backbone>-<size>-<hash8>/``, ``reports/<sweep name>/``
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 from plbench.choices import Mode, Protocol
 from plbench.config import TrainConfig
 from plbench.engine.recipes import default_recipe, recipe_values
-from plbench.sweep.spec import (GRID_FIELDS, BackboneSpec, DatasetSpec, LabelSetting, MethodSpec,
+from plbench.sweep.spec import (GRID_FIELDS, ZERO_SHOT_FIELDS, BackboneSpec, DatasetSpec, LabelSetting, MethodSpec,
                                 SweepSpec)
 from plbench.sweep.stages import GPU_KINDS, Stage, StageKind, StageStatus, is_done, stage_hash
 
@@ -38,7 +38,8 @@ def hashed_fields(spec: SweepSpec) -> frozenset[str]:
     and the recipe's name). Values plbench fills in itself (the recipe's settings, defaults, fields a newer
     plbench adds) are not hashed, so upgrading plbench does not re-run a finished grid; the run folder's
     config.json records them."""
-    return frozenset((GRID_FIELDS | set(spec.training) | {"recipe"}) - set(_PATH_FIELDS))
+    zero_shot = set(ZERO_SHOT_FIELDS) if spec.zero_shot else set()  # only when the axis is used: old hashes kept
+    return frozenset((GRID_FIELDS | set(spec.training) | {"recipe"} | zero_shot) - set(_PATH_FIELDS))
 
 
 @dataclass
@@ -151,6 +152,8 @@ class _Builder:
         parts = [ds.id, labels.tag, config.mode or "none", method, config.backbone.replace("/", "_"), config.head]
         if config.features is not None:
             parts.append(Protocol.LINEAR.value)
+        if config.zsl_split is not None:
+            parts.append(zero_shot_tag(config))
         name = "-".join([*parts, f"s{config.seed}", h[:8]])
         config = config.replace(run_name=name)
         settings = {"config": config.to_dict(), "torchrun_nproc": self.spec.torchrun_nproc}
@@ -169,6 +172,22 @@ class _Builder:
         path = base.with_name(f"{base.stem}-{h8}.csv")
         # the model's hash stands for its config (whose paths depend on the sweep root)
         return self.add(StageKind.PRIOR, path.stem, {"config": model.settings["config"]}, [model], path, hashed={})
+
+
+def zero_shot_tag(config: TrainConfig) -> str:
+    """``zsl_<split>_<embeddings>[_prompt][_a<weight>]`` for run names: file sources by their stem (the hash
+    tells prompts apart)."""
+    def stem(value: str) -> str:
+        kind, _, path = value.partition(":") if value.startswith("clip:") else ("", "", value)
+        name = Path(path).stem if ("/" in path or "." in path) else path
+        return "".join(c if c.isalnum() or c == "_" else "." for c in (f"{kind}.{name}" if kind else name))
+
+    parts = ["zsl", stem(config.zsl_split), stem(config.class_embeddings or "none")]
+    if config.prompt is not None:
+        parts.append("prompt")
+    if config.alignment_weight:
+        parts.append(f"a{config.alignment_weight:g}")
+    return "_".join(parts)
 
 
 def _base_config(spec: SweepSpec, ds: DatasetSpec, out: Path) -> dict[str, Any]:
@@ -214,8 +233,10 @@ def expand(spec: SweepSpec, out: str | Path = ".", *, command: str | None = None
                                 **({"features": feats.output} if feats is not None else {}),
                             })
                             upstream = [b.data(ds), *caches, sim, feats]
-                            for method in methods:
-                                grid.append(_method_stage(b, spec, method, common, upstream, ds, labels, sim).hash)
+                            for zs in spec.zero_shot or (None,):  # the [zero_shot] axis (one None without it)
+                                run = common if zs is None else common.replace(**zs.values())
+                                for method in methods:
+                                    grid.append(_method_stage(b, spec, method, run, upstream, ds, labels, sim).hash)
     grid = list(dict.fromkeys(grid))
     report = {"title": spec.title, "notes": spec.notes, "reference": spec.reference,
               "runs": [b.stages[h].output for h in grid]}

@@ -43,6 +43,12 @@ Schema (every table and key is optional unless marked *required*; an unknown key
     recipe = "csl"                 # batch_size, lr, ...); `recipe` fills the others first (default: the
     torchrun_nproc = 1             # dataset's default recipe); torchrun_nproc > 1 trains with torchrun
 
+    [zero_shot]                    # zero-shot runs (heads must be ml-decoder): a grid axis of
+    splits = ["nuswide"]           # required; zsl_split values: "nuswide" or split files
+    class_embeddings = ["glove"]   # required; sources: glove | minilm | random | clip:FILE | a file
+    prompts = ["a photo of a {}"]  # prompt templates (encoders only; default: none)
+    alignment_weights = [0.0]      # CLIP-Decoder's alignment loss weight (default: 0, off)
+
     [prior]                        # the Ignore-mode model whose mean prediction is the Selective prior
     loss = "pasl"                  # default: the selective method's own loss and loss_options
     loss_options = {}
@@ -54,8 +60,10 @@ Schema (every table and key is optional unless marked *required*; an unknown key
     partition = "gpu"              # also account, qos, constraint, timeout_min, cpus_per_task, mem_gb,
     gpus_per_node = 1              # gpus_per_node (GPU stages), additional_parameters = {...}, setup = [...]
 
-The grid is datasets x labels x seeds x backbones x heads x protocols x methods (a method whose
-``schemes`` excludes a label setting is skipped there).
+The grid is datasets x labels x seeds x backbones x heads x protocols x zero-shot settings x methods (a
+method whose ``schemes`` excludes a label setting is skipped there; without ``[zero_shot]`` there is one
+setting, no zero-shot, and the stage hashes are those of an experiment written before the table existed).
+The zero-shot settings are splits x class_embeddings x prompts x alignment_weights.
 
 The shape and types of every table are a strict pydantic schema (``_Experiment`` and its tables,
 ``extra="forbid"``); ``[training]`` values are checked by :class:`~plbench.config.TrainConfig` itself; what
@@ -166,6 +174,23 @@ class BackboneSpec:
     checkpoint: str | None = None
 
 
+#: TrainConfig fields a [zero_shot] setting sets (so [training] may not)
+ZERO_SHOT_FIELDS = ("zsl_split", "class_embeddings", "prompt", "alignment_weight")
+
+
+@dataclass(frozen=True)
+class ZeroShotSetting:
+    """One point of the [zero_shot] axis: the TrainConfig values of :data:`ZERO_SHOT_FIELDS`."""
+
+    zsl_split: str
+    class_embeddings: str
+    prompt: str | None = None
+    alignment_weight: float = 0.0
+
+    def values(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in ZERO_SHOT_FIELDS}
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """A validated experiment file. Build it with :func:`load_spec` or :func:`parse_spec`."""
@@ -187,6 +212,7 @@ class SweepSpec:
     notes: str = ""
     reference: str | None = None  # the report's reference column (None: the report's default)
     source: str | None = None  # the TOML file, for messages and the report's command line
+    zero_shot: tuple[ZeroShotSetting, ...] = ()  # () : no zero-shot axis
 
 
 # -- schema: the shape and types of each table (pydantic), then the checks that need registries -------------
@@ -304,6 +330,13 @@ _Slurm = create_model(  # submitit's generic parameters are counts; its slurm_* 
 )
 
 
+class _ZeroShot(_Table):
+    splits: _one_or_more(Text)
+    class_embeddings: _one_or_more(Text)
+    prompts: _one_or_more(Text) | None = None
+    alignment_weights: _one_or_more(Annotated[float, Field(ge=0)]) | None = None
+
+
 class _Experiment(_Table):
     sweep: _Sweep
     datasets: _non_empty(_Dataset)
@@ -317,6 +350,7 @@ class _Experiment(_Table):
     prior: _Prior = _Prior()
     features: _Features = _Features()
     slurm: _Slurm = _Slurm()
+    zero_shot: _ZeroShot | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -572,6 +606,32 @@ def _prior(table: _Prior, check: _Checker) -> dict[str, Any]:
     return prior
 
 
+def _zero_shot(table: _ZeroShot | None, heads: list[_Head], training: dict[str, Any],
+               check: _Checker) -> tuple[ZeroShotSetting, ...]:
+    """The [zero_shot] axis: splits x class_embeddings x prompts x alignment_weights, checked."""
+    if table is None:
+        return ()
+    both = [f for f in ZERO_SHOT_FIELDS if f in training]
+    if both:
+        check.fail(f"training.{both[0]}", "set by the [zero_shot] axis, so [training] may not set it",
+                   "list the values in [zero_shot] instead")
+    for i, h in enumerate(heads):
+        if h.name != Head.ML_DECODER.value:
+            check.fail(f"heads[{i}]", f"zero-shot runs need the ml-decoder head (queries from class embeddings), "
+                       f"but got {h.name!r}", 'write heads = ["ml-decoder"] (options allowed)')
+    for i, p in enumerate(table.prompts or ()):
+        if p.count("{}") != 1:
+            check.fail(f"zero_shot.prompts[{i}]", f"expected a template with one {{}} for the class name, but got "
+                       f"{p!r}", 'write e.g. "a photo of a {}"')
+    for name in ("splits", "class_embeddings", "prompts", "alignment_weights"):
+        values = getattr(table, name) or []
+        if len(set(values)) != len(values):
+            check.fail(f"zero_shot.{name}", "a value appears twice", "list each value once")
+    return tuple(ZeroShotSetting(split, emb, prompt, float(w))
+                 for split in table.splits for emb in table.class_embeddings
+                 for prompt in (table.prompts or [None]) for w in (table.alignment_weights or [0.0]))
+
+
 def parse_spec(data: Mapping[str, Any], source: str | Path | None = None) -> SweepSpec:
     """Validate a parsed experiment (the dict ``tomllib`` returns) into a :class:`SweepSpec`.
 
@@ -597,6 +657,7 @@ def parse_spec(data: Mapping[str, Any], source: str | Path | None = None) -> Swe
         check.fail("seeds", "a seed appears twice", "list each seed once")
     training, nproc = _training(raw.training, check)
     prior = _prior(raw.prior, check)
+    zero_shot = _zero_shot(raw.zero_shot, raw.heads, training, check)
     return SweepSpec(
         name=name,
         title=raw.sweep.title or name,
@@ -615,6 +676,7 @@ def parse_spec(data: Mapping[str, Any], source: str | Path | None = None) -> Swe
         features=raw.features.model_dump(exclude_unset=True),
         slurm=raw.slurm.model_dump(exclude_unset=True),
         source=None if source is None else str(source),
+        zero_shot=zero_shot,
     )
 
 

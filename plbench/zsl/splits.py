@@ -236,17 +236,16 @@ def restrict_labels(labels: PartialLabels, classes: Sequence[str], drop_empty: b
         out = PartialLabels.from_dense(sub, labels.image_ids[rows], list(classes), complete=labels.complete,
                                        validate=False)
         return out, rows, dropped
-    # sparse (OpenImages scale): remap the stored entries, never a dense (N, C) matrix
+    # sparse (OpenImages scale): remap the stored columns, never a dense (N, C) matrix; rows by PartialLabels.subset
     r, c, v = labels.sparse
     new_col = np.full(labels.num_classes, -1, dtype=np.int64)
     new_col[cols] = np.arange(cols.size)
     keep = new_col[c] >= 0
-    r, c, v = r[keep], new_col[c[keep]], v[keep]
+    r, v = r[keep], v[keep]
+    picked = PartialLabels.from_sparse(r, new_col[c[keep]], v, labels.image_ids, list(classes),
+                                       complete=labels.complete, validate=False)
     n = labels.num_images
-    rows = np.unique(r[v == POS]) if drop_empty else np.arange(n, dtype=np.int64)
-    new_row = np.full(n, -1, dtype=np.int64)
-    new_row[rows] = np.arange(rows.size)
-    keep = new_row[r] >= 0
-    out = PartialLabels.from_sparse(new_row[r[keep]], c[keep], v[keep], labels.image_ids[rows], list(classes),
-                                    complete=labels.complete, validate=False)
-    return out, rows.astype(np.int64), int(n - rows.size)
+    if not drop_empty:
+        return picked, np.arange(n, dtype=np.int64), 0
+    rows = np.unique(r[v == POS]).astype(np.int64)
+    return picked.subset(rows), rows, int(n - rows.size)

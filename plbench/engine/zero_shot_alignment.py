@@ -1,0 +1,165 @@
+"""CLIP-Decoder's image-text alignment term in a zero-shot ML-Decoder run (``--alignment-weight``).
+
+With ``config.alignment_weight`` W > 0 the training loss of each step is ``classification_weight *
+classification loss + W * alignment loss`` (CLIP-Decoder's ``train_zsl_nus.py``, both weights 1 there). The
+alignment loss is :class:`plbench.losses.alignment.ImageTextAlignment` between
+
+* the image: the ML-Decoder's spatial memory tokens (B, L, E) of this step's forward, read by a forward hook
+  on the head's input projection (``relu(embed(tokens))``, what the queries attend to), averaged over L;
+* the text: the caption of the image's positive *seen* labels ("a photo of sky, clouds and water",
+  :func:`plbench.losses.alignment.caption_from_labels`; ``_`` in names read as spaces), embedded once per
+  distinct caption with the run's ``class_embeddings`` encoder (no prompt template: the caption is the text).
+
+Unseen names never enter a caption (the authors' captions list every label of ``data.csv``, unseen ones
+included: a leak of the protocol). The projections are random and frozen, as in the published runs (see
+:mod:`plbench.losses.alignment`), drawn from a generator seeded by the run's seed, so they are the same on
+resume and leave the global random stream alone. W = 0 and a classification weight of 1 (the defaults) add
+nothing to the step: the run is the run without this module, bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from plbench.errors import InputError
+from plbench.labels import POS, PartialLabels
+
+ALIGNMENT_PROJ_DIM = 512  # the authors' shared space
+
+
+def is_active(config: Any) -> bool:
+    """Whether the run's loss differs from the classification loss alone."""
+    return config.alignment_weight != 0 or config.classification_weight != 1
+
+
+def check_config(config: Any) -> None:
+    """Refuse alignment settings a run cannot use (called before anything is written).
+
+    Raises:
+        InputError: alignment or a classification weight other than 1 without a zero-shot split; alignment with
+            an embedding file (a fixed table cannot embed captions).
+    """
+    if not is_active(config):
+        return
+    if config.zsl_split is None:
+        raise InputError(None, "--alignment-weight", "the alignment loss and loss weights are for zero-shot "
+                         "ML-Decoder runs, but no --zsl-split was given",
+                         "add --zsl-split and --class-embeddings, or leave out --alignment-weight / --classification-weight")
+    from plbench.embeddings import CLIP_PREFIX, NAMED_ENCODERS
+
+    source = config.class_embeddings or ""
+    if config.alignment_weight and source not in NAMED_ENCODERS and not source.startswith(CLIP_PREFIX):
+        raise InputError(source, "--alignment-weight", "the alignment loss embeds each image's caption with the "
+                         f"run's text encoder, but --class-embeddings {source!r} is a fixed embedding file, which "
+                         "holds class names only", "use an encoder (glove, minilm, clip:FILE), or --alignment-weight 0")
+
+
+def image_captions(labels: PartialLabels, class_names: list[str]) -> list[str]:
+    """The caption of every image (row) of ``labels``: its positive classes in column order."""
+    from plbench.losses.alignment import caption_from_labels
+
+    words = [n.replace("_", " ") for n in class_names]
+    out = []
+    for start in range(0, labels.num_images, 4096):  # dense blocks, never the whole (N, C) matrix at once
+        block = labels.batch(np.arange(start, min(start + 4096, labels.num_images)))
+        out.extend(caption_from_labels([words[j] for j in np.flatnonzero(row == POS)]) for row in block)
+    return out
+
+
+class CaptionTable:
+    """Embedded captions of the training images: ``vectors`` float32 (U, D) of the U distinct captions,
+    ``index`` int64 (M,): training image k (the training set's position) has caption ``index[k]``."""
+
+    def __init__(self, captions: list[str], source: str, device: torch.device) -> None:
+        from plbench.embeddings import class_embeddings
+
+        distinct = list(dict.fromkeys(captions))
+        where = {c: i for i, c in enumerate(distinct)}
+        # a caption of unknown GloVe words has no vector: a zero row, which the loss normalises to zero
+        emb = class_embeddings(distinct, source, allow_missing=True, device=str(device))
+        self.captions = distinct
+        self.vectors = torch.from_numpy(emb.vectors).to(device)
+        self.index = torch.tensor([where[c] for c in captions], dtype=torch.int64)
+
+    def __call__(self, positions: Tensor) -> Tensor:
+        """(B, D) caption embeddings of the training images at ``positions`` (B,)."""
+        return self.vectors[self.index[positions.cpu()].to(self.vectors.device)]
+
+
+class AlignmentTerm:
+    """The weighted loss of one step: ``classification_weight * classification + alignment_weight * alignment``.
+
+    Args:
+        head: the zero-shot ML-Decoder (its ``embed`` projection is hooked).
+        captions: the training images' embedded captions.
+        alignment_weight, classification_weight: the loss weights.
+        seed: seeds the frozen random projections.
+    """
+
+    def __init__(self, head: nn.Module, captions: CaptionTable | None, alignment_weight: float,
+                 classification_weight: float, seed: int) -> None:
+        self.alignment_weight, self.classification_weight = float(alignment_weight), float(classification_weight)
+        self.captions = captions
+        self.memory: Tensor | None = None
+        self.loss: nn.Module | None = None
+        if self.alignment_weight:
+            from plbench.losses.alignment import ImageTextAlignment
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                self.loss = ImageTextAlignment(head.embed_dim, captions.vectors.shape[1], ALIGNMENT_PROJ_DIM)
+            self.loss.to(captions.vectors.device)
+            head.embed.register_forward_hook(self._keep_memory)
+
+    def _keep_memory(self, module: nn.Module, inputs: tuple[Any, ...], output: Tensor) -> None:
+        if torch.is_grad_enabled():  # the training forward, not evaluation
+            self.memory = torch.relu(output)  # the decoder's memory: relu(embed(tokens)), (B, L, E)
+
+    def alignment(self, memory: Tensor, positions: Tensor) -> Tensor:
+        """The alignment loss of memory tokens (B, L, E) and the captions of training images ``positions``.
+
+        Raises:
+            InputError: memory of one token (a 1 x 1 map, pooled features): the alignment needs spatial tokens.
+        """
+        if memory.ndim != 3 or memory.shape[1] < 2:
+            raise InputError(None, "--alignment-weight", "the alignment loss averages the decoder's spatial tokens, "
+                             f"but the head got {memory.shape[1] if memory.ndim == 3 else 'no'} token per image (a "
+                             "1 x 1 feature map or pooled features)", "use larger images (--image-size), a backbone "
+                             "with a finer feature map, or a feature store extracted with --tokens")
+        return self.loss(memory, self.captions(positions))
+
+    def combine(self, classification: Tensor, positions: Tensor) -> Tensor:
+        total = classification * self.classification_weight if self.classification_weight != 1 else classification
+        if self.alignment_weight:
+            memory, self.memory = self.memory, None
+            total = total + self.alignment_weight * self.alignment(memory, positions)
+        return total
+
+
+def attach(trainer: Any, config: Any, data: Any, model: nn.Module, device: torch.device) -> AlignmentTerm | None:
+    """Add the alignment term to ``trainer``'s loss when the run asks for it (:func:`is_active`); else None and
+    the trainer is left as it is."""
+    if not is_active(config):
+        return None
+    from plbench.engine.zero_shot import zero_shot_head
+
+    head = zero_shot_head(model)
+    captions = None
+    if config.alignment_weight:
+        captions = CaptionTable(image_captions(data.train_labels, list(data.class_names)), config.class_embeddings,
+                                device)
+    term = AlignmentTerm(head, captions, config.alignment_weight, config.classification_weight, config.seed)
+    classification: Callable[[Tensor, Any], Tensor] = trainer.compute_loss
+
+    def compute_loss(logits: Tensor, batch: Any) -> Tensor:
+        return term.combine(classification(logits, batch), batch.index)
+
+    trainer.compute_loss = compute_loss  # this run's trainer only: the classification loss, then the term
+    return term
+
+
+__all__ = ["AlignmentTerm", "CaptionTable", "attach", "check_config", "image_captions", "is_active"]

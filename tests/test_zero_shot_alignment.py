@@ -1,0 +1,157 @@
+"""CLIP-Decoder's alignment term in zero-shot training (plbench.engine.zero_shot_alignment, --alignment-weight):
+captions from each image's positive seen labels, the weighted sum with the classification loss, weight 0 the
+run without it bit for bit, weight > 0 a finite loss that changes the decoder's gradient, and the errors (no
+spatial tokens, a fixed embedding file, no zero-shot split)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from plbench.errors import InputError
+from plbench.labels import PartialLabels
+from test_zero_shot_train import UNSEEN
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A token store at 64 px (2 x 2 tokens per image: resnet10t's stride is 32), as test_zero_shot_train's."""
+    import timm
+
+    from plbench.datasets.synthetic import write_synthetic_coco
+    from plbench.engine.features import extract_split
+
+    base = tmp_path_factory.mktemp("align")
+    root = base / "synthetic"
+    write_synthetic_coco(root, train=48, val=16, num_classes=12, image_size=32, seed=5)
+    torch.manual_seed(7)
+    weights = base / "resnet10t.pt"
+    torch.save(timm.create_model("resnet10t", pretrained=False, num_classes=0, global_pool="").state_dict(), weights)
+    for split in ("train", "val"):
+        extract_split("synthetic", root, split, base / "features", backbone="resnet10t", image_size=64,
+                      checkpoint=weights, batch_size=16, device="cpu", tokens=True)
+    split_file = base / "unseen.txt"
+    split_file.write_text("\n".join(UNSEEN) + "\n")
+    return root, base / "features", weights, split_file
+
+
+def _config(setup, out, **kw):
+    from plbench.config import TrainConfig
+
+    root, features, weights, split_file = setup
+    cfg = dict(dataset="synthetic", data_root=str(root), features=str(features), backbone="resnet10t",
+               checkpoint=str(weights), head="ml-decoder", image_size=64, batch_size=16, epochs=1, lr=1e-3, seed=1,
+               device="cpu", out_dir=str(out), mode="negative", zsl_split=str(split_file), class_embeddings="glove",
+               head_options={"embed_dim": 32, "num_heads": 2, "ff_dim": 64})
+    cfg.update(kw)
+    return TrainConfig(**cfg)
+
+
+def _term(weight, classification=1.0):
+    from plbench.engine.zero_shot_alignment import AlignmentTerm, CaptionTable
+    from plbench.heads.ml_decoder import MLDecoderHead
+
+    torch.manual_seed(0)
+    head = MLDecoderHead(8, 3, embed_dim=16, num_heads=2, ff_dim=32, dropout=0.0,
+                         query_embeddings=torch.randn(3, 5))
+    captions = CaptionTable(["a photo of sky", "a photo of dog and sky", "a photo of "], "random", torch.device("cpu"))
+    return head, AlignmentTerm(head, captions, weight, classification, seed=3)
+
+
+def _grads(weight, classification=1.0, tokens=4):
+    head, term = _term(weight, classification)
+    torch.manual_seed(1)
+    x = torch.randn(3, tokens, 8)
+    targets = torch.tensor([[1.0, 0, 0], [0, 1, 1], [0, 0, 0]])
+    with torch.enable_grad():
+        logits = head(x)
+        loss = term.combine(F.binary_cross_entropy_with_logits(logits, targets, reduction="sum"),
+                            torch.tensor([2, 0, 1]))
+        loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in head.named_parameters() if p.grad is not None}
+
+
+def test_weight_zero_is_the_classification_loss_and_weight_changes_the_gradient():
+    base_loss, base = _grads(0.0)
+    loss, grads = _grads(0.7)
+    assert torch.isfinite(loss) and loss > base_loss  # the alignment loss is a positive cross-entropy
+    assert all(torch.isfinite(g).all() for g in grads.values())
+    assert not torch.equal(grads["embed.weight"], base["embed.weight"])  # reaches the decoder's memory
+    assert torch.equal(grads["group_weight"], base["group_weight"])  # the classifier sees the classification only
+    half_loss, half = _grads(0.0, classification=0.5)
+    assert torch.equal(half_loss, base_loss * 0.5) and torch.allclose(half["embed.weight"], base["embed.weight"] * 0.5)
+
+
+def test_alignment_term_equals_the_loss_by_hand():
+    from plbench.embeddings import class_embeddings
+    from plbench.losses.alignment import ImageTextAlignment
+
+    head, term = _term(1.0)
+    torch.manual_seed(1)
+    x = torch.randn(3, 4, 8)
+    with torch.enable_grad():
+        head(x)
+    got = term.combine(torch.tensor(0.0), torch.tensor([2, 0, 1]))
+    texts = class_embeddings(["a photo of ", "a photo of sky", "a photo of dog and sky"], "random").vectors
+    torch.manual_seed(3)  # the term's projections: drawn from the run's seed
+    ref = ImageTextAlignment(16, 50, 512)
+    want = ref(torch.relu(head.embed(x)), torch.from_numpy(texts))
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_pooled_features_are_refused():
+    with pytest.raises(InputError, match="spatial tokens"):
+        _grads(1.0, tokens=1)
+
+
+def test_captions_list_the_positive_seen_labels():
+    from plbench.engine.zero_shot_alignment import image_captions
+
+    labels = PartialLabels.from_dense([[1, 0, 1, -1], [0, 0, 0, 0], [1, 1, 1, 0]], ["a", "b", "c"],
+                                      ["sky", "blue_sea", "dog", "cat"])
+    assert image_captions(labels, labels.class_names) == ["a photo of sky and dog", "a photo of ",
+                                                         "a photo of sky, blue sea and dog"]
+    assert image_captions(labels.to_sparse(), labels.class_names) == image_captions(labels, labels.class_names)
+
+
+def test_weight_zero_run_is_the_run_without_it_and_weight_one_trains(setup, tmp_path):
+    from plbench.artifacts.runs import RunFolder
+    from plbench.engine.train import train
+
+    base = train(_config(setup, tmp_path / "a"), progress=False)
+    zero = train(_config(setup, tmp_path / "b", alignment_weight=0.0, classification_weight=1.0),
+                 progress=False)
+    a, b = RunFolder(base.run_dir), RunFolder(zero.run_dir)
+    assert np.array_equal(a.predictions()["scores"], b.predictions()["scores"])
+    wa, wb = a.load_checkpoint("last")["model"], b.load_checkpoint("last")["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert base.summary["zero_shot"]["zsl"] == zero.summary["zero_shot"]["zsl"]
+
+    aligned = train(_config(setup, tmp_path / "c", alignment_weight=1.0), progress=False)
+    c = RunFolder(aligned.run_dir)
+    assert json.loads((aligned.run_dir / "config.json").read_text())["alignment_weight"] == 1.0
+    assert aligned.summary["zero_shot"]["alignment_weight"] == 1.0
+    assert np.isfinite(c.metrics()[0]["train_loss"]) and c.metrics()[0]["train_loss"] > a.metrics()[0]["train_loss"]
+    assert not np.array_equal(c.predictions()["scores"], a.predictions()["scores"])
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"alignment_weight": 1.0, "class_embeddings": "FILE"}, "fixed embedding file"),
+    ({"alignment_weight": 1.0, "zsl_split": None, "class_embeddings": None}, "no --zsl-split"),
+    ({"classification_weight": 0.5, "zsl_split": None, "class_embeddings": None}, "no --zsl-split"),
+])
+def test_bad_alignment_settings_are_input_errors(setup, tmp_path, change, message):
+    from plbench.engine.train import train
+
+    if change.get("class_embeddings") == "FILE":
+        emb = tmp_path / "emb.csv"
+        emb.write_text("class,d0\nx,1.0\n")
+        change = {**change, "class_embeddings": str(emb)}
+    out = tmp_path / "runs"
+    with pytest.raises(InputError, match=message) as e:
+        train(_config(setup, out, **change), progress=False)
+    assert e.value.field == "--alignment-weight" and not out.exists()
