@@ -49,6 +49,7 @@ class Recipe(Choice):
 
     CSL = "csl"  # the CSL authors' train.py: Cutout + RandAugment, EMA 0.9997, 30 epochs, batch 64
     LIGHT = "light"  # horizontal flip only, no EMA: quick CPU runs and the demo
+    SPML = "spml"  # Cole et al. 2021's single-positive protocol: 448 px, flip, Adam, batch 8, lr 1e-5, 10 epochs
 
 
 class Protocol(Choice):

@@ -18,6 +18,10 @@ drawn with probability proportional to a non-negative weight per (image, class):
 ``mode="max"`` keeps the positive with the largest weight instead (ties: lowest class index; no
 randomness): the "largest object" extreme of the size bias.
 
+:func:`simulate_biased_spl` is what ``plbench simulate --scheme spl --bias NAME`` runs (:class:`Bias`); a
+biased file records the scheme ``spl-<bias>`` (``spl-largest``, ...), so its runs and report rows are told
+apart from uniform ``spl`` ones, and ``--bias uniform`` is plain ``spl`` (the same bits).
+
 Conventions as :mod:`plbench.simulate`: pure functions, randomness only from ``make_rng(seed)``, one
 uniform double per image with at least one positive, in row order; the same seed gives the same bits
 for dense and sparse layouts. The pick is the inverse CDF: the first positive (in class order) whose
@@ -27,12 +31,15 @@ authors call, so the same uniforms give their choices.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from plbench.choices import Choice
 from plbench.labels import LABEL_DTYPE, POS, UNK, PartialLabels
-from plbench.simulate import make_rng
+from plbench.simulate import make_rng, simulate_single_positive
 
-__all__ = ["simulate_single_positive_biased", "pick_positives", "size_bias_weights", "location_bias_weights",
+__all__ = ["Bias", "Instances", "simulate_biased_spl", "biased_scheme_name", "simulate_single_positive_biased", "pick_positives", "size_bias_weights", "location_bias_weights",
            "class_bias_weights", "class_frequency_weights", "LOCATION_MIN_DISTANCE"]
 
 #: distance (pixels) used for an instance centred exactly on the image centre (the authors' value).
@@ -167,3 +174,71 @@ def class_frequency_weights(labels: PartialLabels) -> np.ndarray:
     """float (C,): fraction of images in which each class is a positive (frequent classes kept more often)."""
     counts = labels.counts()
     return counts.positives.astype(np.float64) / max(labels.num_images, 1)
+
+
+class Bias(Choice):
+    """Which positive a single-positive simulation keeps (``plbench simulate --bias``)."""
+
+    UNIFORM = "uniform"  # uniformly random: plain spl (Cole et al.)
+    SIZE = "size"  # probability proportional to the summed instance area of the class
+    LARGEST = "largest"  # the class with the largest summed instance area (no randomness)
+    LOCATION = "location"  # probability proportional to the summed 1 / distance of box centres to the image centre
+    FREQUENCY = "frequency"  # probability proportional to the class's frequency in the training labels
+
+    @property
+    def needs_instances(self) -> bool:
+        """Whether the bias reads per-instance areas or boxes (COCO-format annotations)."""
+        return self in (Bias.SIZE, Bias.LARGEST, Bias.LOCATION)
+
+
+@dataclass(frozen=True)
+class Instances:
+    """Object instances of a split, aligned with its label rows (see :func:`plbench.datasets.coco.coco_instances`).
+
+    Attributes:
+        rows, cols: int64 (M,) label row and class column of each instance.
+        areas: float64 (M,) instance area, pixels (COCO ``area``).
+        boxes: float64 (M, 4) COCO ``bbox`` (x, y, width, height), pixels.
+        image_sizes: float64 (M, 2) (width, height) of each instance's image, pixels.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    areas: np.ndarray
+    boxes: np.ndarray
+    image_sizes: np.ndarray
+
+
+def biased_scheme_name(bias: Bias | str) -> str:
+    """The scheme a simulation file records: ``spl`` for the uniform draw, else ``spl-<bias>``."""
+    bias = Bias.parse(bias)
+    return "spl" if bias is Bias.UNIFORM else f"spl-{bias.value}"
+
+
+def simulate_biased_spl(labels: PartialLabels, bias: Bias | str, seed: int,
+                        instances: Instances | None = None) -> PartialLabels:
+    """One positive per image, chosen by ``bias``.
+
+    Args:
+        labels: (N, C) labels, dense or sparse.
+        bias: a :class:`Bias` (``uniform`` is :func:`plbench.simulate.simulate_single_positive`, bit for bit).
+        seed: non-negative int.
+        instances: required for ``size``, ``largest`` and ``location``.
+    Returns:
+        (N, C) labels, at most one positive per row, ``complete=False``. Same seed, same bits.
+    Raises:
+        ValueError: an unknown bias, or a bias that needs instances given none.
+    """
+    bias = Bias.parse(bias)
+    if bias is Bias.UNIFORM:
+        return simulate_single_positive(labels, seed)
+    if bias.needs_instances and instances is None:
+        raise ValueError(f"bias {bias.value!r} needs the object instances (areas, boxes) of the split, but got none")
+    shape = labels.shape
+    if bias is Bias.FREQUENCY:
+        weights = class_bias_weights(class_frequency_weights(labels), labels.num_images)
+    elif bias is Bias.LOCATION:
+        weights = location_bias_weights(instances.rows, instances.cols, instances.boxes, instances.image_sizes, shape)
+    else:
+        weights = size_bias_weights(instances.rows, instances.cols, instances.areas, shape)
+    return simulate_single_positive_biased(labels, weights, seed, mode="max" if bias is Bias.LARGEST else "sample")

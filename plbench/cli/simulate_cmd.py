@@ -14,8 +14,11 @@ from plbench.cli.options import Force, dataset_options, option_group, refuse_exi
 from plbench.errors import InputError
 from plbench.labels import PartialLabels
 from plbench.simulate import Scheme
+from plbench.simulate_biased import Bias
 
 _MAX_LISTED = 10
+#: loaders whose annotation files carry instance areas and boxes (COCO format), for --bias size/largest/location
+INSTANCE_DATASETS = ("coco", "synthetic")
 
 
 def summarise(before: PartialLabels, after: PartialLabels, out: Path, seconds: float) -> str:
@@ -52,15 +55,28 @@ def simulate_command(
     seed: Annotated[int, typer.Option(min=0, help="Seed of the simulation (same seed, same file).")],
     param: Annotated[Optional[float], typer.Option(help="fpc: n per class (integer); rps: p in [0, 1]; spl: not used.")] = None,
     split: Annotated[str, typer.Option(help="Split to simulate.")] = "train",
+    bias: Annotated[Bias, typer.Option(help="spl only: which positive is kept. uniform: a random one (Cole et al.); "
+                                            "size / largest: by summed instance area (sampled / the largest); "
+                                            "location: near the image centre; frequency: by class frequency "
+                                            "(Arroyo et al. 2023). Recorded as scheme spl-<bias>.")] = Bias.UNIFORM,
     out: Annotated[Optional[Path], typer.Option(dir_okay=False, help="Output parquet file; default: "
                                                 "simulations/<dataset>-<scheme><param>-s<seed>.parquet.")] = None,
     force: Force = False,
     options: dict | None = None,
 ) -> None:
-    """Simulate partial labels (FPC, RPS or single positive) from a dataset split into a parquet file."""
+    """Simulate partial labels (FPC, RPS or single positive, uniform or biased) from a dataset split into a parquet file."""
     from plbench.artifacts.simulations import default_simulation_path, save_simulation
     from plbench.datasets import load_dataset
     from plbench.simulate import normalise_param, simulate
+    from plbench.simulate_biased import biased_scheme_name, simulate_biased_spl
+
+    if bias is not Bias.UNIFORM and scheme is not Scheme.SPL:
+        raise InputError(None, "--bias", f"expected --bias only with --scheme spl, but got scheme {scheme.value}",
+                         "drop --bias, or pass --scheme spl")
+    if bias.needs_instances and dataset not in INSTANCE_DATASETS:
+        raise InputError(None, "--bias", f"bias {bias.value} reads object areas and boxes, which the {dataset} loader "
+                         f"does not provide (only {', '.join(INSTANCE_DATASETS)})", "use --bias uniform or frequency")
+    scheme_name = biased_scheme_name(bias) if scheme is Scheme.SPL else scheme.value
 
     if scheme is not Scheme.SPL and param is None:
         raise InputError(None, "--param", f"expected a parameter for scheme {scheme.value}, but got none",
@@ -69,12 +85,22 @@ def simulate_command(
         value = normalise_param(scheme, param)
     except ValueError as e:
         raise InputError(None, "--param", str(e), "pass --param 1000 for fpc or --param 0.5 for rps") from None
-    path = out if out is not None else default_simulation_path(dataset, scheme.value, value, seed, split=split)
+    path = out if out is not None else default_simulation_path(dataset, scheme_name, value, seed, split=split)
     refuse_existing(path, force)  # runs name their simulation file: replacing it silently changes what they mean
     t0 = time.perf_counter()
     options = options or {}
     data = load_dataset(dataset, data_root, split, **options)
-    labels = simulate(data.labels, scheme, value, seed)
-    save_simulation(path, labels, dataset=data.dataset, fingerprint=data.fingerprint, scheme=scheme.value,
-                    param=value, seed=seed, extra={"split": split, "dataset_options": options})
+    if scheme is Scheme.SPL:
+        instances = None
+        if bias.needs_instances:
+            from plbench.datasets.coco import coco_instances
+
+            instances = coco_instances(data_root, split, data.labels, include_crowd=options.get("include_crowd", True))
+        labels = simulate_biased_spl(data.labels, bias, seed, instances)
+    else:
+        labels = simulate(data.labels, scheme, value, seed)
+    # uniform spl files stay as they were; a biased one also names its bias
+    extra = {"split": split, "dataset_options": options, **({"bias": bias.value} if bias is not Bias.UNIFORM else {})}
+    save_simulation(path, labels, dataset=data.dataset, fingerprint=data.fingerprint, scheme=scheme_name,
+                    param=value, seed=seed, extra=extra)
     typer.echo(summarise(data.labels, labels, path, time.perf_counter() - t0))

@@ -17,6 +17,7 @@ from plbench.datasets import lvis as _lvis  # noqa: F401  (registers "lvis")
 from plbench.datasets import openimages as _openimages  # noqa: F401  (registers "openimages")
 from plbench.datasets import fiftyone_ as _fiftyone  # noqa: F401  (registers "fiftyone"; imports fiftyone lazily)
 from plbench.datasets import nuswide as _nuswide  # noqa: F401  (registers "nuswide")
+from plbench.datasets.holdout import holdout_part, parse_holdout_split
 from plbench.errors import InputError
 
 
@@ -52,7 +53,8 @@ def load_dataset(name: str, root: str | Path, split: str, **options: Any) -> Dat
     Args:
         name: registry name (see :func:`list_datasets`).
         root: dataset root folder.
-        split: split name, as the loader understands it.
+        split: split name, as the loader understands it; ``<split>-spml-train`` / ``<split>-spml-val``: the
+            training / held-out part of ``<split>`` (Cole et al.'s 80/20 split, :mod:`plbench.datasets.holdout`).
         options: loader keyword options; each must be a parameter the loader names explicitly
             (a ``**kwargs`` catch-all does not count), so a misspelt or foreign option is an error,
             never silently dropped.
@@ -63,7 +65,13 @@ def load_dataset(name: str, root: str | Path, split: str, **options: Any) -> Dat
     """
     fn = _loader(name)
     _check_options(name, fn, options)
-    return fn(Path(root), split, **options)
+    base, part = parse_holdout_split(split)  # "<split>-spml-train|val": a part of <split> (datasets.holdout)
+    if part is None:
+        return fn(Path(root), split, **options)
+    try:
+        return holdout_part(fn(Path(root), base, **options), part, split)
+    except ValueError as e:
+        raise InputError(root, "split", f"{split}: {e}", f"use a larger split than {base!r}") from None
 
 
 def _check_options(name: str, fn: Loader, options: dict[str, Any]) -> None:

@@ -149,3 +149,48 @@ register_dataset("coco", splits=coco_splits)(load_coco)
 def load_synthetic(root: Path, split: str, *, include_crowd: bool = True, strict: bool = False) -> DatasetSplit:
     """The built-in synthetic dataset: plain COCO layout, read by the COCO loader (same options)."""
     return _read_coco(Path(root), split, include_crowd=include_crowd, strict=strict, dataset_name="synthetic")
+
+
+def coco_instances(root: Path, split: str, labels: PartialLabels, *, include_crowd: bool = True):
+    """The object instances of a COCO-format split, aligned with ``labels`` (the loaded split's rows).
+
+    For the biased single-positive simulations (:mod:`plbench.simulate_biased`), which weigh each positive
+    by its instances' areas or box positions. Instances of images not in ``labels`` (missing files, the
+    other part of a ``-spml-`` split) are left out.
+
+    Args:
+        root, split: as :func:`load_coco` (a ``<split>-spml-train|val`` name reads ``<split>``'s file).
+        labels: the loaded split's labels (``image_ids`` and ``class_names`` give rows and columns).
+        include_crowd: as the loader's option (crowd instances count unless False).
+    Returns:
+        :class:`plbench.simulate_biased.Instances`, in annotation-file order.
+    Raises:
+        InputError: no instances file, or annotations without ``area``, ``bbox`` or image ``width``/``height``.
+    """
+    from plbench.datasets.holdout import parse_holdout_split
+    from plbench.simulate_biased import Instances
+
+    ann_path, _ = find_coco_split(Path(root), parse_holdout_split(split)[0])
+    data = _load_json(ann_path)
+    row_of = {str(i): r for r, i in enumerate(labels.image_ids)}
+    cats = sorted(data.get("categories", []), key=lambda c: c["id"])
+    col_of = {c["id"]: labels.class_names.index(c["name"]) for c in cats if c["name"] in labels.class_names}
+    sizes = {img["id"]: (img.get("width"), img.get("height")) for img in data.get("images", [])}
+    rows, cols, areas, boxes, image_sizes = [], [], [], [], []
+    for ann in data.get("annotations", []):
+        row = row_of.get(str(ann["image_id"]))
+        if row is None or (not include_crowd and ann.get("iscrowd", 0)) or ann["category_id"] not in col_of:
+            continue
+        size = sizes.get(ann["image_id"], (None, None))
+        if "area" not in ann or "bbox" not in ann or None in size:
+            raise InputError(ann_path, "annotations[area/bbox]", f"annotation {ann.get('id')} lacks area, bbox or its "
+                             "image's width/height", "use a complete COCO instances file (or --bias uniform/frequency)")
+        rows.append(row)
+        cols.append(col_of[ann["category_id"]])
+        areas.append(float(ann["area"]))
+        boxes.append([float(x) for x in ann["bbox"]])
+        image_sizes.append([float(size[0]), float(size[1])])
+    as_array = (lambda x, dt, shape: np.asarray(x, dtype=dt).reshape(shape))
+    return Instances(rows=as_array(rows, np.int64, (-1,)), cols=as_array(cols, np.int64, (-1,)),
+                     areas=as_array(areas, np.float64, (-1,)), boxes=as_array(boxes, np.float64, (-1, 4)),
+                     image_sizes=as_array(image_sizes, np.float64, (-1, 2)))

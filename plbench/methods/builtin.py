@@ -108,21 +108,30 @@ class EMAPLMethod(Method):
             self.apl.pseudo_label(train_set.probabilities(augment=self.augment_pass), self.targets)
 
 
-class LLCtMethod(Method):
+class _EpochLossHost(Method):
+    """A host of one loss module that is told the epoch: :meth:`loss` calls it on (logits, targets),
+    :meth:`on_epoch_start` calls its ``set_epoch``. ``module_name`` names the attribute that holds it (one per
+    method, so the keys of existing checkpoints stay as they were)."""
+
+    module_name: str
+
+    def loss(self, logits: Tensor, targets: Tensor, batch: BatchInfo) -> Tensor:
+        return getattr(self, self.module_name)(logits, targets)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        getattr(self, self.module_name).set_epoch(epoch)
+
+
+class LLCtMethod(_EpochLossHost):
     """LL-Ct: assume negative, the largest unannotated losses corrected to positive for the step."""
 
     paper, code = _KIM, "github.com/snucml/LargeLossMatters"
     label = "LL-Ct"
+    module_name = "ll"
 
     def __init__(self, delta_rel: float = LL_DELTA_REL["ll_ct"]) -> None:
         super().__init__()
         self.ll = LargeLossCorrection(delta_rel)
-
-    def loss(self, logits: Tensor, targets: Tensor, batch: BatchInfo) -> Tensor:
-        return self.ll(logits, targets)
-
-    def on_epoch_start(self, epoch: int) -> None:
-        self.ll.set_epoch(epoch)
 
 
 class LLCpMethod(Method):
@@ -168,29 +177,25 @@ class HillMethod(Method):
         return self.hill(logits, targets)
 
 
-class SPLCMethod(Method):
+class SPLCMethod(_EpochLossHost):
     """SPLC: focal-margin BCE; confident unannotated labels count as positives from an epoch on."""
 
     paper, code = _ZHANG, "github.com/xinyu1205/robust-loss-mlml"
     reduction = "sum"
     label = "SPLC"
+    module_name = "splc"
 
     def __init__(self, tau: float = 0.6, change_epoch: int = 1, margin: float = 1.0, gamma: float = 2.0) -> None:
         super().__init__()
         self.splc = SPLC(tau, change_epoch, margin, gamma)
 
-    def loss(self, logits: Tensor, targets: Tensor, batch: BatchInfo) -> Tensor:
-        return self.splc(logits, targets)
 
-    def on_epoch_start(self, epoch: int) -> None:
-        self.splc.set_epoch(epoch)
-
-
-class GRLossMethod(Method):
+class GRLossMethod(_EpochLossHost):
     """GR-Loss: epoch-scheduled soft pseudo-labels and confidence reweighting of unannotated labels."""
 
     paper, code = _CHEN, "github.com/yan4xi1/GRLoss"
     label = "GR-Loss"
+    module_name = "gr"
 
     def __init__(self, num_epochs: int | None = None, beta: tuple[float, float, float, float] = (0.0, 2.0, -2.0, -2.0),
                  alpha: tuple[float, float, float, float] = (0.5, 2.0, 0.8, 0.5), q2: float = 0.01, q3: float = 1.0,
@@ -202,12 +207,6 @@ class GRLossMethod(Method):
 
     def setup(self, context: MethodContext) -> None:
         self.gr = GRLoss(self.num_epochs if self.num_epochs is not None else context.epochs, **self.kw)
-
-    def loss(self, logits: Tensor, targets: Tensor, batch: BatchInfo) -> Tensor:
-        return self.gr(logits, targets)
-
-    def on_epoch_start(self, epoch: int) -> None:
-        self.gr.set_epoch(epoch)
 
 
 #: registry name -> class, added to plbench.methods.registry.METHODS

@@ -233,8 +233,10 @@ def write_report(
 
     doc.heading(2, "Runs")
     _runs_table(doc, render.RUNS_HEADER, render.runs_rows(records), "results.csv", render.results_csv(records))
-    doc.para("headline mAP: final epoch, model fixed before training. best epoch and authors' selection are "
-             "selected on the evaluation split and therefore optimistic. CF1/OF1: per-class and overall F1 (%) at "
+    doc.para("headline mAP: final epoch, model fixed before training. best epoch on the validation split: the "
+             "epoch of the best mAP on the split the run validates on (the single-positive papers' selection, "
+             "made there on 20 % of train2014 held out); when that split is also the evaluation split, it and "
+             "the authors' selection are optimistic. CF1/OF1: per-class and overall F1 (%) at "
              "threshold 0.5.", "protocol")
 
     doc.heading(2, "Provenance")

@@ -114,8 +114,8 @@ def _diff_text(d: PairedDiff) -> str:
     return _spread_text(d.mean, d.std, d.n, signed=True)
 
 
-RUNS_HEADER = ("run", "labels", "loss", "mode", "seed", "headline mAP", "plain", "EMA", "best epoch",
-               "authors' selection", "CF1", "OF1", "evaluation protocol")
+RUNS_HEADER = ("run", "labels", "loss", "mode", "seed", "headline mAP (final epoch)",
+               "best epoch on the validation split", "plain", "EMA", "authors' selection", "CF1", "OF1", "evaluation protocol")
 PROVENANCE_HEADER = ("run", "wall s", "train s", "plbench", "git commit", "hardware", "torch", "started", "command")
 
 
@@ -128,7 +128,7 @@ def _summary_number(r: RunRecord, key: str, digits: int = 2) -> str:
 def runs_rows(records: Sequence[RunRecord]) -> list[list[Any]]:
     """The per-run table: mAP values (percent) under each protocol, CF1/OF1 (percent) where the run has them."""
     return [[r.name, r.labels, r.loss, r.mode or "–", "–" if r.seed is None else r.seed, fmt(r.val_map),
-             fmt(r.val_map_plain), fmt(r.val_map_ema), fmt(r.best_val_map), fmt(r.authors_map),
+             fmt(r.best_val_map), fmt(r.val_map_plain), fmt(r.val_map_ema), fmt(r.authors_map),
              _summary_number(r, "cf1"), _summary_number(r, "of1"), r.evaluation_protocol] for r in records]
 
 
