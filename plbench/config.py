@@ -12,7 +12,7 @@ import os
 import typing
 from dataclasses import field
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Literal
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.dataclasses import dataclass
@@ -81,6 +81,9 @@ class TrainConfig:
     lr: Annotated[float, Field(ge=0)] = 2e-4  # peak learning rate of the one-cycle schedule (CSL: 2e-4, Adam)
     weight_decay: Annotated[float, Field(ge=0)] = 1e-4
     warmup_fraction: Annotated[float, Field(ge=0, le=1)] = 0.2  # fraction of steps rising to the peak LR
+    # one_cycle (CSL: OneCycleLR, peak `lr`) or constant (`lr` throughout: Cole et al.'s single-positive code)
+    lr_schedule: Literal["one_cycle", "constant"] = "one_cycle"
+    head_lr_mult: Annotated[float, Field(gt=0)] = 1.0  # the head's learning rate is lr x this (spml: 10)
     seed: Annotated[int, Field(ge=0)] = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = False  # autocast on CUDA: bf16, or fp16 with a gradient scaler on GPUs without bf16

@@ -15,6 +15,7 @@ import torch
 
 from plbench.artifacts.runs import RunFolder
 from plbench.config import TrainConfig
+from plbench.engine import loop as engine_loop
 from plbench.engine import train as engine
 from plbench.engine.train import AUTHORS_PROTOCOL, TrainingInterrupted, train
 from plbench.errors import InputError
@@ -261,3 +262,31 @@ def test_piped_output_is_one_line_per_epoch(tiny_data, tmp_path, capsys, monkeyp
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 3, lines
     assert lines[2].startswith("synthetic-full-ignore-resnet10t-gap-s3 epoch 3/3: loss ") and "val mAP" in lines[2]
+
+
+def test_head_lr_mult_and_constant_schedule(tiny_data, tmp_path, monkeypatch):
+    """spml's settings: the head's groups step at 10x the backbone's rate, and a constant schedule keeps ``lr``
+    every step (the one-cycle default ramps from lr/25 and anneals to ~0)."""
+    seen = []
+    real = engine_loop.train_step
+
+    def spy(t, batch, lr):
+        out = real(t, batch, lr)
+        seen.append([(g["lr"], len(g["params"]), g.get("lr_mult", 1.0)) for g in t.optimizer.param_groups])
+        return out
+
+    monkeypatch.setattr(engine_loop, "train_step", spy)
+    result = train(_config(tiny_data, tmp_path / "c", head_lr_mult=10.0, lr_schedule="constant"), progress=False)
+    head = {id(p) for p in result.model.head.parameters()}
+    assert len(seen) == 10  # 2 epochs x 5 steps
+    for groups in seen:
+        backbone = [lr for lr, n, mult in groups if mult == 1.0]
+        heads = [lr for lr, n, mult in groups if mult == 10.0]
+        assert backbone == [1e-3, 1e-3] and heads == pytest.approx([1e-2, 1e-2])
+    assert sum(n for _, n, mult in seen[0] if mult == 10.0) == len(head) == 2  # the head's weight and bias
+    assert [m["lr_end"] for m in RunFolder(result.run_dir).metrics()] == [1e-3, 1e-3]
+    seen.clear()
+    train(_config(tiny_data, tmp_path / "o"), progress=False)  # defaults: two groups, one-cycle
+    assert all(len(groups) == 2 for groups in seen)
+    lrs = [groups[0][0] for groups in seen]
+    assert lrs[0] == pytest.approx(1e-3 / 25, rel=0.05) and max(lrs) <= 1e-3 and lrs[-1] < 1e-4

@@ -224,7 +224,8 @@ def train_one_epoch(t: Trainer, loader: DataLoader, state: EpochState, *, progre
     bar = progress_bar(loader, desc=desc, enabled=progress, unit="batch")
     for i, loaded in enumerate(bar):
         step = state.epoch * t.steps_per_epoch + state.batches_done
-        state.lr = one_cycle_lr(step, t.total_steps, t.config.lr, t.config.warmup_fraction)
+        state.lr = (t.config.lr if t.config.lr_schedule == "constant"
+                    else one_cycle_lr(step, t.total_steps, t.config.lr, t.config.warmup_fraction))
         batch = t.batch(loaded, state.epoch, step)  # None: every image undecodable, one process: no step
         got = 0 if batch is None else batch.size
         if sizes is not None:

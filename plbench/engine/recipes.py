@@ -48,12 +48,11 @@ epochs         10                             ``P['num_epochs'] = 10`` (end to e
 EMA            none                           (not in their code)
 ============== ============================== =====================================================
 
-What the recipe cannot express with today's :class:`~plbench.config.TrainConfig` (reported in plbench
-issue #19): their learning rate is constant (plbench: the one-cycle schedule, peak ``lr``); Kim et al.
-and Chen et al. train the linear head at ``lr_mult = 10`` times the backbone's rate (``train.py``:
-``{'params': linear_classifier_params, 'lr': P['lr_mult'] * P['lr']}``; in Cole et al.'s code
-``lr_mult`` is the rate of ROLE's label estimator only, which plbench's ROLE method has); and
-"linear init" (``train_mode = 'linear_init'``): first a linear classifier on frozen pre-extracted
+Their learning rate is constant (``lr_schedule = "constant"``), and Kim et al. and Chen et al. train the
+linear head at ``lr_mult = 10`` times the backbone's rate (``train.py``: ``{'params':
+linear_classifier_params, 'lr': P['lr_mult'] * P['lr']}``; plbench: ``head_lr_mult = 10``; in Cole et
+al.'s code ``lr_mult`` is the rate of ROLE's label estimator only, which plbench's ROLE method has).
+What the recipe cannot express yet is "linear init" (``train_mode = 'linear_init'``): first a linear classifier on frozen pre-extracted
 features (25 epochs; COCO: lr 1e-4 and batch 8 for AN-LS, 1e-3 and 16 for ROLE, ``linear_init_params``),
 its best epoch on the held-out split kept (with ROLE's label estimates), then 10 end-to-end epochs
 starting from that classifier. Chen et al.'s ``--linear_init N`` instead freezes the backbone for the
@@ -86,6 +85,8 @@ class RecipeSettings:
     weight_decay: float  # on weights only
     warmup_fraction: float  # OneCycleLR pct_start
     image_size: dict[str, int]  # per dataset; "*" = any other
+    lr_schedule: str = "one_cycle"  # or "constant"
+    head_lr_mult: float = 1.0  # the head's learning rate over the backbone's
 
 
 RECIPES: dict[Recipe, RecipeSettings] = {
@@ -100,7 +101,7 @@ RECIPES: dict[Recipe, RecipeSettings] = {
     ),
     Recipe.SPML: RecipeSettings(
         augment=Augment.FLIP, ema_decay=0.0, epochs=10, batch_size=8, lr=1e-5, weight_decay=0.0,
-        warmup_fraction=0.2, image_size={"*": 448},
+        warmup_fraction=0.2, image_size={"*": 448}, lr_schedule="constant", head_lr_mult=10.0,
     ),
 }
 
@@ -126,4 +127,5 @@ def recipe_values(recipe: Recipe | str, dataset: str) -> dict[str, Any]:
         "recipe": recipe.value, "augment": r.augment.value, "ema_decay": r.ema_decay, "epochs": r.epochs,
         "batch_size": r.batch_size, "lr": r.lr, "weight_decay": r.weight_decay,
         "warmup_fraction": r.warmup_fraction, "image_size": r.image_size.get(dataset, r.image_size["*"]),
+        "lr_schedule": r.lr_schedule, "head_lr_mult": r.head_lr_mult,
     }

@@ -74,13 +74,24 @@ def make_model(config: TrainConfig, data: TrainingData, device: torch.device) ->
     return runtime.prepare_model(model, device)
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on weights only: biases and normalisation parameters (1-D) are not decayed."""
-    decay, no_decay = [], []
+def parameter_groups(model: nn.Module, weight_decay: float, head_lr_mult: float = 1.0) -> list[dict[str, Any]]:
+    """Weight decay on weights only: biases and normalisation parameters (1-D) are not decayed. With
+    ``head_lr_mult`` != 1 the parameters of ``model.head`` train at that multiple of the learning rate
+    (``lr_mult`` of their groups, read by :func:`plbench.engine.loop.train_step`)."""
+    head = getattr(model, "head", None)
+    head_ids = {id(p) for p in head.parameters()} if head is not None and head_lr_mult != 1.0 else set()
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for p in model.parameters():
         if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            groups.setdefault((p.ndim > 1, id(p) in head_ids), []).append(p)
+    out = []
+    for in_head in (False, True):
+        for decayed in (True, False):
+            params = groups.get((decayed, in_head), [])
+            if params or not in_head:  # the backbone's two groups always exist (today's optimizer state layout)
+                out.append({"params": params, "weight_decay": weight_decay if decayed else 0.0,
+                            **({"lr_mult": head_lr_mult} if in_head else {})})
+    return out
 
 
 def train(
@@ -138,7 +149,7 @@ def make_trainer(config: TrainConfig, model: nn.Module, criterion: nn.Module, de
     if config.compile:
         stepped = torch.compile(stepped)
     # fused Adam: one kernel for all parameters on CUDA
-    groups = parameter_groups(model, config.weight_decay)
+    groups = parameter_groups(model, config.weight_decay, config.head_lr_mult)
     if isinstance(criterion, Method):
         groups += criterion.parameter_groups()  # the method's own parameters, at their lr_mult
     optimizer = torch.optim.Adam(groups, lr=config.lr, fused=device.type == "cuda")
