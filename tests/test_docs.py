@@ -1,12 +1,16 @@
 """The documentation site: the CLI reference is generated from the typer app and shows every command and
-option; every page is in the navigation; every registered loss has its page. (`mkdocs build --strict` in
-.ci/run checks links and API references.)"""
+option; every page is in the navigation; every registered loss and every built-in method has its page, listed
+in docs/methods/index.md, documenting its options with the code's defaults, and its CLI and experiment-file
+examples build that method. (`mkdocs build --strict` in .ci/run checks links and API references.)"""
 
 from __future__ import annotations
 
 import importlib.util
+import math
 import re
+import shlex
 import sys
+import tomllib
 from pathlib import Path
 
 import click
@@ -89,3 +93,91 @@ def test_every_page_is_in_the_nav_and_every_loss_has_a_page():
     for name in list_losses():
         assert f"methods/{name}.md" in nav, f"loss {name!r} has no page docs/methods/{name}.md"
         assert f"`--loss {name}`" in (DOCS / "methods" / f"{name}.md").read_text()
+
+
+def _method_page(name: str) -> str:
+    page = DOCS / "methods" / f"{name}.md"
+    assert page.is_file(), f"method {name!r} has no page docs/methods/{name}.md"
+    return page.read_text()
+
+
+def _option_rows(text: str) -> dict[str, str]:
+    """Hyper-parameter table rows ``| `a`, `b` | default | ... |`` -> {name: default cell}."""
+    out = {}
+    for first, cell in re.findall(r"^\|\s*((?:`\w+`(?:,\s*)?)+)[^|]*\|\s*([^|]*?)\s*\|", text, re.M):
+        for option in re.findall(r"`(\w+)`", first):
+            out[option] = cell
+    return out
+
+
+def _documents_default(cell: str, default) -> bool:
+    """Whether a table cell states ``default`` (numbers as written, tuples as (a, b, ...), None and bools as words)."""
+    cell = cell.replace("\u2212", "-")  # the pages write minus signs as U+2212
+    if default is None or isinstance(default, bool):
+        return cell.split(":")[0].strip() == {None: "None", True: "true", False: "false"}[default]
+    if isinstance(default, (int, float)):
+        return math.isclose(float(cell), default)
+    if isinstance(default, tuple):
+        values = [float(v) for v in cell.strip("()[] ").split(",")]
+        return len(values) == len(default) and all(math.isclose(a, b) for a, b in zip(values, default))
+    return False
+
+
+def _code_blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```", text, re.M | re.S)
+
+
+def test_every_builtin_method_has_a_page_in_the_nav_and_the_index():
+    from plbench.methods.loss_method import LossMethod
+    from plbench.methods.registry import builtin_methods
+
+    nav = _nav_files(_mkdocs_config()["nav"])
+    index = (DOCS / "methods" / "index.md").read_text()
+    methods = builtin_methods()
+    assert {"role", "em", "em_apl", "ll_ct", "ll_cp", "hill", "splc", "gr_loss", "pasl", "an"} <= set(methods)
+    for name, cls in sorted(methods.items()):
+        text = _method_page(name)
+        assert f"methods/{name}.md" in nav, f"docs/methods/{name}.md is not in mkdocs.yml's nav"
+        assert re.search(rf"^\| `{name}` \| \[[^]]+\]\({name}\.md\) \|", index, re.M), \
+            f"docs/methods/index.md has no row for {name!r}"
+        flag = "--loss" if issubclass(cls, LossMethod) else "--method"
+        assert f"`{flag} {name}`" in text, f"docs/methods/{name}.md does not say `{flag} {name}`"
+        if issubclass(cls, LossMethod):
+            continue  # the loss pages predate the method API and word their defaults their own way (`required`)
+        assert cls.code and cls.code.removeprefix("github.com/") in text, (name, cls.code)
+        rows = _option_rows(text)
+        for option, default in cls.options().items():
+            assert option in rows, f"docs/methods/{name}.md does not document option {option!r}"
+            assert _documents_default(rows[option], default), \
+                f"docs/methods/{name}.md gives {option} = {rows[option]!r}, the code {default!r}"
+
+
+def test_method_page_examples_build_their_method():
+    """Each page's `plbench train ... --method NAME --loss-option K=V` line and [[methods]] table are accepted."""
+    from plbench.cli.train_cmd import parse_key_values
+    from plbench.methods.loss_method import LossMethod
+    from plbench.methods.registry import builtin_methods, create_method
+    from plbench.sweep.spec import parse_spec
+
+    base = {"sweep": {"name": "docs"}, "datasets": [{"name": "synthetic", "data_root": "data"}],
+            "labels": [{"scheme": "spl"}]}
+    checked = 0
+    for name, cls in sorted(builtin_methods().items()):
+        if issubclass(cls, LossMethod):
+            continue
+        text = _method_page(name)
+        commands = [line for block in _code_blocks(text, "bash") for line in block.replace("\\\n", " ").splitlines()
+                    if line.startswith("plbench train") and "--method" in line]
+        tables = [tomllib.loads(block) for block in _code_blocks(text, "toml")]
+        assert commands and tables, f"docs/methods/{name}.md lacks a plbench train example or a [[methods]] table"
+        for line in commands:
+            args = shlex.split(line, comments=True)
+            assert args[args.index("--method") + 1] == name, line
+            options = [args[i + 1] for i, a in enumerate(args) if a == "--loss-option"]
+            assert isinstance(create_method(name, parse_key_values(options, "--loss-option")), cls), line
+        for table in tables:
+            (spec,) = parse_spec({**base, "methods": table["methods"]}).methods
+            assert spec.method == name, table
+            assert isinstance(create_method(name, spec.loss_options), cls)
+        checked += 1
+    assert checked >= 8
