@@ -143,12 +143,38 @@ def _child(base: Any, out: str, settings: ZeroShotDemoSettings, messages: Any) -
     try:
         block = run_zero_shot_block(base, Path(out), settings, say=lambda text: messages.put(("say", text)))
     except BaseException as error:  # noqa: BLE001 - handed to the parent, which raises it
-        try:
-            messages.put(("error", error))
-        except Exception:  # an exception that does not pickle
-            messages.put(("error", RuntimeError(f"{type(error).__name__}: {error}")))
+        messages.put(("error", _portable(error)))
         return
     messages.put(("result", block))
+
+
+def _portable(error: BaseException) -> BaseException:
+    """``error``, or an equal exception that survives pickling (an :class:`InputError` takes four arguments,
+    which ``Exception`` pickling does not pass back; the queue would fail in the parent)."""
+    import pickle
+
+    from plbench.errors import InputError
+
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # noqa: BLE001 - any failure to round-trip
+        pass
+    if isinstance(error, InputError):
+        return _InputErrorCopy(error)
+    return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+class _InputErrorCopy:
+    """Carries an InputError's four fields across the process boundary; the parent rebuilds it."""
+
+    def __init__(self, error: Any) -> None:
+        self.args = (error.path, error.field, error.problem, error.fix)
+
+    def rebuild(self) -> BaseException:
+        from plbench.errors import InputError
+
+        return InputError(*self.args)
 
 
 class BackgroundZeroShot:
@@ -209,7 +235,7 @@ class BackgroundZeroShot:
         self._process.join()
         kind, payload = self._outcome
         if kind == "error":
-            raise payload
+            raise payload.rebuild() if isinstance(payload, _InputErrorCopy) else payload
         return payload
 
 
