@@ -26,10 +26,16 @@ import numpy as np
 
 from plbench.choices import Protocol
 from plbench.config import TrainConfig
+from plbench.demo_zero_shot import ZeroShotDemoSettings
 
 log = logging.getLogger(__name__)
 
 SPL_LOSSES: tuple[str, ...] = ("an", "an_ls", "wan", "epr", "ll_r")  # Cole et al. 2021; LL-R: Kim et al. 2022
+#: single-positive methods (``plbench methods list``) with their papers' defaults: ROLE (Cole et al. 2021), EM + APL
+#: (Zhou et al. 2022), LL-Ct (Kim et al. 2022), GR-Loss (Chen et al. 2024)
+SPL_METHODS: tuple[str, ...] = ("role", "em_apl", "ll_ct", "gr_loss")
+#: methods that take the expected number of positives per image (measured on the complete training labels)
+NEEDS_NUM_POS: tuple[str, ...] = ("epr", "role")
 MODES: tuple[str, ...] = ("negative", "ignore", "selective")
 
 
@@ -59,6 +65,8 @@ class DemoSettings:
     rps: float = 0.9  # probability of hiding each label (10 % kept)
     seeds: tuple[int, ...] = (0, 1, 2)  # simulation and training seeds; the data seed is fixed (0)
     data_seed: int = 0
+    # the zero-shot block (not part of the sweep; in a second process beside it); None leaves it out
+    zero_shot: ZeroShotDemoSettings | None = ZeroShotDemoSettings()
 
     def command(self) -> str:
         """The ``plbench demo`` command line that runs these settings (options that differ from the defaults)."""
@@ -81,8 +89,8 @@ def demo_spec(s: DemoSettings, expected_num_pos: float, *, labels: Sequence[str]
     """The demo as a sweep experiment (the parsed form of ``experiments/demo.toml``).
 
     Args:
-        expected_num_pos: EPR's expected number of positives per image (Cole et al. give EPR this statistic
-            of the complete training labels).
+        expected_num_pos: EPR's and ROLE's expected number of positives per image (Cole et al. give both this
+            statistic of the complete training labels).
         labels: the label settings to include (the demo runs ``full`` first, to have the data to measure
             ``expected_num_pos`` on).
     """
@@ -97,6 +105,13 @@ def demo_spec(s: DemoSettings, expected_num_pos: float, *, labels: Sequence[str]
             m: dict[str, Any] = {"loss": loss, "schemes": ["spl"]}
             if loss == "epr":
                 m["loss_options"] = {"expected_num_pos": round(float(expected_num_pos), 3)}
+            methods.append(m)
+        for name in SPL_METHODS:
+            m = {"method": name, "schemes": ["spl"]}
+            if name in NEEDS_NUM_POS:
+                m["loss_options"] = {"expected_num_pos": round(float(expected_num_pos), 3)}
+            if name == "em_apl" and _apl_warmup(s) is not None:
+                m["loss_options"] = {"warmup_epoch": _apl_warmup(s)}
             methods.append(m)
     return {
         "backbones": [{"name": s.backbone, "pretrained": True}],
@@ -113,6 +128,15 @@ def demo_spec(s: DemoSettings, expected_num_pos: float, *, labels: Sequence[str]
         "training": {"recipe": "light", "image_size": s.image_size, "epochs": s.epochs, "batch_size": s.batch_size,
                      "lr": s.lr, "device": "cpu"},
     }
+
+
+def _apl_warmup(s: DemoSettings) -> int | None:
+    """EM + APL's warm-up for a demo too short for its COCO value (5 epochs; it must be below the run's
+    epochs): half the run, its authors' ratio of 5 in 10. None when the default fits."""
+    from plbench.methods.entropy import APL_SETTINGS
+
+    default = APL_SETTINGS["coco"].warmup_epoch
+    return None if s.epochs > default else s.epochs // 2
 
 
 @contextlib.contextmanager
@@ -156,19 +180,49 @@ def run_demo(settings: DemoSettings, *, progress: bool = True, say: Callable[[st
         say(f"{text}  ({time.perf_counter() - t0:.0f} s)")
 
     with _torch_threads(1):
-        say(f"[1/3] synthetic data, {settings.backbone} features, full-label runs  (0 s)")
+        say(f"[1/4] synthetic data, {settings.backbone} features, full-label runs  (0 s)")
         run_sweep(demo_spec(settings, 0.0, labels=("full",)), out=out, progress=progress, say=sweep_say,
                   command=settings.command())
         train = load_dataset("synthetic", out / "data" / "synthetic", "train")
         dense = train.labels.to_dense()
         expected_num_pos = float((dense == 1).sum(axis=1).mean())
-        say(f"[2/3] partial-label runs (FPC, RPS, single positive; {len(settings.seeds)} seeds)  "
-            f"({time.perf_counter() - t0:.0f} s)")
-        result = run_sweep(demo_spec(settings, expected_num_pos), out=out, progress=progress, say=sweep_say,
-                           command=settings.command())
-    say(f"[3/3] report  ({time.perf_counter() - t0:.0f} s)")
+        job, skipped = None, ""
+        if settings.zero_shot is not None:
+            from plbench.demo_zero_shot import BackgroundZeroShot, held_out_conjunctions
+
+            try:  # the rule the block applies; checked here so that the block cannot fail on it after the sweep
+                held_out_conjunctions(train.class_names, (dense == 1).mean(axis=0), settings.zero_shot.num_unseen)
+            except ValueError as error:
+                skipped = (f"No zero-shot block: with {settings.num_classes} classes, {error} (each unseen "
+                           "conjunction's colour, texture and shape must occur in a seen class).")
+                say(f"zero-shot block skipped: {error}")
+            else:
+                job = BackgroundZeroShot(settings, out, settings.zero_shot)
+        zs_say = lambda text: say(f"  zero-shot: {text}  ({time.perf_counter() - t0:.0f} s)")  # noqa: E731
+        say(f"[2/4] partial-label runs (FPC, RPS, single positive; {len(settings.seeds)} seeds)"
+            + ("; the zero-shot block in a second process" if job else "") + f"  ({time.perf_counter() - t0:.0f} s)")
+
+        def poll_say(text: str) -> None:
+            if job is not None:
+                job.poll(zs_say)
+            sweep_say(text)
+
+        try:
+            result = run_sweep(demo_spec(settings, expected_num_pos), out=out, progress=progress, say=poll_say,
+                               command=settings.command())
+        except BaseException:
+            if job is not None:
+                job.cancel()
+            raise
+        block = None
+        if job is not None:
+            say(f"[3/4] waiting for the zero-shot block  ({time.perf_counter() - t0:.0f} s)")
+            block = job.result(zs_say)
+    say(f"[4/4] report  ({time.perf_counter() - t0:.0f} s)")
     seconds = time.perf_counter() - t0
-    notes = demo_notes(settings, result, dense, expected_num_pos, seconds)
+    notes = demo_notes(settings, result, dense, expected_num_pos, seconds, zero_shot=block)
+    if skipped:
+        notes += "\n\n" + skipped
     paths = write_report(result.runs, out / "reports" / "demo", title=result.plan.spec.title,
                          command=settings.command(), notes=notes, reference="ignore")
     say(f"done in {time.perf_counter() - t0:.0f} s: {paths['md']} and {paths['html']}")
@@ -212,8 +266,12 @@ def _feature_meta(result: Any) -> dict[str, Any]:
 
 
 def demo_notes(s: DemoSettings, result: Any, dense: np.ndarray, expected_num_pos: float,
-               seconds: float) -> str:
-    """The report's notes, computed from the finished runs (nothing here is written before the results)."""
+               seconds: float, zero_shot: dict[str, Any] | None = None) -> str:
+    """The report's notes, computed from the finished runs (nothing here is written before the results).
+
+    Args:
+        zero_shot: :func:`plbench.demo_zero_shot.run_zero_shot_block`'s result, or None (no zero-shot block).
+    """
     import os
 
     from plbench.prior_quality import score_prior
@@ -245,8 +303,8 @@ def demo_notes(s: DemoSettings, result: Any, dense: np.ndarray, expected_num_pos
         f"Annotation levels (fraction of the {s.num_classes} x {s.train_images} training labels known): {levels}. "
         "For scale: CSL's COCO FPC(1000) keeps 2.4 % of the labels, Durand et al. (2019) vary the known "
         "proportion from 10 % to 100 %, and single positive labels (Cole et al.) keep one positive per image. "
-        f"EPR is given the expected number of positives per image of the complete training labels, "
-        f"{expected_num_pos:.2f}, as Cole et al. give it the dataset's statistic.")
+        f"EPR and ROLE are given the expected number of positives per image of the complete training labels, "
+        f"{expected_num_pos:.2f}, as Cole et al. give them the dataset's statistic.")
 
     def maps(tag: str, mode: str | None, loss: str = "pasl") -> dict[int, float]:
         return {r["seed"]: r["map"] for r in rows if r["labels"] == tag and r["mode"] == mode and r["loss"] == loss}
@@ -273,6 +331,10 @@ def demo_notes(s: DemoSettings, result: Any, dense: np.ndarray, expected_num_pos
                      + (f"; paired: {'; '.join(parts)}" if parts else "") + ".")
     paras.append("Results (paired differences use the same labels and initial head per seed, so seed-to-seed "
                  "variation in the labels cancels): " + " ".join(lines))
+
+    spl = _single_positive_note(rows, s)
+    if spl:
+        paras.append(spl)
 
     priors = _priors(result, _class_names(result))
     if priors:
@@ -301,7 +363,70 @@ def demo_notes(s: DemoSettings, result: Any, dense: np.ndarray, expected_num_pos
         "comparable to any paper; what carries over is the procedure and the relative behaviour under each "
         "label setting, with its seed-to-seed spread. `plbench demo --protocol fine-tuned` runs the earlier "
         "end-to-end demo (a small network trained from scratch on the images).")
+    if zero_shot is not None:
+        from plbench.demo_zero_shot import zero_shot_note
+
+        paras.append(zero_shot_note(zero_shot, s.zero_shot or ZeroShotDemoSettings()))
     return "\n\n".join(paras)
+
+
+def _method_label(name: str, mode: str | None) -> str:
+    """The display name of a loss (with its mode) or method: the class's ``label`` (``EM+APL``)."""
+    from plbench.methods.registry import builtin_methods
+    from plbench.report.records import column_key, column_label
+
+    cls = builtin_methods().get(name)
+    if mode is None and cls is not None and getattr(cls, "label", None):
+        return str(cls.label)
+    return column_label(column_key(name, mode))
+
+
+def _single_positive_note(rows: list[dict[str, Any]], s: DemoSettings) -> str:
+    """The single-positive block: every column's mAP and its paired difference against AN (same labels and
+    initial head per seed), then a reading chosen by the numbers; empty without AN runs."""
+    cells: dict[tuple[str, str | None], dict[int, float]] = {}
+    for r in rows:
+        if r["labels"] == "spl":
+            cells.setdefault((r["loss"], r["mode"]), {})[r["seed"]] = r["map"]
+    an = cells.get(("an", None))
+    if not an:
+        return ""
+    from plbench.methods.entropy import APL_SETTINGS
+
+    apl = APL_SETTINGS["coco"]  # EMAPLMethod's fall-back for a dataset without settings of its own
+    table = ["| method | mAP | − AN (paired) | seeds above AN |", "|---|---:|---:|---:|"]
+    above, below, mixed = [], [], []
+    for key, by_seed in sorted(cells.items(), key=lambda kv: -np.mean(list(kv[1].values()))):
+        label = _method_label(*key)
+        seeds = sorted(set(by_seed) & set(an))
+        if key == ("an", None):
+            table.append(f"| {label} (reference) | {_fmt(list(by_seed.values()))} | | |")
+            continue
+        d = [by_seed[k] - an[k] for k in seeds]
+        wins = sum(x > 0 for x in d)
+        table.append(f"| {label} | {_fmt(list(by_seed.values()))} | {_fmt(d, 2)} | {wins}/{len(d)} |")
+        if key[0] in SPL_METHODS:
+            (above if wins == len(d) else below if wins == 0 else mixed).append(f"{label} ({_fmt(d, 2)})")
+    reading = []
+    if above:
+        reading.append(f"above AN on every seed: {', '.join(above)}")
+    if below:
+        reading.append(f"below AN on every seed: {', '.join(below)}")
+    if mixed:
+        reading.append(f"on both sides of AN across seeds: {', '.join(mixed)}")
+    return (
+        f"Single positive labels, every column against AN (Cole et al.'s baseline: unannotated = negative); mAP "
+        f"mean ± sample std over {len(an)} seeds, differences in points, paired by seed (same labels and initial "
+        "head):\n\n" + "\n".join(table) + "\n\n"
+        "The four methods run with their papers' defaults (`plbench methods show NAME`): ROLE with the estimator "
+        f"learning at 10x the head's lr and EPR's expected positives; EM + APL with its COCO settings (no synthetic "
+        f"ones exist: entropy weight {apl.alpha:g}, pseudo-negatives weight {apl.beta:g} from epoch "
+        f"{(_apl_warmup(s) if _apl_warmup(s) is not None else apl.warmup_epoch) + 1} of {s.epochs}, tuned by its authors for fine-tuning at lr {apl.lr:g}, here the demo's linear-head lr {s.lr:g} as for every column); LL-Ct "
+        f"with delta_rel 0.002; GR-Loss with its schedules spread over the run's {s.epochs} epochs (its paper: 8). "
+        "Of the four, " + "; ".join(reading) + ". Nothing was tuned per method: these are the defaults, on a "
+        f"linear probe of {s.train_images:,} synthetic images, so a method below AN here says that its defaults do not carry "
+        "over to this setting, not that it is worse on the papers' benchmarks.")
+
 
 
 def _class_names(result: Any) -> list[str]:

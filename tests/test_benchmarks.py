@@ -137,3 +137,20 @@ def test_a_failing_part_is_a_row_with_its_error(bench_train, tmp_path):
                                   tmp_path / "runs", 3)
     assert rows and {r.part for r in rows} == {"step"} and all("no_such_backbone" in r.error for r in rows)
     assert "FAILED InputError" in bench_train.format_table(rows)
+
+
+def test_bench_methods_runs_every_method_against_an(capsys):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_methods
+    finally:
+        sys.path.remove(str(BENCH))
+    rows = bench_methods.main(["--images", "64", "--features", "8", "--classes", "4", "--batch", "16", "--steps", "2",
+                               "--repeats", "2", "--methods", "role", "em_apl", "ll_ct", "gr_loss", "pasl:negative"])
+    assert [r.method for r in rows] == ["an", "role", "em_apl", "ll_ct", "gr_loss", "pasl:negative"]
+    assert rows[0].ratio == 1.0 and all(r.ms_per_step > 0 for r in rows)
+    for r in rows:  # each ratio is the row's time over AN's from the same run
+        assert r.ratio == pytest.approx(r.ms_per_step / rows[0].ms_per_step)
+    assert {r.method: r.needs for r in rows}["em_apl"] == "per_image_state, train_pass"
+    out = capsys.readouterr().out
+    assert out.count("\n") == 3 + len(rows) and "x AN" in out  # title, header, rule, one line per row

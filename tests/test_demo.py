@@ -36,16 +36,33 @@ def test_small_linear_demo_end_to_end(tmp_path):
                             image_size=32, epochs=2, fpc=8, rps=0.8, seeds=(0, 1))
     said = []
     paths = run_demo(settings, progress=False, say=said.append)
-    assert said[0].startswith("[1/3]") and said[-1].startswith("done in")
+    assert said[0].startswith("[1/4]") and said[-1].startswith("done in")
+    # 5 classes with 5 shapes: no conjunction can be held out with its attributes seen, so no zero-shot block
+    assert any(line.startswith("zero-shot block skipped: expected 5") for line in said)
     md = paths["md"].read_text()
     assert "Regenerate with: `plbench demo --out " in md and "--seeds 2" in md
     for row in ("| full |", "| fpc8 |", "| rps0.8 |", "| spl |"):
         assert row in md
-    for column in ("Negative P-ASL", "Ignore P-ASL", "Selective P-ASL", "AN", "AN-LS", "WAN", "EPR", "LL-R"):
+    for column in ("Negative P-ASL", "Ignore P-ASL", "Selective P-ASL", "AN", "AN-LS", "WAN", "EPR", "LL-R", "ROLE"):
         assert column in md
-    assert "(n=2)" in md and "Paired differences" in md
+    assert "(n=2)" in md and "Paired differences" in md and "No zero-shot block: with 5 classes" in md
     runs = [p for p in (tmp_path / "runs").iterdir() if (p / "summary.json").is_file()]
-    assert len(runs) == 2 * (1 + 3 + 3 + 8)
+    assert len(runs) == 2 * (1 + 3 + 3 + 12)
+    # the notes' single-positive table: each method against AN on the same seed, from the run summaries
+    import json
+
+    maps = {}
+    for run in runs:
+        s = json.loads((run / "summary.json").read_text())
+        if s["labels"] == "spl":
+            maps.setdefault(s["loss"], {})[s["seed"]] = float(s["val_map"])
+    for name, label in (("role", "ROLE"), ("em_apl", "EM+APL"), ("ll_ct", "LL-Ct"), ("gr_loss", "GR-Loss")):
+        d = [maps[name][k] - maps["an"][k] for k in (0, 1)]
+        row = re.search(rf"\| {re.escape(label)} \| [\d.]+ ± [\d.]+ \| (-?[\d.]+) ± ([\d.]+) \| (\d)/2 \|", md)
+        assert row is not None, label
+        assert float(row.group(1)) == pytest.approx(np.mean(d), abs=0.006)
+        assert float(row.group(2)) == pytest.approx(np.std(d, ddof=1), abs=0.006)
+        assert int(row.group(3)) == sum(x > 0 for x in d)
     # the features come from ImageNet weights, never a silent random initialisation
     (store_dir,) = [p for p in (tmp_path / "features").iterdir() if p.is_dir()]
     meta = FeatureStore.open(store_dir / "train").meta
