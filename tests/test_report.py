@@ -498,3 +498,12 @@ def test_training_curves_use_the_plain_model_with_a_fallback_for_older_metrics()
 
     assert _plain_map({"val_map": 80.0, "val_map_plain": 78.0, "val_map_ema": 80.0}) == 78.0  # csl: headline = EMA
     assert _plain_map({"val_map": 70.0}) == 70.0  # metrics.jsonl written before val_map_plain existed
+
+
+def test_the_fields_methods_are_labelled_by_their_class_and_follow_the_losses():
+    from plbench.report.records import column_sort_key
+
+    keys = ["zz_unknown", "role", "gr_loss", "an", "em_apl", "ll_ct", "pasl:ignore"]
+    ordered = sorted(keys, key=column_sort_key)
+    assert [column_label(k) for k in ordered] == ["Ignore P-ASL", "AN", "EM+APL", "GR-Loss", "LL-Ct", "ROLE",
+                                                   "ZZ_UNKNOWN"]

@@ -37,11 +37,18 @@ def _loss_class(loss: str) -> Any:
     return LOSSES.get(loss)
 
 
+def _method_class(name: str) -> Any:
+    """The built-in method class named ``name`` (its ``label``: ``EM+APL``, ``LL-Ct``), or None."""
+    from plbench.methods.registry import builtin_methods
+
+    return builtin_methods().get(name)
+
+
 def column_label(key: str) -> str:
     """Display name of a column: ``"Selective P-ASL"``, ``"Negative CE"``, ``"LL-R"`` (the loss class's
     ``label``; the name in capitals for a loss without one)."""
     loss, _, mode = key.partition(":")
-    cls = _loss_class(loss)
+    cls = _loss_class(loss) or _method_class(loss)
     loss_label = (cls.label if cls is not None else None) or loss.upper()
     if not mode:
         return loss_label
@@ -54,11 +61,12 @@ def column_label(key: str) -> str:
 
 def column_sort_key(key: str) -> tuple:
     """Columns in reading order: losses with modes (by ``column_order``: CE, ASL, P-ASL, each mode in
-    :data:`MODE_ORDER`), then losses without (AN, AN-LS, WAN, EPR, LL-R), then unknown losses by name."""
+    :data:`MODE_ORDER`), then losses without (AN, AN-LS, WAN, EPR, LL-R), then the other built-in methods (ROLE, EM+APL, ...) and
+    unknown names, each by name."""
     loss, _, mode = key.partition(":")
     cls = _loss_class(loss)
-    if cls is None:
-        return (2, 0, key, 0, mode)
+    if cls is None:  # the field's methods after the losses, then names this plbench does not know
+        return (2 if _method_class(loss) is not None else 3, 0, key, 0, mode)
     modes = [m.value for m in MODE_ORDER]
     return (0 if cls.has_modes else 1, cls.column_order, loss, modes.index(mode) if mode in modes else len(modes),
             mode)
