@@ -70,6 +70,7 @@ class TrainConfig:
     checkpoint: PathStr | None = None  # local backbone weights file (.pt/.pth/.safetensors)
     head: HeadName = "gap"  # plbench.choices.Head: gap | ml-decoder
     head_options: dict[str, Any] = field(default_factory=dict)
+    init_head: PathStr | None = None  # run folder whose best checkpoint's head starts this run's ("linear init")
     features: PathStr | None = None  # folder from `plbench features extract`: train the head only ("linear")
     recipe: RecipeName = "light"  # plbench.choices.Recipe the settings came from (see plbench.engine.recipes)
     augment: AugmentName = "flip"  # plbench.choices.Augment: flip | cutout-randaugment (csl)

@@ -76,7 +76,8 @@ def test_defaults_and_config_json_keys_unchanged():
     d = TrainConfig().to_dict()
     assert list(d) == [
         "dataset", "data_root", "train_split", "val_split", "dataset_options", "simulation", "mode", "loss",
-        "loss_options", "method", "prior", "backbone", "pretrained", "checkpoint", "head", "head_options", "features", "recipe",
+        "loss_options", "method", "prior", "backbone", "pretrained", "checkpoint", "head", "head_options", "init_head",
+        "features", "recipe",
         "augment", "ema_decay", "image_size", "batch_size", "epochs", "lr", "weight_decay", "warmup_fraction",
         "lr_schedule", "head_lr_mult", "seed",
         "device", "amp", "compile", "workers", "preload", "cache_dir", "max_train_images", "out_dir", "run_name", "tag",

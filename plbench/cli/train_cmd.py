@@ -163,6 +163,9 @@ def train_command(
                                                    help="Train from a saved config.json (other options ignored).")] = None,
     resume_from: Annotated[Checkpoint, typer.Option(
         help="Checkpoint an unfinished run continues from: last, or best after a damaged last.pt.")] = Checkpoint.LAST,
+    init_head: Annotated[Optional[Path], typer.Option(exists=True, file_okay=False, help=(
+        "Start the head from the best checkpoint of another run folder with the same classes and head (Cole et "
+        "al.'s 'linear init': a linear run on frozen features first, then this end-to-end run from its head)."))] = None,
     zsl_split: Annotated[Optional[str], typer.Option(
         help="Zero-shot: 'nuswide' (925 seen tags / 81 unseen concepts) or a split file (benchmark_81_v0.json-style "
         "JSON, or unseen class names one a line). Trains on the seen classes (images without one dropped), then "
@@ -196,7 +199,7 @@ def train_command(
             prior=None if prior is None else str(prior), loss=loss, method=method,
             loss_options=parse_key_values(loss_option or [], "--loss-option"), out_dir=str(out), run_name=run_name,
             zsl_split=zsl_split, class_embeddings=class_embeddings, prompt=prompt,
-            alignment_weight=alignment_weight, classification_weight=classification_weight,
+            init_head=None if init_head is None else str(init_head), alignment_weight=alignment_weight, classification_weight=classification_weight,
         )
     dist.init_from_env(cfg.device)
     main = dist.is_main()  # asked before the process group is shut down

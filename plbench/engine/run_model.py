@@ -170,3 +170,41 @@ def load_run_model(run: RunFolder | str | Path, which: str | Checkpoint = Checkp
         torch.Size([1, 20])
     """
     return load_checkpoint_model(run, which, ema)[0]
+
+
+def load_head_from_run(model: nn.Module, run_dir: str | Path, class_names: list[str], head: str) -> int:
+    """Copy the head of run ``run_dir``'s best checkpoint (its headline weights: EMA when it kept one) into
+    ``model.head``: Cole et al.'s "linear init", where a linear run on frozen features starts an end-to-end run.
+
+    Returns:
+        the epoch of the checkpoint the head came from.
+    Raises:
+        InputError: no run or checkpoint there, another head type or class list, or head tensors of other
+            shapes (another backbone's feature width), each named.
+    """
+    run = RunFolder(run_dir)
+    config = run.config()
+    field = "--init-head"
+    if config.get("head") != head:
+        raise InputError(run.path, field, f"that run's head is {config.get('head')!r}, this run's {head!r}",
+                         f"start from a run trained with --head {head}")
+    state = run.load_checkpoint(Checkpoint.BEST.value, map_location="cpu")
+    theirs = _run_class_names(run, state)
+    if list(theirs) != list(class_names):
+        raise InputError(run.path, field, f"that run has {len(theirs)} classes ({', '.join(theirs[:3])}, ...), this "
+                         f"run {len(class_names)} ({', '.join(class_names[:3])}, ...), or another order",
+                         "start from a run on the same dataset and classes")
+    weights, _ = checkpoint_weights(state, ema=True)
+    head_weights = {k[len("head."):]: v for k, v in weights.items() if k.startswith("head.")}
+    target = getattr(model, "head")
+    mine = target.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(mine[k].shape)}" for k, v in head_weights.items()
+             if k in mine and v.shape != mine[k].shape]
+    if wrong or set(head_weights) != set(mine):
+        detail = "; ".join(wrong) or f"keys {sorted(set(head_weights) ^ set(mine))[:4]} differ"
+        raise InputError(run.file("best.pt"), field, f"its head does not fit this model's: {detail}",
+                         "start from a run with the same backbone feature width and head options")
+    with torch.no_grad():
+        for k, v in mine.items():
+            v.copy_(head_weights[k].to(v.device, v.dtype))
+    return int(state["epoch"])

@@ -121,8 +121,13 @@ def train(
     device = resolve_device(config.device) if not dist.is_distributed() else dist.device_for_rank(config.device)
     with runtime.numerics(device, linear=config.features is not None):
         torch.manual_seed(config.seed)
+        zero_shot_alignment.check_config(config)  # CLIP-Decoder's weights, before anything is loaded
         data = load_inputs(config, prepare=zero_shot.prepare)
         model = make_model(config, data, device)
+        if config.init_head is not None:  # linear init: the head of another run (its best epoch)
+            from plbench.engine.run_model import load_head_from_run
+
+            load_head_from_run(model, config.init_head, list(data.class_names), config.head)
         # the method (or loss) after the model, so the model's initialisation draws the same random numbers
         criterion = make_method(config, data, model, device,
                                 train_batch_count(len(data.train_paths), config.batch_size)[1])

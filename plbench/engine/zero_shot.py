@@ -141,9 +141,6 @@ def prepare(config: Any, data: Any) -> None:
         InputError: a head other than ML-Decoder, a bad split or embedding source, or no training image with
             a seen positive.
     """
-    from plbench.engine.zero_shot_alignment import check_config
-
-    check_config(config)
     if config.zsl_split is None:
         if config.class_embeddings is not None or config.prompt is not None:
             raise InputError(None, "--class-embeddings", "class embeddings and prompts are for zero-shot runs, but "
