@@ -28,8 +28,8 @@ from plbench.engine import runtime, zero_shot
 from plbench.engine.checkpoints import checkpoint_state, restore
 from plbench.engine.data import EpochBatchSampler, ImageLabelDataset, train_batch_count
 from plbench.engine.ema import ModelEma
-from plbench.engine.inputs import (TrainingData, check_choices, default_run_name, load_inputs, load_training_data,
-                                   make_criterion, make_dataset, make_loader, normalization)
+from plbench.engine.inputs import (TrainingData, check_loss, default_run_name, load_inputs, make_criterion,
+                                   make_dataset, make_loader, normalization)
 from plbench.engine.loop import EpochState, InterruptFlag, NonFiniteLoss, Trainer, evaluate_models, train_one_epoch
 from plbench.engine.method_run import MethodTrainer, make_method, training_set_scorer
 from plbench.engine.model import build_model
@@ -74,13 +74,24 @@ def make_model(config: TrainConfig, data: TrainingData, device: torch.device) ->
     return runtime.prepare_model(model, device)
 
 
+def _decay_groups(params: list[nn.Parameter], weight_decay: float, **extra: Any) -> list[dict[str, Any]]:
+    decay = [p for p in params if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in params if p.requires_grad and p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay, **extra}, {"params": no_decay, "weight_decay": 0.0, **extra}]
+
+
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on weights only: biases and normalisation parameters (1-D) are not decayed."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """Weight decay on weights only: biases and normalisation parameters (1-D) are not decayed. A head that
+    declares ``lr_mult`` (BoostLU: 10, as its authors train the 1x1 convolution) trains at that multiple of
+    the learning rate, in two more groups."""
+    head = getattr(model, "head", None)
+    lr_mult = float(getattr(head, "lr_mult", 1.0)) if isinstance(head, nn.Module) else 1.0
+    if lr_mult == 1.0:
+        return _decay_groups(list(model.parameters()), weight_decay)
+    in_head = {id(p) for p in head.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in in_head]
+    return (_decay_groups(rest, weight_decay)
+            + _decay_groups(list(head.parameters()), weight_decay, lr_mult=lr_mult))
 
 
 def train(
@@ -105,7 +116,7 @@ def train(
         TrainingInterrupted: Ctrl-C; a checkpoint of the finished step was saved.
     """
     started = time.time()
-    check_choices(config)
+    check_loss(config)
     Checkpoint.parse(resume_from)
     device = resolve_device(config.device) if not dist.is_distributed() else dist.device_for_rank(config.device)
     with runtime.numerics(device, linear=config.features is not None):
@@ -244,6 +255,6 @@ def _train_in(run: RunFolder, config: TrainConfig, data: TrainingData, model: nn
     return RunResult(run.path, summary, headline_model)
 
 
-__all__ = ["AUTHORS_PROTOCOL", "InterruptFlag", "RunResult", "TrainingInterrupted", "load_training_data",
-           "make_criterion", "make_dataset", "make_loader", "make_model", "make_trainer", "normalization",
-           "parameter_groups", "resolve_device", "train"]
+# re-exported for tests and benchmarks/bench_train.py: AUTHORS_PROTOCOL, InterruptFlag, make_criterion, resolve_device
+__all__ = ["AUTHORS_PROTOCOL", "InterruptFlag", "RunResult", "TrainingInterrupted", "make_criterion", "make_dataset",
+           "make_loader", "make_model", "make_trainer", "normalization", "parameter_groups", "resolve_device", "train"]
