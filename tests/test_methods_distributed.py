@@ -4,6 +4,7 @@ for identical replicas every epoch) runs from ``module:Name`` on PYTHONPATH. Tol
 (GroupNorm backbone: the runs differ by the order of floating-point sums only)."""
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -68,3 +69,29 @@ def test_example_plugin_from_module_name_under_two_processes(data, tmp_path):
     running = run.load_checkpoint("last")["extra"]["method"]["running"]
     assert running.shape == (32, 4) and (running > 0).all()  # rows of both processes' batches were written
     assert run.summary()["method"]["import_path"] == "plbench_example_method:SoftTargets"
+
+
+def test_per_image_state_with_an_empty_share_under_three_processes(tmp_path):
+    """50 images in global batches of 16: the last batch holds 2 images, so the third process trains on an
+    empty batch. LL-Cp writes its corrections with write_rows (an all_gather) inside its loss; the empty
+    process must run the loss too and join the gather (it skipped the loss, and the other two waited forever)."""
+    from plbench.datasets.synthetic import write_synthetic_coco
+
+    root = tmp_path / "synthetic"
+    write_synthetic_coco(root, train=50, val=9, num_classes=4, image_size=32, seed=5)
+    three = [*TORCHRUN[:TORCHRUN.index("2")], "3", *TORCHRUN[TORCHRUN.index("2") + 1:]]
+    env = {**os.environ, "PLBENCH_PROGRESS": "off", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*three, *_args(root, tmp_path, "--method", "ll_cp", "--epochs", "1")], env=env,
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=180)  # measured 15 s on 2 cores; the hang never ends
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its three workers
+        proc.communicate()
+        pytest.fail("the run hung: a process with an empty batch did not join write_rows")
+    assert proc.returncode == 0, err[-4000:]
+    run = RunFolder(tmp_path / "r")
+    assert run.summary()["provenance"]["world_size"] == 3 and run.summary()["train_images_skipped"] == 0
+    corrected = run.load_checkpoint("last")["extra"]["method"]["ll.corrected"]
+    assert corrected.shape == (50, 4)  # identical on the three processes: checked at the epoch's end
