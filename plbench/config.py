@@ -127,13 +127,9 @@ class TrainConfig:
         return "ema" if self.ema_decay > 0 else "plain"
 
     def to_dict(self) -> dict[str, Any]:
-        """What ``config.json`` holds: every field, less those of :data:`ADDED_KEYS` that are at their default
-        (so a run folder written before a key existed holds the same dict, and resumes)."""
-        out = dataclasses.asdict(self)
-        for key in ADDED_KEYS:
-            if out[key] == _DEFAULTS[key]:
-                del out[key]
-        return out
+        """What ``config.json`` holds: every field. A run folder compares it with :data:`DEFAULTS` filling in
+        the keys an older ``config.json`` lacks (:meth:`plbench.artifacts.runs.RunFolder.open`)."""
+        return dataclasses.asdict(self)
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -162,12 +158,12 @@ class TrainConfig:
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
-#: fields added after run folders were first written (``git log -p plbench/config.py``): a ``config.json``
-#: leaves each out while it is at its default, so folders written before it existed compare equal and resume,
-#: and sweep stage hashes stay. A new field with a default that changes nothing belongs here.
-ADDED_KEYS: tuple[str, ...] = ("compile", "method", "zsl_split", "class_embeddings", "prompt")
-_DEFAULTS = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-             for f in dataclasses.fields(TrainConfig)}
+#: every field's default: a ``config.json`` written before a field existed ran with it (``git log -p
+#: plbench/config.py``: method, zsl_split, class_embeddings, prompt, compile, ... came later), so a missing key
+#: stands for its default when a run folder is resumed or compared
+DEFAULTS: dict[str, Any] = {
+    f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    for f in dataclasses.fields(TrainConfig)}
 #: fields that may be null (None)
 _OPTIONAL = frozenset(name for name, hint in typing.get_type_hints(TrainConfig).items()
                       if type(None) in typing.get_args(hint))

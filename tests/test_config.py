@@ -75,13 +75,12 @@ def test_accepted_values_keep_their_meaning(tmp_path):
 
 def test_defaults_and_config_json_keys_unchanged():
     d = TrainConfig().to_dict()
-    # keys added later (compile, method, zsl_split, class_embeddings, prompt) are left out at their default, so
-    # config.json files written before them compare equal (tests/test_config_compat.py)
     assert list(d) == [
         "dataset", "data_root", "train_split", "val_split", "dataset_options", "simulation", "mode", "loss",
-        "loss_options", "prior", "backbone", "pretrained", "checkpoint", "head", "head_options", "features", "recipe",
+        "loss_options", "method", "prior", "backbone", "pretrained", "checkpoint", "head", "head_options", "features", "recipe",
         "augment", "ema_decay", "image_size", "batch_size", "epochs", "lr", "weight_decay", "warmup_fraction", "seed",
-        "device", "amp", "workers", "preload", "cache_dir", "max_train_images", "out_dir", "run_name", "tag"]
+        "device", "amp", "compile", "workers", "preload", "cache_dir", "max_train_images", "out_dir", "run_name", "tag",
+        "zsl_split", "class_embeddings", "prompt"]
     assert (d["mode"], d["loss"], d["head"], d["recipe"], d["augment"], d["image_size"], d["batch_size"], d["epochs"],
             d["lr"], d["weight_decay"], d["warmup_fraction"], d["ema_decay"]) == (
         "selective", "pasl", "gap", "light", "flip", 224, 64, 10, 2e-4, 1e-4, 0.2, 0.0)

@@ -22,7 +22,7 @@ from torch import nn
 
 from plbench.artifacts.runs import RunFolder
 from plbench.choices import Checkpoint
-from plbench.config import TrainConfig
+from plbench.config import DEFAULTS, TrainConfig
 from plbench.engine import distributed as dist
 from plbench.engine import runtime, zero_shot
 from plbench.engine.checkpoints import checkpoint_state, restore
@@ -131,7 +131,7 @@ def train(
             run.lock()
         try:
             if dist.is_main():
-                run.open(config.to_dict())  # the first write, after every input has been checked
+                run.open(config.to_dict(), DEFAULTS)  # the first write, after every input has been checked
             dist.barrier()
             return _train_in(run, config, data, model, criterion, device, progress=progress, on_epoch=on_epoch,
                              resume_from=resume_from, command=command, started=started)
