@@ -38,10 +38,13 @@ class Mode(Choice):
 
 
 class Head(Choice):
-    """Classification head on the backbone features (the registry in :mod:`plbench.heads` uses these names)."""
+    """The built-in classification heads' names (:mod:`plbench.heads` registers them). Not a closed choice: a
+    head spec may also name an installed plug-in or ``package.module:Name``
+    (:func:`plbench.methods.registry.resolve_head`)."""
 
     GAP = "gap"
     ML_DECODER = "ml-decoder"
+    BOOSTLU = "boostlu"  # plbench.methods.boostlu.BoostLUHead
 
 
 class Recipe(Choice):

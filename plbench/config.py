@@ -17,7 +17,7 @@ from typing import Annotated, Any, Callable, Literal
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.dataclasses import dataclass
 
-from plbench.choices import Augment, Choice, Head, Mode, Recipe
+from plbench.choices import Augment, Choice, Mode, Recipe
 from plbench.errors import InputError
 
 
@@ -32,14 +32,23 @@ def _member_of(enum: type[Choice]) -> Callable[[str], str]:
     return check
 
 
+def _head_spec(value: str) -> str:
+    from plbench.methods.registry import head_spec  # imports torch: only when a config is built
+
+    return head_spec(str(value))  # ValueError: unknown head (lists the available ones) or an import failure
+
+
 #: a path held as a string (a ``pathlib.Path`` given in code is turned into one)
 PathStr = Annotated[str, BeforeValidator(_fspath)]
 ModeName = Annotated[str, AfterValidator(_member_of(Mode))]
-HeadName = Annotated[str, AfterValidator(_member_of(Head))]
+#: a built-in head, an installed plug-in (entry points ``plbench.heads``) or ``package.module:Name``
+HeadName = Annotated[str, AfterValidator(_head_spec)]
 RecipeName = Annotated[str, AfterValidator(_member_of(Recipe))]
 AugmentName = Annotated[str, AfterValidator(_member_of(Augment))]
 
 _FIX = "correct the value in the config file"
+_HEAD_FIX = ("use a built-in head (gap, ml-decoder, boostlu), an installed plug-in, or package.module:Name "
+             "importable here (installed, or its folder on PYTHONPATH)")
 
 
 @dataclass(frozen=True, config=ConfigDict(extra="forbid", strict=True, allow_inf_nan=False))
@@ -49,7 +58,8 @@ class TrainConfig:
     Raises:
         InputError: on construction (also through :meth:`replace`), an unknown key, a value of another type
             than its annotation (strict: no string-to-number or float-to-int conversion; an int is a float),
-            a number outside its range or an unknown closed choice (head, recipe, augment, mode).
+            a number outside its range, an unknown closed choice (recipe, augment, mode) or a head that
+            :func:`plbench.methods.registry.resolve_head` refuses (unknown, or not importable).
     """
 
     dataset: str = "synthetic"  # registry name, see plbench.datasets.list_datasets()
@@ -68,7 +78,8 @@ class TrainConfig:
     backbone: str = "resnet10t"  # any timm model name
     pretrained: bool = False  # ImageNet weights: timm (cache or download), else an installed weight package
     checkpoint: PathStr | None = None  # local backbone weights file (.pt/.pth/.safetensors)
-    head: HeadName = "gap"  # plbench.choices.Head: gap | ml-decoder
+    # gap | ml-decoder | boostlu, an installed plug-in or package.module:Name (plbench.methods.registry.resolve_head)
+    head: HeadName = "gap"
     head_options: dict[str, Any] = field(default_factory=dict)
     init_head: PathStr | None = None  # run folder whose best checkpoint's head starts this run's ("linear init")
     features: PathStr | None = None  # folder from `plbench features extract`: train the head only ("linear")
@@ -124,6 +135,8 @@ class TrainConfig:
         return "ema" if self.ema_decay > 0 else "plain"
 
     def to_dict(self) -> dict[str, Any]:
+        """What ``config.json`` holds: every field. A run folder compares it with :data:`DEFAULTS` filling in
+        the keys an older ``config.json`` lacks (:meth:`plbench.artifacts.runs.RunFolder.open`)."""
         return dataclasses.asdict(self)
 
     def replace(self, **changes: Any) -> "TrainConfig":
@@ -153,6 +166,12 @@ class TrainConfig:
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
+#: every field's default: a ``config.json`` written before a field existed ran with it (``git log -p
+#: plbench/config.py``: method, zsl_split, class_embeddings, prompt, compile, ... came later), so a missing key
+#: stands for its default when a run folder is resumed or compared
+DEFAULTS: dict[str, Any] = {
+    f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    for f in dataclasses.fields(TrainConfig)}
 #: fields that may be null (None)
 _OPTIONAL = frozenset(name for name, hint in typing.get_type_hints(TrainConfig).items()
                       if type(None) in typing.get_args(hint))
@@ -185,7 +204,7 @@ def _input_error(error: ValidationError) -> InputError:
         problem = str(ctx.get("error", err["msg"]))
     else:
         problem = f"{err['msg']}, but got {value!r}"
-    return InputError(None, name, problem, _FIX)
+    return InputError(None, name, problem, _HEAD_FIX if name == "head" else _FIX)
 
 
 def _bounds_words(name: str, ctx: dict[str, Any]) -> str:

@@ -36,7 +36,8 @@ def test_unknown_key_is_named(tmp_path):
     ("warmup_fraction", 1.5, "expected a value in [0, 1], but got 1.5"),
     ("max_train_images", 0, "expected a value >= 1, but got 0"),
     ("mode", "bogus", "expected a mode in {ignore, negative, selective, ignore_normalized}, but got 'bogus'"),
-    ("head", "mlp", "expected a head in {gap, ml-decoder}, but got 'mlp'"),
+    ("head", "mlp", "unknown head 'mlp'; available: boostlu, gap, ml-decoder"),  # heads are open (issue 19)
+    ("head", "no_such_module:Head", "cannot import module 'no_such_module' of head 'no_such_module:Head'"),
     ("dataset_options", [1], "expected an object"),
 ])
 def test_bad_value_in_a_file_is_an_input_error_naming_the_key(tmp_path, key, value, problem):

@@ -3,12 +3,15 @@ processes) gives one process's result, and the example plug-in (per-image state 
 for identical replicas every epoch) runs from ``module:Name`` on PYTHONPATH. Tolerances as tests/test_distributed.py
 (GroupNorm backbone: the runs differ by the order of floating-point sums only)."""
 
+import os
+import signal
+import subprocess
 
 import numpy as np
 import pytest
 import torch
 
-from distributed_support import PLBENCH, TORCHRUN, run, train_args
+from distributed_support import PLBENCH, TORCHRUN, run, torchrun, train_args
 from faults_support import synthetic_root
 from plbench.artifacts.runs import RunFolder
 from plugin_support import EXAMPLE
@@ -64,3 +67,25 @@ def test_installed_example_plugin_by_entry_point_name_under_two_processes(data, 
     assert (rec["spec"], rec["package"], rec["version"]) == ("soft_targets", "plbench-example-method", "0.1.0")
     assert folder.summary()["provenance"]["world_size"] == 2
     assert (folder.load_checkpoint("last")["extra"]["method"]["running"] > 0).all()
+
+
+def test_per_image_state_with_an_empty_share_under_three_processes(tmp_path):
+    """50 images in global batches of 16: the last batch holds 2 images, so the third process trains on an
+    empty batch. LL-Cp writes its corrections with write_rows (an all_gather) inside its loss; the empty
+    process must run the loss too and join the gather (it skipped the loss, and the other two waited forever)."""
+    root = synthetic_root(tmp_path / "synthetic", train=50, val=9, classes=4, seed=5)
+    env = {**os.environ, "PLBENCH_PROGRESS": "off", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([*torchrun(3), *train_args(root, tmp_path, "--method", "ll_cp", "--epochs", "1")], env=env,
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=180)  # measured 15 s on 2 cores; the hang never ends
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its three workers
+        proc.communicate()
+        pytest.fail("the run hung: a process with an empty batch did not join write_rows")
+    assert proc.returncode == 0, err[-4000:]
+    run = RunFolder(tmp_path / "r")
+    assert run.summary()["provenance"]["world_size"] == 3 and run.summary()["train_images_skipped"] == 0
+    corrected = run.load_checkpoint("last")["extra"]["method"]["ll.corrected"]
+    assert corrected.shape == (50, 4)  # identical on the three processes: checked at the epoch's end

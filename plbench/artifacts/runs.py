@@ -78,8 +78,12 @@ class RunFolder:
         return self.file(f"{which}.pt").is_file()
 
     # -- writing (training) --------------------------------------------------------------------------
-    def open(self, config: dict[str, Any]) -> None:
+    def open(self, config: dict[str, Any], defaults: dict[str, Any] | None = None) -> None:
         """Create the folder for ``config`` (a ``TrainConfig.to_dict()``), or check that it holds the same run.
+
+        A key the existing ``config.json`` lacks counts as its value in ``defaults``
+        (:data:`plbench.config.DEFAULTS`): that file was written before the key existed, so the run used
+        the default.
 
         Call this only once every input has been validated: it is the first write of a run.
 
@@ -90,6 +94,9 @@ class RunFolder:
         path = self.file(CONFIG)
         if path.exists():
             old = read_json(path, "re-run with another --run-name, or delete the run folder")
+            if isinstance(old, dict):  # keys added since the file was written: their defaults
+                missing = {k: v for k, v in (defaults or {}).items() if k in config and k not in old}
+                old = {**old, **json.loads(json.dumps(missing))}
             if old != config:
                 changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
                 raise InputError(

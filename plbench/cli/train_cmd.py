@@ -22,7 +22,8 @@ Simulation = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
                                                     help="Parquet file from `plbench simulate`; default: the dataset's own labels.")]
 Backbone = Annotated[Optional[str], typer.Option(help="Any timm model name (default resnet10t; with --features, the "
                                                  "feature store's).")]
-HeadOpt = Annotated[Head, typer.Option("--head", help="Classification head.")]
+HeadOpt = Annotated[str, typer.Option("--head", help=f"Classification head: {', '.join(h.value for h in Head)} (built in), "
+                                      "an installed plug-in (entry-point group plbench.heads), or package.module:Name.")]
 RecipeOpt = Annotated[Optional[Recipe], typer.Option(
     "--recipe", help="Training recipe: csl (the CSL authors' train.py: Cutout + RandAugment, EMA 0.9997, 30 epochs, "
     "448 px on COCO/LVIS, 224 px on OpenImages) or light (flip only, no EMA). Default: csl for coco, lvis and "
@@ -72,7 +73,7 @@ def training_options(
     data_root: DataRoot = Path("data/synthetic"),
     simulation: Simulation = None,
     backbone: Backbone = None,
-    head: HeadOpt = Head.GAP,
+    head: HeadOpt = Head.GAP.value,
     recipe: RecipeOpt = None,
     image_size: ImageSize = None,
     batch_size: BatchSize = None,
@@ -112,7 +113,9 @@ def training_options(
     for key in ("data_root", "simulation", "checkpoint", "cache_dir", "features"):
         if values[key] is not None:
             values[key] = str(values[key])
-    values["head"] = head.value
+    from plbench.methods.registry import resolve_head
+
+    resolve_head(head, field="--head")  # named as the option here; the config checks it again as `head`
     values["dataset_options"] = dataset_options or {}
     preset = recipe_values(recipe or default_recipe(dataset), dataset)
     for key, value in preset.items():

@@ -42,6 +42,7 @@ from plbench.engine import runtime
 from plbench.engine.data import ImageLabelDataset
 from plbench.engine.model import build_model, weights_sha256
 from plbench.errors import InputError
+from plbench.heads import needs_spatial_features
 from plbench.progress import progress as progress_bar
 from plbench.labels import PartialLabels
 
@@ -317,8 +318,8 @@ def feature_inputs(config: TrainConfig, split_name: str, labels: PartialLabels, 
       annotation fingerprint; pass it), the image ids of ``labels`` (must be the store's first N' rows),
       ``config.backbone``, ``config.image_size``, ``config.pretrained`` and ``config.checkpoint``;
       a mismatch is an :class:`InputError` naming the field;
-    * items are ``(features float32 (L, D), labels int8 (C,), index int)`` (pooled: (1, D); ``config.head``
-      other than ``gap`` gets the (L, D) tokens) or None for a row without features; ``set_epoch`` exists;
+    * items are ``(features float32 (L, D), labels int8 (C,), index int)`` (pooled: (1, D); a head that
+      needs spatial features, :func:`plbench.heads.needs_spatial_features`, gets the (L, D) tokens) or None for a row without features; ``set_epoch`` exists;
       ``.labels`` is ``labels``; ``train`` changes nothing (cached features are never augmented);
     * ``store``: that store already opened (opening a copied store hashes its data file), else it is opened.
 
@@ -330,7 +331,7 @@ def feature_inputs(config: TrainConfig, split_name: str, labels: PartialLabels, 
     _check_config(config, store)
     store.check(split=split_name, fingerprint=fingerprint, image_ids=labels.image_ids)
     strict = bool(config.dataset_options.get("strict", False))
-    return FeatureDataset(store, labels, tokens=config.head != Head.GAP.value, strict=strict)
+    return FeatureDataset(store, labels, tokens=needs_spatial_features(config.head), strict=strict)
 
 
 def build_head_model(config: TrainConfig, num_classes: int, store: FeatureStore | None = None,
@@ -344,7 +345,8 @@ def build_head_model(config: TrainConfig, num_classes: int, store: FeatureStore 
         store: the store the head will read; default: the training split's, ``config.features/<train_split>``.
         extra: head arguments beyond ``config.head_options`` (a zero-shot run's ``query_embeddings``).
     Checks ``store`` against ``config`` (dataset, backbone, image size, pretrained, checkpoint) and that a
-    token head (``ml-decoder``) has tokens to read.
+    head that needs spatial features (``ml-decoder``, ``boostlu``: :func:`plbench.heads.needs_spatial_features`)
+    has tokens to read.
 
     Raises:
         InputError: a missing store, a mismatch (naming the field), a token head on a pooled-only store, bad
@@ -354,7 +356,7 @@ def build_head_model(config: TrainConfig, num_classes: int, store: FeatureStore 
 
     store = store if store is not None else open_store(config, config.train_split)
     _check_config(config, store)
-    if config.head != Head.GAP.value and not store.has_tokens:
+    if needs_spatial_features(config.head) and not store.has_tokens:
         raise InputError(store.root, "tokens", f"the {config.head} head reads spatial tokens, but these features "
                          "are pooled only", "re-extract with `plbench features extract --tokens`, or use --head gap")
     try:

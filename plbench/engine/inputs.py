@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from plbench.choices import Augment, Head, Mode, Recipe
+from plbench.choices import Mode
 from plbench.config import TrainConfig
 from plbench.datasets import DatasetSplit, load_dataset
 from plbench.datasets.images import collate_skip_none
@@ -56,15 +56,11 @@ class TrainingData:
         return {"train_labels": self.train_labels.fingerprint(), "val_annotations": self.val_split.fingerprint}
 
 
-def check_choices(config: TrainConfig) -> None:
-    """Every closed choice of the config is one of its enum's values; mode matches the loss."""
-    for option, enum, value in (("--head", Head, config.head), ("--recipe", Recipe, config.recipe),
-                                ("augment", Augment, config.augment)):
-        try:
-            enum.parse(value)
-        except ValueError as e:
-            raise InputError(None, option, str(e), "pick one of the listed values") from None
-    if config.method is not None:  # a method's mode and needs: plbench.engine.method_run.make_method
+def check_loss(config: TrainConfig) -> None:
+    """The loss exists and takes the config's mode (a method's mode and needs:
+    :func:`plbench.engine.method_run.make_method`). The closed choices, the head and the numeric ranges are
+    the schema's (:class:`plbench.config.TrainConfig` checks them on construction)."""
+    if config.method is not None:
         return
     if config.loss not in LOSSES:
         raise InputError(None, "--loss", f"unknown loss {config.loss!r}; available: {', '.join(sorted(LOSSES))}",
@@ -73,9 +69,6 @@ def check_choices(config: TrainConfig) -> None:
         resolve_mode(config.loss, config.mode, default=False)
     except ValueError as e:
         raise InputError(None, "--mode", str(e), "pass --mode for pasl, asl, bce; leave it out otherwise") from None
-    if config.ema_decay < 0 or config.ema_decay >= 1:
-        raise InputError(None, "ema_decay", f"expected 0 (no EMA) or a value in (0, 1), but got {config.ema_decay}",
-                         "use e.g. 0.9997")
 
 
 def labels_tag(config: TrainConfig, meta: dict[str, Any] | None, split: DatasetSplit) -> str:
@@ -98,7 +91,8 @@ def default_run_name(config: TrainConfig, tag: str) -> str:
         loss = "-" + config.method.replace(":", ".")
     mode = f"-{config.mode}" if config.mode is not None else ""
     linear = "-linear" if config.features is not None else ""
-    return f"{config.dataset}-{tag}{mode}{loss}-{backbone}-{config.head}{linear}-s{config.seed}"
+    head = config.head.replace(":", ".")  # package.module:Name: no colon in folder names
+    return f"{config.dataset}-{tag}{mode}{loss}-{backbone}-{head}{linear}-s{config.seed}"
 
 
 def check_targets(labels: PartialLabels, source: str | Path | None) -> None:

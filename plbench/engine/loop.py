@@ -138,6 +138,11 @@ class Trainer:
         """The scalar loss of float32 logits (B, C) on ``batch`` (B > 0)."""
         return self.criterion(logits, batch.targets)
 
+    def empty_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The zero-weight loss of an empty batch (B = 0, torchrun only): every parameter gets a zero gradient.
+        A subclass whose loss makes collective calls makes them here too, so this process joins them."""
+        return logits.float().sum() * 0.0
+
     def on_epoch_start(self, epoch: int) -> None:
         self.criterion.set_epoch(epoch)  # losses with a schedule (large-loss rejection)
 
@@ -190,7 +195,7 @@ def train_step(t: Trainer, batch: Batch, lr: float) -> float | None:
         loss = t.compute_loss(logits.float(), batch)
         value = float(loss.detach())  # the step's one sync point: a non-finite loss is refused before the update
     else:
-        loss, value = logits.float().sum() * 0.0, 0.0
+        loss, value = t.empty_loss(logits, batch), 0.0
     if dist.any_rank(not math.isfinite(value), t.device) if dist.is_distributed() else not math.isfinite(value):
         raise NonFiniteLoss(batch.epoch, batch.step, value)
     t.optimizer.zero_grad(set_to_none=True)

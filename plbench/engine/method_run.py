@@ -136,6 +136,14 @@ class MethodTrainer(Trainer):
         info = BatchInfo(batch.index.to(logits.device), batch.epoch, batch.step, maps)
         return self.method.loss(logits, batch.targets, info)
 
+    def empty_loss(self, logits: Tensor, batch: Batch) -> Tensor:
+        """A method with per-image state writes rows in its loss (``write_rows``: a collective call), so its
+        loss runs on the empty batch too (B = 0; its value is not used) and this process joins the gather;
+        else the other processes' step waits for it forever."""
+        if self.method.needs.per_image_state:
+            self.compute_loss(logits.float(), batch)
+        return super().empty_loss(logits, batch)
+
     def on_epoch_start(self, epoch: int) -> None:
         self.method.on_epoch_start(epoch)
 

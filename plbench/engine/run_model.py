@@ -8,6 +8,7 @@ weights its features were extracted with (see :func:`build_run_model`).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -21,6 +22,8 @@ from plbench.engine.data import IMAGENET_MEAN, IMAGENET_STD
 from plbench.engine.linear_backbone import build_linear_model
 from plbench.engine.model import build_model
 from plbench.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 class RunModel(NamedTuple):
@@ -71,6 +74,30 @@ def _run_class_names(run: RunFolder, state: dict[str, Any]) -> list[str]:
                              "summary.json", "finish the run first (re-run `plbench train` on it)")
         names = run.summary()["class_names"]
     return [str(n) for n in names]
+
+
+def check_run_head(run: RunFolder, config: dict[str, Any]) -> None:
+    """The run's head (``config["head"]``: a built-in name, an entry point or ``package.module:Name``) can be
+    rebuilt here; a warning when its source differs from the one the run recorded (``summary.json``'s
+    ``head_provenance``: the weights then load into other code).
+
+    Raises:
+        InputError: naming the run's ``config.json``, the head and how to make it importable.
+    """
+    from plbench.methods.provenance import source_sha256
+    from plbench.methods.registry import resolve_head
+
+    spec = config.get("head", "gap")
+    try:
+        ctor = resolve_head(spec, field="head")
+    except InputError as e:
+        raise InputError(run.file("config.json"), "head", f"the run was trained with head {spec!r}, which cannot "
+                         f"be loaded here: {e.problem}", e.fix) from None
+    recorded = (run.summary().get("head_provenance") or {}) if run.is_finished else {}
+    want, got = recorded.get("source_sha256"), source_sha256(ctor)[1]
+    if want is not None and got is not None and want != got:
+        log.warning("head %r of %s: its source file changed since training (sha256 %s..., recorded %s...)",
+                    spec, run.path, got[:12], want[:12])
 
 
 def checkpoint_weights(state: dict[str, Any], ema: bool) -> tuple[dict[str, torch.Tensor], str]:
@@ -141,6 +168,7 @@ def load_checkpoint_model(run: RunFolder | str | Path, which: str | Checkpoint =
     run = run if isinstance(run, RunFolder) else RunFolder(run)
     which = Checkpoint.parse(which).value
     config = run.config()
+    check_run_head(run, config)
     state = run.load_checkpoint(which, map_location="cpu")
     class_names = _run_class_names(run, state)
     weights, kind = checkpoint_weights(state, ema)

@@ -22,6 +22,7 @@ from plbench.engine.inputs import TrainingData
 from plbench.engine.loop import EpochState
 from plbench.engine.method_run import method_name, method_record
 from plbench.engine.provenance import provenance
+from plbench.methods.registry import head_provenance
 
 AUTHORS_PROTOCOL = "selected on the evaluation split (as in the authors' code)"
 
@@ -97,4 +98,5 @@ def build_summary(config: TrainConfig, run: RunFolder, data: TrainingData, resul
                                            if k in data.simulation},
         "provenance": provenance(command, started),
         "method": method_record(config),  # import path, package version, source sha256
+        "head_provenance": head_provenance(config.head),  # the same for the head (predict/export rebuild it)
     }

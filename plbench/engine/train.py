@@ -22,14 +22,14 @@ from torch import nn
 
 from plbench.artifacts.runs import RunFolder
 from plbench.choices import Checkpoint
-from plbench.config import TrainConfig
+from plbench.config import DEFAULTS, TrainConfig
 from plbench.engine import distributed as dist
 from plbench.engine import runtime, zero_shot, zero_shot_alignment
 from plbench.engine.checkpoints import checkpoint_state, restore
 from plbench.engine.data import EpochBatchSampler, ImageLabelDataset, train_batch_count
 from plbench.engine.ema import ModelEma
-from plbench.engine.inputs import (TrainingData, check_choices, default_run_name, load_inputs, load_training_data,
-                                   make_criterion, make_dataset, make_loader, normalization)
+from plbench.engine.inputs import (TrainingData, check_loss, default_run_name, load_inputs, make_criterion,
+                                   make_dataset, make_loader, normalization)
 from plbench.engine.loop import EpochState, InterruptFlag, NonFiniteLoss, Trainer, evaluate_models, train_one_epoch
 from plbench.engine.method_run import MethodTrainer, make_method, training_set_scorer
 from plbench.engine.model import build_model
@@ -74,24 +74,26 @@ def make_model(config: TrainConfig, data: TrainingData, device: torch.device) ->
     return runtime.prepare_model(model, device)
 
 
+def _decay_groups(params: list[nn.Parameter], weight_decay: float, **extra: Any) -> list[dict[str, Any]]:
+    decay = [p for p in params if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in params if p.requires_grad and p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay, **extra}, {"params": no_decay, "weight_decay": 0.0, **extra}]
+
+
 def parameter_groups(model: nn.Module, weight_decay: float, head_lr_mult: float = 1.0) -> list[dict[str, Any]]:
-    """Weight decay on weights only: biases and normalisation parameters (1-D) are not decayed. With
-    ``head_lr_mult`` != 1 the parameters of ``model.head`` train at that multiple of the learning rate
-    (``lr_mult`` of their groups, read by :func:`plbench.engine.loop.train_step`)."""
+    """Weight decay on weights only: biases and normalisation parameters (1-D) are not decayed. The head
+    trains at ``head_lr_mult`` times the learning rate (the spml recipe: 10), else at the multiple it declares
+    (``lr_mult``; BoostLU: 10, as its authors train the 1x1 convolution), in two more groups (``lr_mult`` of
+    a group is read by :func:`plbench.engine.loop.train_step`). The two are one setting, never multiplied."""
     head = getattr(model, "head", None)
-    head_ids = {id(p) for p in head.parameters()} if head is not None and head_lr_mult != 1.0 else set()
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for p in model.parameters():
-        if p.requires_grad:
-            groups.setdefault((p.ndim > 1, id(p) in head_ids), []).append(p)
-    out = []
-    for in_head in (False, True):
-        for decayed in (True, False):
-            params = groups.get((decayed, in_head), [])
-            if params or not in_head:  # the backbone's two groups always exist (today's optimizer state layout)
-                out.append({"params": params, "weight_decay": weight_decay if decayed else 0.0,
-                            **({"lr_mult": head_lr_mult} if in_head else {})})
-    return out
+    declared = float(getattr(head, "lr_mult", 1.0)) if isinstance(head, nn.Module) else 1.0
+    lr_mult = head_lr_mult if head_lr_mult != 1.0 else declared
+    if lr_mult == 1.0 or not isinstance(head, nn.Module):
+        return _decay_groups(list(model.parameters()), weight_decay)
+    in_head = {id(p) for p in head.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in in_head]
+    return (_decay_groups(rest, weight_decay)
+            + _decay_groups(list(head.parameters()), weight_decay, lr_mult=lr_mult))
 
 
 def train(
@@ -116,7 +118,7 @@ def train(
         TrainingInterrupted: Ctrl-C; a checkpoint of the finished step was saved.
     """
     started = time.time()
-    check_choices(config)
+    check_loss(config)
     Checkpoint.parse(resume_from)
     device = resolve_device(config.device) if not dist.is_distributed() else dist.device_for_rank(config.device)
     with runtime.numerics(device, linear=config.features is not None):
@@ -136,7 +138,7 @@ def train(
             run.lock()
         try:
             if dist.is_main():
-                run.open(config.to_dict())  # the first write, after every input has been checked
+                run.open(config.to_dict(), DEFAULTS)  # the first write, after every input has been checked
             dist.barrier()
             return _train_in(run, config, data, model, criterion, device, progress=progress, on_epoch=on_epoch,
                              resume_from=resume_from, command=command, started=started)
@@ -261,6 +263,6 @@ def _train_in(run: RunFolder, config: TrainConfig, data: TrainingData, model: nn
     return RunResult(run.path, summary, headline_model)
 
 
-__all__ = ["AUTHORS_PROTOCOL", "InterruptFlag", "RunResult", "TrainingInterrupted", "load_training_data",
-           "make_criterion", "make_dataset", "make_loader", "make_model", "make_trainer", "normalization",
-           "parameter_groups", "resolve_device", "train"]
+# re-exported for tests and benchmarks/bench_train.py: AUTHORS_PROTOCOL, InterruptFlag, make_criterion, resolve_device
+__all__ = ["AUTHORS_PROTOCOL", "InterruptFlag", "RunResult", "TrainingInterrupted", "make_criterion", "make_dataset",
+           "make_loader", "make_model", "make_trainer", "normalization", "parameter_groups", "resolve_device", "train"]

@@ -25,8 +25,11 @@ class GAPHead(nn.Module):
         in_features: D, the backbone's ``num_features``.
         num_classes: C.
     Shapes:
-        (B, D, H, W) or (B, L, D) -> logits (B, C).
+        (B, D, H, W) or (B, L, D) -> logits (B, C); a linear-protocol run gives it pooled features (B, 1, D).
     """
+
+    #: pooled features suffice (see :func:`plbench.heads.needs_spatial_features`)
+    needs_spatial_features: bool = False
 
     def __init__(self, in_features: int, num_classes: int) -> None:
         super().__init__()

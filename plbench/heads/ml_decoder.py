@@ -74,6 +74,9 @@ class MLDecoderHead(nn.Module):
             ``query_embeddings`` not of shape (C, Q).
     """
 
+    #: attends over positions: a linear-protocol run needs a feature store with tokens
+    needs_spatial_features: bool = True
+
     def __init__(
         self,
         in_features: int,

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from plbench.heads import register_head
+
 __all__ = ["BOOSTLU_ALPHA", "BOOSTLU_LR_MULT", "boost_positive", "BoostLUHead"]
 
 #: ``--alpha`` default of the authors' ``config.py``.
@@ -32,6 +34,7 @@ def boost_positive(maps: Tensor, alpha: float = BOOSTLU_ALPHA) -> Tensor:
     return torch.where(maps > 0, maps * alpha, maps)
 
 
+@register_head("boostlu")  # --head boostlu, e.g. with --method ll_r / ll_ct / ll_cp as the authors train it
 class BoostLUHead(nn.Module):
     """1x1-convolution CAMs, BoostLU, average pooling.
 

@@ -35,7 +35,8 @@ from plbench.errors import InputError
 from plbench.methods.api import REQUIRED, Method, check_method_class
 
 __all__ = ["METHOD_GROUP", "HEAD_GROUP", "METHODS", "register_method", "builtin_methods", "resolve_method",
-           "create_method", "MethodEntry", "list_methods", "resolve_head", "list_heads_all", "import_object"]
+           "create_method", "MethodEntry", "list_methods", "resolve_head", "head_spec", "head_provenance",
+           "list_heads_all", "import_object"]
 
 #: entry-point group of installed methods
 METHOD_GROUP = "plbench.methods"
@@ -227,10 +228,9 @@ def list_methods() -> list[MethodEntry]:
 
 # -- heads -------------------------------------------------------------------------------------------
 def _builtin_heads() -> dict[str, Callable[..., nn.Module]]:
-    from plbench.heads import HEADS
-    from plbench.methods.boostlu import BoostLUHead
+    from plbench.heads import builtin_heads
 
-    return {**HEADS, "boostlu": BoostLUHead}
+    return builtin_heads()
 
 
 def resolve_head(spec: str, *, field: str = "--head") -> Callable[..., nn.Module]:
@@ -241,6 +241,9 @@ def resolve_head(spec: str, *, field: str = "--head") -> Callable[..., nn.Module
         InputError: unknown name (lists the available heads), an import failure, or an object that is not
             callable.
     """
+    if not isinstance(spec, str) or not spec:
+        raise InputError(None, field, f"expected a head name or package.module:Name, but got {spec!r}",
+                         "pick a built-in head (gap, ml-decoder, boostlu), or name one as package.module:Name")
     if ":" in spec:
         obj = import_object(spec, field=field, kind="head")
     else:
@@ -256,6 +259,28 @@ def resolve_head(spec: str, *, field: str = "--head") -> Callable[..., nn.Module
         raise InputError(None, field, f"head {spec!r} is a {type(obj).__name__}, not a callable "
                          "(in_features, num_classes, **options) -> nn.Module", "name an nn.Module class or a factory")
     return obj
+
+
+def head_spec(spec: str) -> str:
+    """``spec`` unchanged when :func:`resolve_head` accepts it; for schemas (the run config, an experiment
+    file), whose validators turn a ValueError into an error naming their key.
+
+    Raises:
+        ValueError: the problem :func:`resolve_head` found, in one sentence.
+    """
+    try:
+        resolve_head(spec, field="head")
+    except InputError as e:
+        raise ValueError(e.problem) from None
+    return spec
+
+
+def head_provenance(spec: str) -> dict[str, Any]:
+    """The provenance record of head ``spec`` (as a method's: :func:`plbench.methods.provenance.method_provenance`):
+    spec, import path, package and version, source file and its sha256."""
+    from plbench.methods.provenance import method_provenance
+
+    return method_provenance(resolve_head(spec, field="head"), spec)
 
 
 def list_heads_all() -> list[tuple[str, str]]:

@@ -34,7 +34,8 @@ Schema (every table and key is optional unless marked *required*; an unknown key
     loss_options = {}              # constructor arguments of the loss (or options of the method)
     schemes = ["fpc"]              # only with these label schemes (default: all)
 
-    heads = ["gap"]                # names, or tables { name = "ml-decoder", options = {...} }
+    heads = ["gap"]                # names, or tables { name = "ml-decoder", options = {...} }; a name is
+                                   # gap | ml-decoder | boostlu, an installed plug-in or package.module:Name
     backbones = ["resnet10t"]      # timm names, or tables { name, pretrained = false, checkpoint = "w.pt" }
     seeds = [0]                    # one simulation and one training seed each (same seed = same labels)
     protocols = ["fine-tuned"]     # fine-tuned | linear (head on features from `plbench features extract`)
@@ -285,19 +286,27 @@ class _Method(_Table):
     schemes: _one_or_more(_choice(LabelSource)) | None = None
 
 
-def _named(enum: type[Choice] | None = None) -> Callable[[Any], Any]:
-    """A bare name stands for ``{ name = ... }`` (checked against ``enum`` here, so the error names the item)."""
+def _named(enum: type[Choice] | Callable[[str], str] | None = None) -> Callable[[Any], Any]:
+    """A bare name stands for ``{ name = ... }`` (checked against ``enum``, or by the function given, here, so
+    the error names the item)."""
+    check = enum.parse if isinstance(enum, type) else enum
 
     def table(value: Any) -> Any:
         if isinstance(value, str):
-            return {"name": enum.parse(value).value if enum is not None else value}
+            return {"name": str(check(value)) if check is not None else value}
         return value
 
     return table
 
 
+def _head_spec(value: str) -> str:
+    from plbench.methods.registry import head_spec  # built-in, installed or package.module:Name
+
+    return head_spec(value)
+
+
 class _Head(_Table):
-    name: _choice(Head)
+    name: Annotated[str, AfterValidator(_head_spec)]
     options: dict[str, Any] = {}
 
 
@@ -342,7 +351,7 @@ class _Experiment(_Table):
     datasets: _non_empty(_Dataset)
     labels: _non_empty(_Labels)
     methods: _non_empty(_Method)
-    heads: _non_empty(Annotated[_Head, BeforeValidator(_named(Head))]) = [_Head(name=Head.GAP.value)]
+    heads: _non_empty(Annotated[_Head, BeforeValidator(_named(_head_spec))]) = [_Head(name=Head.GAP.value)]
     backbones: _non_empty(Annotated[_Backbone, BeforeValidator(_named())]) = [_Backbone(name="resnet10t")]
     seeds: _non_empty(Count) = [0]
     protocols: _non_empty(_choice(Protocol)) = [Protocol.FINE_TUNED.value]
