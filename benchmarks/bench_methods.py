@@ -61,7 +61,7 @@ def _options(name: str, expected_num_pos: float) -> dict:
     if name in ("epr", "role"):
         return {"expected_num_pos": expected_num_pos}
     if name == "em_apl":
-        return {"warmup_epoch": 1}
+        return {"warmup_epoch": 1, "settings": "coco"}
     return {}
 
 

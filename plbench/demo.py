@@ -110,8 +110,9 @@ def demo_spec(s: DemoSettings, expected_num_pos: float, *, labels: Sequence[str]
             m = {"method": name, "schemes": ["spl"]}
             if name in NEEDS_NUM_POS:
                 m["loss_options"] = {"expected_num_pos": round(float(expected_num_pos), 3)}
-            if name == "em_apl" and _apl_warmup(s) is not None:
-                m["loss_options"] = {"warmup_epoch": _apl_warmup(s)}
+            if name == "em_apl":  # no synthetic settings exist: the authors' COCO ones, named
+                m["loss_options"] = {"settings": "coco", **({} if _apl_warmup(s) is None
+                                                           else {"warmup_epoch": _apl_warmup(s)})}
             methods.append(m)
     return {
         "backbones": [{"name": s.backbone, "pretrained": True}],

@@ -111,6 +111,26 @@ def test_role_host_owns_the_estimator_at_ten_times_the_lr_and_saves_it():
         _built("role", _context(dataset="synthetic"))
 
 
+def test_em_and_em_apl_refuse_a_dataset_without_author_settings_unless_named_or_given():
+    from plbench.methods.entropy import APL_SETTINGS
+
+    synthetic = _context(dataset="synthetic")
+    with pytest.raises(ValueError, match=r"EM \+ APL has no settings for dataset 'synthetic' .*settings=coco.*"
+                                         r"or give beta, neg_proportion, warmup_epoch"):
+        _built("em_apl", synthetic, alpha=0.3)
+    with pytest.raises(ValueError, match="EM has no settings for dataset 'synthetic'.*or give alpha"):
+        _built("em", synthetic)
+    with pytest.raises(ValueError, match="settings='mars' names no dataset"):
+        _built("em", _context(), settings="mars")
+    assert _built("em", synthetic, settings="voc").em.alpha == APL_SETTINGS["voc"].alpha
+    assert _built("em", synthetic, alpha=0.05).em.alpha == 0.05
+    assert _built("em", _context(dataset="cub")).em.alpha == APL_SETTINGS["cub"].alpha
+    named = _built("em_apl", synthetic, settings="nuswide", warmup_epoch=2).apl.settings
+    assert (named.alpha, named.beta, named.warmup_epoch, named.num_epochs) == (0.1, 0.2, 2, 4)
+    given = _built("em_apl", synthetic, alpha=0.3, beta=0.4, neg_proportion=0.5, warmup_epoch=1).apl.settings
+    assert (given.alpha, given.beta, given.neg_proportion, given.warmup_epoch) == (0.3, 0.4, 0.5, 1)
+
+
 def test_em_apl_host_pseudo_labels_from_the_training_set_pass_after_warmup():
     from plbench.methods.entropy import APL_SETTINGS, EMAPL
 

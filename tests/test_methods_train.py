@@ -77,7 +77,7 @@ def _interrupted_then_resumed(cfg, monkeypatch, after_steps):
 
 @pytest.mark.parametrize("method, options, stop_at", [
     ("role", {"expected_num_pos": 1.5}, 4),  # epoch 2 of 3 steps each, after its first step
-    ("em_apl", {"warmup_epoch": 1}, 5),  # pseudo-labels written after epoch 1; stopped inside epoch 2
+    ("em_apl", {"warmup_epoch": 1, "settings": "coco"}, 5),  # pseudo-labels written after epoch 1; stopped inside epoch 2
 ])
 def test_kill_and_resume_equals_uninterrupted(tiny, spl, tmp_path, monkeypatch, method, options, stop_at):
     full = train(_config(tiny, tmp_path / "full", method=method, loss_options=options, simulation=spl),

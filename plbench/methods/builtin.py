@@ -15,7 +15,7 @@ from typing import Any
 from torch import Tensor
 
 from plbench.methods.api import BatchInfo, Method, MethodContext, Needs, TrainingSetPass
-from plbench.methods.entropy import APL_SETTINGS, EMAPL, EntropyMaximization
+from plbench.methods.entropy import APL_SETTINGS, EMAPL, APLSettings, EntropyMaximization
 from plbench.methods.grloss import GRLoss
 from plbench.methods.hill_splc import SPLC, Hill
 from plbench.methods.large_loss import LL_DELTA_REL, LargeLossCorrection, LargeLossPermanentCorrection, \
@@ -62,19 +62,44 @@ class RoleMethod(Method):
         return self.role(logits, targets, batch.indices)
 
 
+def _apl_settings(settings: str | None, dataset: str, given: dict[str, Any], needed: tuple[str, ...],
+                  method: str) -> APLSettings:
+    """The authors' ``main.py`` settings of dataset ``settings`` (default: the run's ``dataset``), or, for a
+    dataset they have none for, COCO's as a carrier of the options that are all given explicitly.
+
+    Raises:
+        ValueError: ``settings`` names a dataset without settings; or the run's dataset has none and not
+            every option in ``needed`` is given (the message names both fixes).
+    """
+    if settings is not None:
+        if settings not in APL_SETTINGS:
+            raise ValueError(f"settings={settings!r} names no dataset of the authors' main.py; expected one of "
+                             f"{sorted(APL_SETTINGS)}")
+        return APL_SETTINGS[settings]
+    if dataset in APL_SETTINGS:
+        return APL_SETTINGS[dataset]
+    missing = [k for k in needed if k not in given]
+    if missing:
+        raise ValueError(f"{method} has no settings for dataset {dataset!r} (the authors' main.py has "
+                         f"{', '.join(sorted(APL_SETTINGS))}); pass --loss-option settings=coco to train with "
+                         f"COCO's, or give {', '.join(missing)} (e.g. --loss-option {missing[0]}=...)")
+    return APL_SETTINGS["coco"]  # every field that matters is overridden below
+
+
 class EMMethod(Method):
     """EM: entropy maximisation on unannotated labels."""
 
     paper, code = _ZHOU, "github.com/Correr-Zhou/SPML-AckTheUnknown"
     label = "EM"
 
-    def __init__(self, alpha: float | None = None) -> None:
+    def __init__(self, alpha: float | None = None, settings: str | None = None) -> None:
         super().__init__()
-        self.alpha = alpha
+        self.alpha, self.settings = alpha, settings
 
     def setup(self, context: MethodContext) -> None:
-        alpha = self.alpha if self.alpha is not None else APL_SETTINGS.get(context.dataset, APL_SETTINGS["coco"]).alpha
-        self.em = EntropyMaximization(alpha)
+        given = {} if self.alpha is None else {"alpha": self.alpha}
+        base = _apl_settings(self.settings, context.dataset, given, ("alpha",), "EM")
+        self.em = EntropyMaximization(given.get("alpha", base.alpha))
 
     def loss(self, logits: Tensor, targets: Tensor, batch: BatchInfo) -> Tensor:
         return self.em(logits, targets)
@@ -88,15 +113,17 @@ class EMAPLMethod(Method):
     label = "EM+APL"
 
     def __init__(self, alpha: float | None = None, beta: float | None = None, neg_proportion: float | None = None,
-                 warmup_epoch: int | None = None, augment_pass: bool = False) -> None:
+                 warmup_epoch: int | None = None, augment_pass: bool = False, settings: str | None = None) -> None:
         super().__init__()
         self.overrides = {k: v for k, v in dict(alpha=alpha, beta=beta, neg_proportion=neg_proportion,
                                                 warmup_epoch=warmup_epoch).items() if v is not None}
         self.augment_pass = bool(augment_pass)  # the authors' pass uses the training transforms
+        self.settings = settings
 
     def setup(self, context: MethodContext) -> None:
-        settings = replace(APL_SETTINGS.get(context.dataset, APL_SETTINGS["coco"]), num_epochs=context.epochs,
-                           **self.overrides)
+        base = _apl_settings(self.settings, context.dataset, self.overrides,
+                             ("alpha", "beta", "neg_proportion", "warmup_epoch"), "EM + APL")
+        settings = replace(base, num_epochs=context.epochs, **self.overrides)
         self.targets = context.targets
         self.apl = EMAPL(context.targets, settings).to(context.device)
 
