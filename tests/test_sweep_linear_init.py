@@ -182,3 +182,20 @@ def test_a_tiny_linear_init_sweep_starts_the_fine_tuned_head_from_the_linear_bes
     (record,) = load_records(result.runs)
     assert record.protocol == "linear-init"
     assert {st.action for st in plan_sweep(result.plan.spec, out).status.values()} == {"reuse"}
+
+
+@pytest.mark.slow
+def test_linear_init_through_submitit_jobs_with_a_relative_output_root(tmp_path, monkeypatch):
+    """As --launcher slurm runs it: each stage a job in its own process, the paths relative to the folder the
+    sweep was planned in, the fine-tuned job submitted after the linear job (local executor: it waits)."""
+    pytest.importorskip("submitit", reason="the slurm extra (pip install -e '.[slurm]') is not installed")
+    pytest.importorskip("plbench.engine.features", reason="linear-init needs plbench.engine.features")
+    monkeypatch.chdir(tmp_path)
+    said: list[str] = []
+    result = run_sweep(experiment(linear_init={"epochs": 1}), out="out", launcher="submitit-local", say=said.append)
+    assert [i.split()[0] for i in result.ran] == ["data", "simulate", "features", "train", "train", "report"]
+    linear, tuned = trains(result.plan)
+    assert [s.split(" as job")[0] for s in said if s.startswith("submitted train")] == \
+        [f"submitted {linear.id}", f"submitted {tuned.id}"]
+    config = RunFolder(tmp_path / tuned.output).config()
+    assert config["init_head"] == f"out/runs/{linear.name}" and RunFolder(tmp_path / tuned.output).is_finished
