@@ -121,3 +121,18 @@ def test_a_tiny_sweep_trains_ll_r_with_boostlu_beside_the_gap_runs(tmp_path):
     assert got == [("an", "gap", "an"), ("ll_r", "boostlu", "ll_r_boostlu"), ("ll_r", "gap", "ll_r")]
     md = (out / "reports" / "mh" / "report.md").read_text()
     assert "LL-R + BoostLU" in md
+
+
+def test_spml_coco_runs_ll_r_with_boostlu_once_per_seed_and_the_rest_with_gap():
+    from pathlib import Path
+
+    from plbench.sweep import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "experiments" / "spml_coco.toml")
+    trains = [s.settings["config"] for s in expand(spec, "out").stages if s.kind is StageKind.TRAIN]
+    boost = [c for c in trains if c["head"] == "boostlu"]
+    assert [(c["loss"], c["method"], c["loss_options"], c["seed"]) for c in boost] == \
+        [("ll_r", None, {"delta_rel": 0.002}, s) for s in (0, 1, 2)]
+    ll_r = [c for c in trains if c["loss"] == "ll_r" and c["method"] is None and c["head"] == "gap"]
+    assert [c["loss_options"] for c in ll_r] == [{"delta_rel": 0.002}] * 3  # the same LL-R, another head
+    assert len(trains) == 45 and sum(c["head"] == "gap" for c in trains) == 42  # 14 methods x 3 seeds with gap
