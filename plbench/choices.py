@@ -60,6 +60,7 @@ class Protocol(Choice):
 
     FINE_TUNED = "fine-tuned"  # backbone and head trained end to end on images
     LINEAR = "linear"  # backbone frozen: only the head is trained, on cached features
+    LINEAR_INIT = "linear-init"  # fine-tuned, its head starting from a linear run's (Cole et al.'s LinearInit.)
 
 
 class Augment(Choice):

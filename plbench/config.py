@@ -126,8 +126,11 @@ class TrainConfig:
 
     @property
     def protocol(self) -> str:
-        """``linear`` (head on cached features) or ``fine-tuned`` (see plbench.choices.Protocol)."""
-        return "linear" if self.features is not None else "fine-tuned"
+        """``linear`` (head on cached features), ``linear-init`` (end to end, the head started from another
+        run's: ``init_head``) or ``fine-tuned`` (see plbench.choices.Protocol)."""
+        if self.features is not None:
+            return "linear"
+        return "linear-init" if self.init_head is not None else "fine-tuned"
 
     @property
     def headline_model(self) -> str:

@@ -39,8 +39,12 @@ from plbench.choices import Choice
 from plbench.labels import LABEL_DTYPE, POS, UNK, PartialLabels
 from plbench.simulate import make_rng, simulate_single_positive
 
-__all__ = ["Bias", "Instances", "simulate_biased_spl", "biased_scheme_name", "simulate_single_positive_biased", "pick_positives", "size_bias_weights", "location_bias_weights",
+__all__ = ["Bias", "INSTANCE_DATASETS", "Instances", "simulate_biased_spl", "biased_scheme_name", "simulate_single_positive_biased", "pick_positives", "size_bias_weights", "location_bias_weights",
            "class_bias_weights", "class_frequency_weights", "LOCATION_MIN_DISTANCE"]
+
+#: loaders whose annotation files carry instance areas and boxes (COCO format), which the size, largest and
+#: location biases read (:func:`plbench.datasets.coco.coco_instances`)
+INSTANCE_DATASETS = ("coco", "synthetic")
 
 #: distance (pixels) used for an instance centred exactly on the image centre (the authors' value).
 LOCATION_MIN_DISTANCE = 0.0005

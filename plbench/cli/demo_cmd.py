@@ -37,6 +37,9 @@ def demo_command(
     sizes = {k: v for k, v in {"train_images": train_images, "val_images": val_images, "epochs": epochs}.items()
              if v is not None}
     say = lambda s: typer.echo(s, err=True)  # noqa: E731
+    if protocol is Protocol.LINEAR_INIT:  # a sweep protocol (two trainings per run); the demo has none
+        raise typer.BadParameter("the demo runs linear or fine-tuned; linear-init is for experiment files "
+                                 "(protocols = [\"linear-init\"])", param_hint="--protocol")
     if protocol is Protocol.FINE_TUNED:
         run_fine_tuned_demo(_F(out=str(out), num_classes=num_classes, **sizes), say=say)
     else:

@@ -14,11 +14,9 @@ from plbench.cli.options import Force, dataset_options, option_group, refuse_exi
 from plbench.errors import InputError
 from plbench.labels import PartialLabels
 from plbench.simulate import Scheme
-from plbench.simulate_biased import Bias
+from plbench.simulate_biased import INSTANCE_DATASETS, Bias
 
 _MAX_LISTED = 10
-#: loaders whose annotation files carry instance areas and boxes (COCO format), for --bias size/largest/location
-INSTANCE_DATASETS = ("coco", "synthetic")
 
 
 def summarise(before: PartialLabels, after: PartialLabels, out: Path, seconds: float) -> str:

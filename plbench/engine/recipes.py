@@ -52,10 +52,12 @@ Their learning rate is constant (``lr_schedule = "constant"``), and Kim et al. a
 linear head at ``lr_mult = 10`` times the backbone's rate (``train.py``: ``{'params':
 linear_classifier_params, 'lr': P['lr_mult'] * P['lr']}``; plbench: ``head_lr_mult = 10``; in Cole et
 al.'s code ``lr_mult`` is the rate of ROLE's label estimator only, which plbench's ROLE method has).
-What the recipe cannot express yet is "linear init" (``train_mode = 'linear_init'``): first a linear classifier on frozen pre-extracted
-features (25 epochs; COCO: lr 1e-4 and batch 8 for AN-LS, 1e-3 and 16 for ROLE, ``linear_init_params``),
-its best epoch on the held-out split kept (with ROLE's label estimates), then 10 end-to-end epochs
-starting from that classifier. Chen et al.'s ``--linear_init N`` instead freezes the backbone for the
+"Linear init" (``train_mode = 'linear_init'``) is two runs, not a recipe: first a linear classifier on frozen
+pre-extracted features (25 epochs; COCO: lr 1e-4 and batch 8 for AN-LS, 1e-3 and 16 for ROLE,
+``linear_init_params``), its best epoch on the held-out split kept (with ROLE's label estimates, which plbench
+does not carry over), then 10 end-to-end epochs starting from that classifier: ``plbench train --init-head
+RUN``, or ``protocols = ["linear-init"]`` with a ``[linear_init]`` table in an experiment file
+(:mod:`plbench.sweep.spec`). Chen et al.'s ``--linear_init N`` instead freezes the backbone for the
 first N epochs of one run. The paper's number is the epoch with the best mAP on the held-out split;
 plbench's headline is the final epoch, and ``best_val_map`` is the best epoch on whatever split the
 run validates on (``plbench evaluate RUN --checkpoint best`` scores that epoch on val2014).

@@ -24,9 +24,24 @@ LEGACY_PROTOCOL = "final epoch, plain model (no EMA)"
 _TAG = re.compile(r"^(fpc|rps|spl)(\d+(?:\.\d*)?(?:e-?\d+)?)?$")
 
 
-def column_key(loss: str, mode: str | None) -> str:
-    """Machine name of a table column: ``"pasl:selective"`` for a loss with a mode, else the loss (``"an"``)."""
-    return f"{loss}:{mode}" if mode else loss
+#: heads that papers count as part of the method ("LL-R + BoostLU", Kim et al. 2023): a run with one is the
+#: column ``<loss or method>_<head>`` (published.csv's ``ll_r_boostlu``), labelled ``<label> + <name>``
+METHOD_HEADS = {"boostlu": "BoostLU"}
+
+
+def column_key(loss: str, mode: str | None, head: str | None = None) -> str:
+    """Machine name of a table column: ``"pasl:selective"`` for a loss with a mode, else the loss (``"an"``);
+    ``"ll_r_boostlu"`` for a run whose head is in :data:`METHOD_HEADS`."""
+    key = f"{loss}:{mode}" if mode else loss
+    return f"{key}_{head}" if head in METHOD_HEADS else key
+
+
+def _method_head(key: str) -> tuple[str, str | None]:
+    """``"ll_r_boostlu"`` -> ``("ll_r", "boostlu")``; a key without a method head -> ``(key, None)``."""
+    for head in METHOD_HEADS:
+        if key.endswith(f"_{head}") and len(key) > len(head) + 1:
+            return key[:-len(head) - 1], head
+    return key, None
 
 
 def _loss_class(loss: str) -> Any:
@@ -46,7 +61,10 @@ def _method_class(name: str) -> Any:
 
 def column_label(key: str) -> str:
     """Display name of a column: ``"Selective P-ASL"``, ``"Negative CE"``, ``"LL-R"`` (the loss class's
-    ``label``; the name in capitals for a loss without one)."""
+    ``label``; the name in capitals for a loss without one); ``"LL-R + BoostLU"`` with a method head."""
+    base, head = _method_head(key)
+    if head is not None:
+        return f"{column_label(base)} + {METHOD_HEADS[head]}"
     loss, _, mode = key.partition(":")
     cls = _loss_class(loss) or _method_class(loss)
     loss_label = (cls.label if cls is not None else None) or loss.upper()
@@ -62,7 +80,10 @@ def column_label(key: str) -> str:
 def column_sort_key(key: str) -> tuple:
     """Columns in reading order: losses with modes (by ``column_order``: CE, ASL, P-ASL, each mode in
     :data:`MODE_ORDER`), then losses without (AN, AN-LS, WAN, EPR, LL-R), then the other built-in methods (ROLE, EM+APL, ...) and
-    unknown names, each by name."""
+    unknown names, each by name; a method-head column right after its method's."""
+    base, head = _method_head(key)
+    if head is not None:
+        return (*column_sort_key(base), head)
     loss, _, mode = key.partition(":")
     cls = _loss_class(loss)
     if cls is None:  # the field's methods after the losses, then names this plbench does not know
@@ -129,7 +150,7 @@ class RunRecord:
     param: float | None
     loss: str
     mode: str | None
-    protocol: str  # Protocol value: fine-tuned | linear
+    protocol: str  # Protocol value: fine-tuned | linear | linear-init
     recipe: str
     backbone: str
     head: str
@@ -152,7 +173,7 @@ class RunRecord:
 
     @property
     def column(self) -> str:
-        return column_key(self.loss, self.mode)
+        return column_key(self.loss, self.mode, self.head)
 
     @property
     def pair_key(self) -> tuple:
@@ -189,7 +210,8 @@ def load_record(run: RunFolder | str | Path) -> RunRecord:
         mode = str(mode)
     protocol = s.get("protocol")
     if protocol is None:
-        protocol = Protocol.LINEAR.value if config.get("features") else Protocol.FINE_TUNED.value
+        protocol = (Protocol.LINEAR.value if config.get("features") else
+                    Protocol.LINEAR_INIT.value if config.get("init_head") else Protocol.FINE_TUNED.value)
     recipe = s.get("recipe") or config.get("recipe") or Recipe.LIGHT.value
     ema = _float(s.get("val_map_ema"))
     plain = _float(s.get("val_map_plain"))

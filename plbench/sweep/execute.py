@@ -45,10 +45,23 @@ def _simulate(stage: Stage, progress: bool) -> None:
 
     s = stage.settings
     split = load_dataset(s["dataset"], s["data_root"], s["split"], **s["options"])
-    labels = simulate(split.labels, s["scheme"], s["param"], s["seed"])
-    save_simulation(stage.output, labels, dataset=split.dataset, fingerprint=split.fingerprint, scheme=s["scheme"],
-                    param=s["param"], seed=s["seed"],
-                    extra={"split": s["split"], "dataset_options": s["options"], "sweep_stage": stage.hash})
+    bias = s.get("bias")  # spl only; absent for the uniform draw
+    extra = {"split": s["split"], "dataset_options": s["options"], "sweep_stage": stage.hash}
+    if bias is None:
+        labels, scheme = simulate(split.labels, s["scheme"], s["param"], s["seed"]), s["scheme"]
+    else:  # as `plbench simulate --scheme spl --bias`: the file records scheme spl-<bias> and the bias
+        from plbench.simulate_biased import Bias, biased_scheme_name, simulate_biased_spl
+
+        instances = None
+        if Bias.parse(bias).needs_instances:
+            from plbench.datasets.coco import coco_instances
+
+            instances = coco_instances(Path(s["data_root"]), s["split"], split.labels,
+                                       include_crowd=s["options"].get("include_crowd", True))
+        labels, scheme = simulate_biased_spl(split.labels, bias, s["seed"], instances), biased_scheme_name(bias)
+        extra["bias"] = bias
+    save_simulation(stage.output, labels, dataset=split.dataset, fingerprint=split.fingerprint, scheme=scheme,
+                    param=s["param"], seed=s["seed"], extra=extra)
 
 
 def _features(stage: Stage, progress: bool) -> None:

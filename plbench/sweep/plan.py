@@ -2,15 +2,20 @@
 
 Pipeline per grid point (dataset x labels x seed x backbone x head x protocol x zero-shot setting x method)::
 
-    data (synthetic only) -> cache (dataset.cache) -> simulate (fpc/rps/spl) -> [features (linear)]
+    data (synthetic only) -> cache (dataset.cache) -> simulate (fpc/rps/spl) -> [features (linear, linear-init)]
         -> [train Ignore-mode prior model -> estimate-prior (selective only)] -> train -> report
+
+Protocol linear-init puts a linear run (on the features; ``[linear_init]`` settings) before each training,
+and that training's ``init_head`` is the linear run's folder; a Selective run's prior model is itself a
+linear-init pair, and the linear run of a Selective run has its own (linear) prior model.
 
 Stages with the same hash are one stage: the CSL prior model of a Selective run *is* the grid's Ignore
 run whenever their settings agree (same loss and options), so it is trained once. File names:
 
-* ``simulations/<dataset id>[-<split>]-<scheme><param>-s<seed>.parquet`` (as ``plbench simulate``)
+* ``simulations/<dataset id>[-<split>]-<scheme><param>-s<seed>.parquet`` (as ``plbench simulate``; a
+  biased single positive is scheme ``spl-<bias>``)
 * ``priors/<simulation stem or <id>-<labels>>-<backbone>-s<seed>-<hash8>.csv``
-* ``runs/<id>-<labels>-<mode>-<loss>-<backbone>-<head>[-linear][-zsl_<split>_<embeddings>...]-s<seed>-<hash8>/``
+* ``runs/<id>-<labels>-<mode>-<loss>-<backbone>-<head>[-linear|-linear-init][-zsl_<split>_<embeddings>...]-s<seed>-<hash8>/``
 * ``features/<id>-<backbone>-<size>-<hash8>/``, ``reports/<sweep name>/``
 """
 
@@ -30,7 +35,7 @@ from plbench.sweep.stages import GPU_KINDS, Stage, StageKind, StageStatus, is_do
 
 #: TrainConfig fields that hold paths of upstream outputs or of the run itself: the dependency hashes
 #: stand for them in the stage hash, so moving the sweep root does not change any hash
-_PATH_FIELDS = ("simulation", "prior", "features", "out_dir", "run_name", "cache_dir")
+_PATH_FIELDS = ("simulation", "prior", "features", "out_dir", "run_name", "cache_dir", "init_head")
 
 
 def hashed_fields(spec: SweepSpec) -> frozenset[str]:
@@ -118,10 +123,12 @@ class _Builder:
             return None
         from plbench.artifacts.simulations import default_simulation_path
 
-        path = default_simulation_path(ds.id, labels.source.value, labels.param, seed,
+        path = default_simulation_path(ds.id, labels.scheme, labels.param, seed,
                                        root=self.out / "simulations", split=ds.train_split)
         settings = {**self._dataset_settings(ds), "split": ds.train_split, "scheme": labels.source.value,
                     "param": labels.param, "seed": seed}
+        if labels.bias is not None:  # uniform single positives keep the settings (and hash) they always had
+            settings["bias"] = labels.bias
         return self.add(StageKind.SIMULATE, path.stem, settings, [self.data(ds)], path, needs=self._data_needs(ds))
 
     def features(self, ds: DatasetSpec, backbone: BackboneSpec, size: int, base: dict[str, Any]) -> Stage:
@@ -131,7 +138,7 @@ class _Builder:
                     "backbone": backbone.name, "pretrained": backbone.pretrained, "checkpoint": backbone.checkpoint,
                     "image_size": size, "extract_options": extract,
                     # ML-Decoder heads read the spatial tokens; GAP heads need the pooled features only
-                    "tokens": any(h.name != "gap" for h in self.spec.heads),
+                    "tokens": any(h.name != "gap" for h in self.spec.head_axis()),
                     "cache_dir": str(ds.cache_root(self.out)) if ds.cache else None}
         files = (backbone.checkpoint,) if backbone.checkpoint else ()
         h8 = stage_hash(StageKind.FEATURES, settings, [], files)[:8]
@@ -141,8 +148,11 @@ class _Builder:
         return self.add(StageKind.FEATURES, name, settings, [self.data(ds), *caches], self.out / "features" / name,
                         files=files, needs=needs)
 
-    def train(self, config: TrainConfig, deps: list[Stage | None], ds: DatasetSpec, labels: LabelSetting) -> Stage:
-        hashed = {k: v for k, v in config.to_dict().items() if k in self.hashed_fields}
+    def train(self, config: TrainConfig, deps: list[Stage | None], ds: DatasetSpec, labels: LabelSetting, *,
+              also_hashed: frozenset[str] = frozenset()) -> Stage:
+        """A training stage; ``also_hashed``: fields hashed besides :func:`hashed_fields` (a linear-init
+        linear phase's ``[linear_init]`` keys)."""
+        hashed = {k: v for k, v in config.to_dict().items() if k in self.hashed_fields | also_hashed}
         if config.method is None:  # experiments written before `method` existed keep their hashes
             hashed.pop("method", None)
         hashed["torchrun_nproc"] = self.spec.torchrun_nproc
@@ -152,6 +162,8 @@ class _Builder:
         parts = [ds.id, labels.tag, config.mode or "none", method, config.backbone.replace("/", "_"), config.head]
         if config.features is not None:
             parts.append(Protocol.LINEAR.value)
+        elif config.init_head is not None:
+            parts.append(Protocol.LINEAR_INIT.value)
         if config.zsl_split is not None:
             parts.append(zero_shot_tag(config))
         name = "-".join([*parts, f"s{config.seed}", h[:8]])
@@ -222,8 +234,13 @@ def expand(spec: SweepSpec, out: str | Path = ".", *, command: str | None = None
             for seed in spec.seeds:
                 sim = b.simulation(ds, labels, seed)
                 for backbone in spec.backbones:
-                    for head in spec.heads:
+                    for head in spec.head_axis():
+                        head_methods = [m for m in methods if m.runs_with(head, spec.heads)]
+                        if not head_methods:
+                            continue
                         for protocol in spec.protocols:
+                            li = _linear_init(b, spec, ds, backbone, base) if protocol == Protocol.LINEAR_INIT.value \
+                                else None
                             feats = b.features(ds, backbone, size, base) if protocol == Protocol.LINEAR.value else None
                             common = TrainConfig(**{
                                 **base, "simulation": sim.output if sim else None, "tag": labels.tag,
@@ -235,8 +252,9 @@ def expand(spec: SweepSpec, out: str | Path = ".", *, command: str | None = None
                             upstream = [b.data(ds), *caches, sim, feats]
                             for zs in spec.zero_shot or (None,):  # the [zero_shot] axis (one None without it)
                                 run = common if zs is None else common.replace(**zs.values())
-                                for method in methods:
-                                    grid.append(_method_stage(b, spec, method, run, upstream, ds, labels, sim).hash)
+                                for method in head_methods:
+                                    grid.append(_method_stage(b, spec, method, run, upstream, ds, labels, sim,
+                                                              li).hash)
     grid = list(dict.fromkeys(grid))
     report = {"title": spec.title, "notes": spec.notes, "reference": spec.reference,
               "runs": [b.stages[h].output for h in grid]}
@@ -247,20 +265,51 @@ def expand(spec: SweepSpec, out: str | Path = ".", *, command: str | None = None
     return Plan(spec, out, list(b.stages.values()), grid)
 
 
+@dataclass(frozen=True)
+class _LinearPhase:
+    """Protocol linear-init's first training: on ``features``, with ``overrides`` (hashed) over the run's config."""
+
+    features: Stage
+    overrides: dict[str, Any]
+
+
+def _linear_init(b: _Builder, spec: SweepSpec, ds: DatasetSpec, backbone: BackboneSpec,
+                 base: dict[str, Any]) -> _LinearPhase:
+    overrides = spec.linear_phase()
+    size = int(overrides.get("image_size", base.get("image_size", TrainConfig().image_size)))
+    return _LinearPhase(b.features(ds, backbone, size, {**base, **overrides}), overrides)
+
+
 def _method_stage(b: _Builder, spec: SweepSpec, method: MethodSpec, common: TrainConfig, upstream: list,
-                  ds: DatasetSpec, labels: LabelSetting, sim: Stage | None) -> Stage:
+                  ds: DatasetSpec, labels: LabelSetting, sim: Stage | None, li: _LinearPhase | None = None) -> Stage:
     config = common.replace(mode=method.mode, loss=method.loss, loss_options=dict(method.loss_options),
                             method=method.method)
-    if method.mode != Mode.SELECTIVE.value:
-        return b.train(config, upstream, ds, labels)
+    return _trained(b, spec, config, upstream, ds, labels, sim, li)
+
+
+def _trained(b: _Builder, spec: SweepSpec, config: TrainConfig, upstream: list, ds: DatasetSpec,
+             labels: LabelSetting, sim: Stage | None, li: _LinearPhase | None = None, *,
+             also_hashed: frozenset[str] = frozenset()) -> Stage:
+    """The training stage of ``config``, after its prior model and prior (Selective) and its linear phase
+    (``li``: linear-init)."""
+    deps = list(upstream)
+    start = config
+    if li is not None:  # Cole et al.'s LinearInit.: the same run on the frozen features first, its head kept
+        linear = _trained(b, spec, config.replace(features=li.features.output, **li.overrides),
+                          [*upstream, li.features], ds, labels, sim, also_hashed=frozenset(li.overrides))
+        config = config.replace(init_head=linear.output)
+        deps.append(linear)
+    if config.mode != Mode.SELECTIVE.value:
+        return b.train(config, deps, ds, labels, also_hashed=also_hashed)
     # CSL: the prior is the mean prediction of a model trained in Ignore mode on the same labels and seed
-    prior_cfg = config.replace(mode=Mode.IGNORE.value, prior=None)
+    # (under linear-init, a linear-init pair itself)
+    prior_cfg = start.replace(mode=Mode.IGNORE.value, prior=None)
     if "loss" in spec.prior:
         prior_cfg = prior_cfg.replace(loss=spec.prior["loss"], loss_options=dict(spec.prior.get("loss_options", {})),
                                       method=None)
-    model = b.train(prior_cfg, upstream, ds, labels)
+    model = _trained(b, spec, prior_cfg, upstream, ds, labels, sim, li, also_hashed=also_hashed)
     prior = b.prior(model, ds, labels, sim, config.backbone, config.seed)
-    return b.train(config.replace(prior=prior.output), [*upstream, prior], ds, labels)
+    return b.train(config.replace(prior=prior.output), [*deps, prior], ds, labels, also_hashed=also_hashed)
 
 
 def plan_sweep(spec: SweepSpec, out: str | Path = ".", *, command: str | None = None) -> Plan:

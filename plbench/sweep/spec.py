@@ -24,6 +24,9 @@ Schema (every table and key is optional unless marked *required*; an unknown key
     scheme = "fpc"                 # required; fpc | rps | spl | full | natural
     params = [1000]                # fpc: positives/negatives kept per class; rps: p (hide probability);
                                    # not allowed for spl/full/natural
+    # bias = "size"                # spl only: which positive is kept (`plbench simulate --bias`): uniform
+                                   # (default) | size | largest | location | frequency (Arroyo et al. 2023);
+                                   # size/largest/location read COCO instances (datasets coco, synthetic)
 
     [[methods]]                    # required, one or more
     loss = "pasl"                  # a loss registry name (pasl, asl, bce, an, an_ls, wan, epr, ll_r, ...)
@@ -33,12 +36,14 @@ Schema (every table and key is optional unless marked *required*; an unknown key
                                    # not allowed for those without (an, an_ls, wan, epr, ll_r)
     loss_options = {}              # constructor arguments of the loss (or options of the method)
     schemes = ["fpc"]              # only with these label schemes (default: all)
+    # heads = ["boostlu"]          # this method's heads instead of the grid's `heads` axis (same syntax)
 
     heads = ["gap"]                # names, or tables { name = "ml-decoder", options = {...} }; a name is
                                    # gap | ml-decoder | boostlu, an installed plug-in or package.module:Name
     backbones = ["resnet10t"]      # timm names, or tables { name, pretrained = false, checkpoint = "w.pt" }
     seeds = [0]                    # one simulation and one training seed each (same seed = same labels)
     protocols = ["fine-tuned"]     # fine-tuned | linear (head on features from `plbench features extract`)
+                                   # | linear-init (a linear run first, then fine-tuned from its best head)
 
     [training]                     # TrainConfig fields the grid does not set (recipe, epochs, image_size,
     recipe = "csl"                 # batch_size, lr, ...); `recipe` fills the others first (default: the
@@ -54,7 +59,11 @@ Schema (every table and key is optional unless marked *required*; an unknown key
     loss = "pasl"                  # default: the selective method's own loss and loss_options
     loss_options = {}
 
-    [features]                     # options of the feature extraction (protocol "linear"); device, workers
+    [linear_init]                  # protocol "linear-init": TrainConfig fields of its linear phase (as
+    epochs = 25                    # [training], recipe excluded; default: epochs 25, the rest [training]'s)
+    lr = 1e-4
+
+    [features]                     # options of the feature extraction ("linear", "linear-init"); device, workers
     batch_size = 128               # and amp default to [training]'s
 
     [slurm]                        # --launcher slurm: submitit parameters
@@ -62,9 +71,15 @@ Schema (every table and key is optional unless marked *required*; an unknown key
     gpus_per_node = 1              # gpus_per_node (GPU stages), additional_parameters = {...}, setup = [...]
 
 The grid is datasets x labels x seeds x backbones x heads x protocols x zero-shot settings x methods (a
-method whose ``schemes`` excludes a label setting is skipped there; without ``[zero_shot]`` there is one
+method whose ``schemes`` excludes a label setting is skipped there; a method with its own ``heads`` runs
+with those heads only, and they join the heads axis for it alone; without ``[zero_shot]`` there is one
 setting, no zero-shot, and the stage hashes are those of an experiment written before the table existed).
 The zero-shot settings are splits x class_embeddings x prompts x alignment_weights.
+
+Protocol ``linear-init`` (Cole et al. 2021's LinearInit.) trains each grid run twice: a linear run on the
+frozen features (same method, labels and seed; ``[linear_init]`` overrides its settings), then the
+end-to-end run whose head starts from that run's best checkpoint (``init_head``); the report shows the
+second, as protocol ``linear-init``.
 
 The shape and types of every table are a strict pydantic schema (``_Experiment`` and its tables,
 ``extra="forbid"``); ``[training]`` values are checked by :class:`~plbench.config.TrainConfig` itself; what
@@ -107,8 +122,11 @@ class LabelSource(Choice):
 GRID_FIELDS = frozenset({
     "dataset", "data_root", "train_split", "val_split", "dataset_options", "simulation", "mode", "loss",
     "loss_options", "method", "prior", "backbone", "pretrained", "checkpoint", "head", "head_options", "features",
-    "seed", "out_dir", "run_name", "tag",
+    "seed", "out_dir", "run_name", "tag", "init_head",
 })
+#: protocol "linear-init": its linear phase's settings unless [linear_init] sets them (Cole et al.'s code:
+#: ``P['linear_init_params']``, 25 epochs)
+LINEAR_INIT_DEFAULTS: dict[str, Any] = {"epochs": 25}
 SWEEP_TRAINING_KEYS = ("torchrun_nproc",)
 
 
@@ -136,13 +154,20 @@ class DatasetSpec:
 class LabelSetting:
     source: LabelSource
     param: int | float | None = None
+    bias: str | None = None  # spl only: a Bias value other than uniform (None: the uniform draw)
+
+    @property
+    def scheme(self) -> str:
+        """The scheme a simulation file records: the source's value, ``spl-<bias>`` for a biased draw."""
+        return self.source.value if self.bias is None else f"{self.source.value}-{self.bias}"
 
     @property
     def tag(self) -> str:
-        """The label tag the engine and reports use: ``full``, ``natural``, ``fpc1000``, ``rps0.5``, ``spl``."""
+        """The label tag the engine and reports use: ``full``, ``natural``, ``fpc1000``, ``rps0.5``, ``spl``,
+        ``spl-size``."""
         from plbench.artifacts.simulations import format_param
 
-        return f"{self.source.value}{format_param(self.param)}"
+        return f"{self.scheme}{format_param(self.param)}"
 
 
 @dataclass(frozen=True)
@@ -152,6 +177,7 @@ class MethodSpec:
     loss_options: dict[str, Any] = field(default_factory=dict)  # options of the loss, or of the method
     schemes: tuple[str, ...] | None = None  # LabelSource values it applies to; None = all
     method: str | None = None  # TrainConfig.method: a method trained instead of ``loss``
+    heads: tuple["HeadSpec", ...] | None = None  # its own heads axis; None = the grid's
 
     @property
     def name(self) -> str:
@@ -160,6 +186,10 @@ class MethodSpec:
 
     def applies_to(self, labels: LabelSetting) -> bool:
         return self.schemes is None or labels.source.value in self.schemes
+
+    def runs_with(self, head: "HeadSpec", grid_heads: tuple["HeadSpec", ...]) -> bool:
+        """Whether the grid's runs with ``head`` include this method (its own heads, else the grid's)."""
+        return head in (self.heads if self.heads is not None else grid_heads)
 
 
 @dataclass(frozen=True)
@@ -214,6 +244,20 @@ class SweepSpec:
     reference: str | None = None  # the report's reference column (None: the report's default)
     source: str | None = None  # the TOML file, for messages and the report's command line
     zero_shot: tuple[ZeroShotSetting, ...] = ()  # () : no zero-shot axis
+    linear_init: dict[str, Any] = field(default_factory=dict)  # [linear_init] as written (defaults not filled)
+
+    def head_axis(self) -> tuple[HeadSpec, ...]:
+        """Every head of the grid: the ``heads`` axis, then the methods' own heads not on it, in order."""
+        out: list[HeadSpec] = []
+        for h in [*self.heads, *(h for m in self.methods for h in (m.heads or ()))]:
+            if h not in out:
+                out.append(h)
+        return tuple(out)
+
+    def linear_phase(self) -> dict[str, Any]:
+        """TrainConfig overrides of protocol linear-init's linear phase: :data:`LINEAR_INIT_DEFAULTS`, then
+        ``[linear_init]``."""
+        return {**LINEAR_INIT_DEFAULTS, **self.linear_init}
 
 
 # -- schema: the shape and types of each table (pydantic), then the checks that need registries -------------
@@ -273,9 +317,16 @@ class _Dataset(_Table):
     synthetic: _Synthetic | None = None
 
 
+def _bias_choice(value: str) -> str:
+    from plbench.simulate_biased import Bias
+
+    return Bias.parse(value).value
+
+
 class _Labels(_Table):
     scheme: _choice(LabelSource)
     params: _one_or_more(Any) | None = None  # checked per scheme by plbench.simulate.normalise_param
+    bias: Annotated[str, AfterValidator(_bias_choice)] | None = None  # spl only (checked in _labels)
 
 
 class _Method(_Table):
@@ -284,6 +335,7 @@ class _Method(_Table):
     mode: _one_or_more(_choice(Mode)) | None = None
     loss_options: dict[str, Any] = {}
     schemes: _one_or_more(_choice(LabelSource)) | None = None
+    heads: "_HeadList | None" = None  # this method's heads instead of the grid's
 
 
 def _named(enum: type[Choice] | Callable[[str], str] | None = None) -> Callable[[Any], Any]:
@@ -308,6 +360,10 @@ def _head_spec(value: str) -> str:
 class _Head(_Table):
     name: Annotated[str, AfterValidator(_head_spec)]
     options: dict[str, Any] = {}
+
+
+_HeadList = _non_empty(Annotated[_Head, BeforeValidator(_named(_head_spec))])
+_Method.model_rebuild()
 
 
 class _Backbone(_Table):
@@ -351,7 +407,7 @@ class _Experiment(_Table):
     datasets: _non_empty(_Dataset)
     labels: _non_empty(_Labels)
     methods: _non_empty(_Method)
-    heads: _non_empty(Annotated[_Head, BeforeValidator(_named(_head_spec))]) = [_Head(name=Head.GAP.value)]
+    heads: _HeadList = [_Head(name=Head.GAP.value)]
     backbones: _non_empty(Annotated[_Backbone, BeforeValidator(_named())]) = [_Backbone(name="resnet10t")]
     seeds: _non_empty(Count) = [0]
     protocols: _non_empty(_choice(Protocol)) = [Protocol.FINE_TUNED.value]
@@ -360,6 +416,7 @@ class _Experiment(_Table):
     features: _Features = _Features()
     slurm: _Slurm = _Slurm()
     zero_shot: _ZeroShot | None = None
+    linear_init: dict[str, Any] | None = None  # TrainConfig fields, checked by TrainConfig itself
 
     @model_validator(mode="before")
     @classmethod
@@ -503,6 +560,10 @@ def _labels(tables: list[_Labels], check: _Checker) -> tuple[LabelSetting, ...]:
     for i, t in enumerate(tables):
         where = f"labels[{i}]"
         source = LabelSource(t.scheme)
+        if t.bias is not None and source is not LabelSource.SPL:
+            check.fail(f"{where}.bias", f"expected bias only with scheme \"spl\", but got scheme {source.value!r}",
+                       "remove bias, or write scheme = \"spl\"")
+        bias = None if t.bias in (None, "uniform") else t.bias  # uniform: plain spl, the same stages as before
         if source in (LabelSource.FPC, LabelSource.RPS):
             if t.params is None:
                 check.fail(f"{where}.params", "required, but missing", "add params = ...")
@@ -515,10 +576,24 @@ def _labels(tables: list[_Labels], check: _Checker) -> tuple[LabelSetting, ...]:
         else:
             if t.params is not None:
                 check.fail(f"{where}.params", f"scheme {source.value!r} takes no parameter", "remove params")
-            out.append(LabelSetting(source))
+            out.append(LabelSetting(source, bias=bias))
     if len(set(out)) != len(out):
-        check.fail("labels", "a label setting appears twice", "list each scheme/parameter once")
+        check.fail("labels", "a label setting appears twice", "list each scheme/parameter/bias once")
     return tuple(out)
+
+
+def _check_bias_data(tables: list[_Labels], datasets: tuple[DatasetSpec, ...], check: _Checker) -> None:
+    """A bias that weighs object instances needs a loader with COCO-format instances (areas, boxes)."""
+    from plbench.simulate_biased import INSTANCE_DATASETS, Bias
+
+    for i, t in enumerate(tables):
+        if t.bias is None or not Bias.parse(t.bias).needs_instances:
+            continue
+        for ds in datasets:
+            if ds.name not in INSTANCE_DATASETS:
+                check.fail(f"labels[{i}].bias", f"bias {t.bias} reads object areas and boxes, which the {ds.name} "
+                           f"loader (dataset {ds.id!r}) does not provide (only {', '.join(INSTANCE_DATASETS)})",
+                           "use bias = \"uniform\" or \"frequency\", or leave that dataset out")
 
 
 def _methods(tables: list[_Method], check: _Checker) -> tuple[MethodSpec, ...]:
@@ -532,8 +607,11 @@ def _methods(tables: list[_Method], check: _Checker) -> tuple[MethodSpec, ...]:
                        "write loss = \"pasl\" (a loss) or method = \"role\" (`plbench methods list`, or "
                        "package.module:Name)")
         schemes = None if t.schemes is None else tuple(t.schemes)
+        heads = None if t.heads is None else tuple(HeadSpec(h.name, dict(h.options)) for h in t.heads)
+        if heads is not None and len(set(map(repr, heads))) != len(heads):
+            check.fail(f"{where}.heads", "a head appears twice", "list each head once")
         if t.method is not None:
-            out.extend(_method_specs(t, where, schemes, check))
+            out.extend(dataclasses.replace(m, heads=heads) for m in _method_specs(t, where, schemes, check))
             continue
         options = _loss_options(t.loss, t.loss_options, check, f"{where}.loss_options")
         try:  # an experiment names every mode it runs: no default
@@ -542,7 +620,7 @@ def _methods(tables: list[_Method], check: _Checker) -> tuple[MethodSpec, ...]:
             with_modes = ", ".join(n for n in list_losses() if takes_mode(n))
             check.fail(f"{where}.mode", str(e), f"give {with_modes} a mode (or a list of modes); leave it out for "
                        "the other losses")
-        out.extend(MethodSpec(t.loss, mode, options, schemes) for mode in modes)
+        out.extend(MethodSpec(t.loss, mode, options, schemes, heads=heads) for mode in modes)
     for m in out:  # values too (e.g. epr without expected_num_pos), before anything runs
         if m.method is None:
             _check_loss_builds(m.loss, m.mode, m.loss_options, check, "methods")
@@ -615,7 +693,7 @@ def _prior(table: _Prior, check: _Checker) -> dict[str, Any]:
     return prior
 
 
-def _zero_shot(table: _ZeroShot | None, heads: list[_Head], training: dict[str, Any],
+def _zero_shot(table: _ZeroShot | None, heads: list[tuple[str, _Head]], training: dict[str, Any],
                check: _Checker) -> tuple[ZeroShotSetting, ...]:
     """The [zero_shot] axis: splits x class_embeddings x prompts x alignment_weights, checked."""
     if table is None:
@@ -624,9 +702,9 @@ def _zero_shot(table: _ZeroShot | None, heads: list[_Head], training: dict[str, 
     if both:
         check.fail(f"training.{both[0]}", "set by the [zero_shot] axis, so [training] may not set it",
                    "list the values in [zero_shot] instead")
-    for i, h in enumerate(heads):
+    for where, h in heads:
         if h.name != Head.ML_DECODER.value:
-            check.fail(f"heads[{i}]", f"zero-shot runs need the ml-decoder head (queries from class embeddings), "
+            check.fail(where, f"zero-shot runs need the ml-decoder head (queries from class embeddings), "
                        f"but got {h.name!r}", 'write heads = ["ml-decoder"] (options allowed)')
     for i, p in enumerate(table.prompts or ()):
         if p.count("{}") != 1:
@@ -639,6 +717,23 @@ def _zero_shot(table: _ZeroShot | None, heads: list[_Head], training: dict[str, 
     return tuple(ZeroShotSetting(split, emb, prompt, float(w))
                  for split in table.splits for emb in table.class_embeddings
                  for prompt in (table.prompts or [None]) for w in (table.alignment_weights or [0.0]))
+
+
+def _linear_init(raw: dict[str, Any] | None, training: dict[str, Any], protocols: list[str],
+                 check: _Checker) -> dict[str, Any]:
+    """``[linear_init]``: TrainConfig fields of protocol linear-init's linear phase, checked over [training]."""
+    if raw is None:
+        return {}
+    if Protocol.LINEAR_INIT.value not in protocols:
+        check.fail("linear_init", "the table sets protocol linear-init's linear phase, but protocols has no "
+                   f"linear-init (got {protocols})", 'add "linear-init" to protocols, or remove [linear_init]')
+    allowed = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in GRID_FIELDS | {"recipe"}]
+    check.keys(raw, allowed, "linear_init")
+    try:
+        TrainConfig.from_dict({**training, **LINEAR_INIT_DEFAULTS, **raw}, check.source)
+    except InputError as e:
+        check.fail(f"linear_init.{e.field}", e.problem, "correct the value in [linear_init]")
+    return dict(raw)
 
 
 def parse_spec(data: Mapping[str, Any], source: str | Path | None = None) -> SweepSpec:
@@ -666,13 +761,17 @@ def parse_spec(data: Mapping[str, Any], source: str | Path | None = None) -> Swe
         check.fail("seeds", "a seed appears twice", "list each seed once")
     training, nproc = _training(raw.training, check)
     prior = _prior(raw.prior, check)
-    zero_shot = _zero_shot(raw.zero_shot, raw.heads, training, check)
+    heads = [(f"heads[{i}]", h) for i, h in enumerate(raw.heads)]
+    heads += [(f"methods[{i}].heads[{j}]", h) for i, m in enumerate(raw.methods) for j, h in enumerate(m.heads or ())]
+    zero_shot = _zero_shot(raw.zero_shot, heads, training, check)
+    datasets = _datasets(raw.datasets, check)
+    _check_bias_data(raw.labels, datasets, check)
     return SweepSpec(
         name=name,
         title=raw.sweep.title or name,
         notes=raw.sweep.notes or "",
         reference=raw.sweep.reference,
-        datasets=_datasets(raw.datasets, check),
+        datasets=datasets,
         labels=labels,
         methods=methods,
         heads=tuple(HeadSpec(h.name, dict(h.options)) for h in raw.heads),
@@ -686,6 +785,7 @@ def parse_spec(data: Mapping[str, Any], source: str | Path | None = None) -> Swe
         slurm=raw.slurm.model_dump(exclude_unset=True),
         source=None if source is None else str(source),
         zero_shot=zero_shot,
+        linear_init=_linear_init(raw.linear_init, training, raw.protocols, check),
     )
 
 
