@@ -132,7 +132,7 @@ def test_spml_coco_runs_ll_r_with_boostlu_once_per_seed_and_the_rest_with_gap():
     trains = [s.settings["config"] for s in expand(spec, "out").stages if s.kind is StageKind.TRAIN]
     boost = [c for c in trains if c["head"] == "boostlu"]
     assert [(c["loss"], c["method"], c["loss_options"], c["seed"]) for c in boost] == \
-        [("ll_r", None, {"delta_rel": 0.002}, s) for s in (0, 1, 2)]
+        [("ll_r", None, {"delta_rel": 0.005}, s) for s in (0, 1, 2)]
     ll_r = [c for c in trains if c["loss"] == "ll_r" and c["method"] is None and c["head"] == "gap"]
-    assert [c["loss_options"] for c in ll_r] == [{"delta_rel": 0.002}] * 3  # the same LL-R, another head
+    assert [c["loss_options"] for c in ll_r] == [{"delta_rel": 0.005}] * 3  # the same LL-R, another head
     assert len(trains) == 45 and sum(c["head"] == "gap" for c in trains) == 42  # 14 methods x 3 seeds with gap
