@@ -40,11 +40,11 @@ class Mode(Choice):
 class Head(Choice):
     """The built-in classification heads' names (:mod:`plbench.heads` registers them). Not a closed choice: a
     head spec may also name an installed plug-in or ``package.module:Name``
-    (:func:`plbench.methods.registry.resolve_head`)."""
+    (:func:`plbench.heads.resolve_head`)."""
 
     GAP = "gap"
     ML_DECODER = "ml-decoder"
-    BOOSTLU = "boostlu"  # plbench.methods.boostlu.BoostLUHead
+    BOOSTLU = "boostlu"  # plbench.heads.boostlu.BoostLUHead
 
 
 class Recipe(Choice):

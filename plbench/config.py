@@ -33,7 +33,7 @@ def _member_of(enum: type[Choice]) -> Callable[[str], str]:
 
 
 def _head_spec(value: str) -> str:
-    from plbench.methods.registry import head_spec  # imports torch: only when a config is built
+    from plbench.heads import head_spec  # imports torch: only when a config is built
 
     return head_spec(str(value))  # ValueError: unknown head (lists the available ones) or an import failure
 
@@ -59,7 +59,7 @@ class TrainConfig:
         InputError: on construction (also through :meth:`replace`), an unknown key, a value of another type
             than its annotation (strict: no string-to-number or float-to-int conversion; an int is a float),
             a number outside its range, an unknown closed choice (recipe, augment, mode) or a head that
-            :func:`plbench.methods.registry.resolve_head` refuses (unknown, or not importable).
+            :func:`plbench.heads.resolve_head` refuses (unknown, or not importable).
     """
 
     dataset: str = "synthetic"  # registry name, see plbench.datasets.list_datasets()
@@ -78,7 +78,7 @@ class TrainConfig:
     backbone: str = "resnet10t"  # any timm model name
     pretrained: bool = False  # ImageNet weights: timm (cache or download), else an installed weight package
     checkpoint: PathStr | None = None  # local backbone weights file (.pt/.pth/.safetensors)
-    # gap | ml-decoder | boostlu, an installed plug-in or package.module:Name (plbench.methods.registry.resolve_head)
+    # gap | ml-decoder | boostlu, an installed plug-in or package.module:Name (plbench.heads.resolve_head)
     head: HeadName = "gap"
     head_options: dict[str, Any] = field(default_factory=dict)
     init_head: PathStr | None = None  # run folder whose best checkpoint's head starts this run's ("linear init")

@@ -171,7 +171,7 @@ def test_registry():
     from plbench.errors import InputError
 
     with pytest.raises(InputError, match="unknown head 'mlp'; available: boostlu, gap, ml-decoder"):
-        create_head("mlp", 4, 2)  # plbench.methods.registry.resolve_head: heads are open (tests/test_heads_open.py)
+        create_head("mlp", 4, 2)  # plbench.heads.resolve_head: heads are open (tests/test_heads_open.py)
     with pytest.raises(ValueError, match="bad arguments for head 'gap'"):
         create_head("gap", 4, 2, num_groups=3)
 

@@ -15,7 +15,7 @@ import torch
 from faults_support import expect_user_error, invoke, synthetic_root
 from plbench.artifacts.runs import RunFolder
 from plbench.heads import GAPHead, create_head, list_heads, needs_spatial_features
-from plbench.methods.boostlu import BoostLUHead
+from plbench.heads.boostlu import BoostLUHead
 
 HEAD_MODULE = '''
 import torch
@@ -102,7 +102,7 @@ def test_boostlu_head_trains_with_ll_r_at_ten_times_the_learning_rate(tiny, tmp_
     (run_dir,) = out.iterdir()
     run = RunFolder(run_dir)
     assert run.summary()["head"] == "boostlu" and run.summary()["loss"] == "ll_r"
-    assert run.summary()["head_provenance"]["import_path"] == "plbench.methods.boostlu:BoostLUHead"
+    assert run.summary()["head_provenance"]["import_path"] == "plbench.heads.boostlu:BoostLUHead"
     state = run.load_checkpoint("last")
     groups = state["optimizer"]["param_groups"]
     # backbone (decay, no decay), then the head's 1x1 convolution (weight, bias) at lr_mult 10 (authors' config.py)

@@ -18,7 +18,8 @@ from plbench.losses import LOSSES, create_loss
 from plbench.methods.api import REQUIRED, BatchInfo, Method, MethodContext, Needs, RunSupport, TrainingSetPass, \
     check_method_class, check_needs, resolve_method_mode
 from plbench.methods.provenance import method_provenance
-from plbench.methods.registry import METHODS, builtin_methods, create_method, resolve_head, resolve_method
+from plbench.heads import resolve_head
+from plbench.methods.registry import METHODS, builtin_methods, create_method, resolve_method
 
 N, C = 6, 5
 
@@ -365,7 +366,7 @@ def test_bad_options_are_input_errors_listing_the_options():
 
 def test_heads_resolve_like_methods(plugin_dir):
     from plbench.heads import GAPHead
-    from plbench.methods.boostlu import BoostLUHead
+    from plbench.heads.boostlu import BoostLUHead
 
     assert resolve_head("gap") is GAPHead and resolve_head("boostlu") is BoostLUHead
     (plugin_dir / "plug_head.py").write_text("from torch import nn\nHead = nn.Linear\nnot_callable = 3\n")

@@ -1,4 +1,4 @@
-"""BoostLU head (plbench.methods.boostlu) against hand-computed values and the authors' forward pass.
+"""BoostLU head (plbench.heads.boostlu) against hand-computed values and the authors' forward pass.
 
 Parity reference: github.com/youngwk/BridgeGapExplanationPAMC @ 4a1986c, ``models.py::
 ImageClassifier.forward`` with an identity feature extractor, its ``onebyone_conv`` set to W, B below
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from plbench.heads import GAPHead
-from plbench.methods.boostlu import BoostLUHead, boost_positive
+from plbench.heads.boostlu import BoostLUHead, boost_positive
 
 W = (0.4 * torch.sin(torch.arange(12, dtype=torch.float64) * 1.3)).reshape(4, 3)
 B = torch.tensor([0.1, -0.2, 0.05, 0.3], dtype=torch.float64)

@@ -80,7 +80,8 @@ def test_show_of_an_unknown_or_broken_method_exits_2_without_traceback(on_path, 
 
 def test_the_installed_example_is_listed_shown_and_resolved_by_name(installed_example, on_path):
     from plbench.methods.provenance import method_provenance
-    from plbench.methods.registry import resolve_head, resolve_method
+    from plbench.heads import resolve_head
+    from plbench.methods.registry import resolve_method
 
     on_path(installed_example)
     result = _invoke("methods", "list")

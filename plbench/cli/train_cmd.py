@@ -113,7 +113,7 @@ def training_options(
     for key in ("data_root", "simulation", "checkpoint", "cache_dir", "features"):
         if values[key] is not None:
             values[key] = str(values[key])
-    from plbench.methods.registry import resolve_head
+    from plbench.heads import resolve_head
 
     resolve_head(head, field="--head")  # named as the option here; the config checks it again as `head`
     values["dataset_options"] = dataset_options or {}

@@ -85,7 +85,7 @@ def check_run_head(run: RunFolder, config: dict[str, Any]) -> None:
         InputError: naming the run's ``config.json``, the head and how to make it importable.
     """
     from plbench.methods.provenance import source_sha256
-    from plbench.methods.registry import resolve_head
+    from plbench.heads import resolve_head
 
     spec = config.get("head", "gap")
     try:

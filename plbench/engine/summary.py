@@ -22,7 +22,7 @@ from plbench.engine.inputs import TrainingData
 from plbench.engine.loop import EpochState
 from plbench.engine.method_run import method_name, method_record
 from plbench.engine.provenance import provenance
-from plbench.methods.registry import head_provenance
+from plbench.heads import head_provenance
 
 AUTHORS_PROTOCOL = "selected on the evaluation split (as in the authors' code)"
 

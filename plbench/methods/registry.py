@@ -1,4 +1,4 @@
-"""Where methods and heads come from: built-in names, ``package.module:Name`` imports, installed entry points.
+"""Where methods come from: built-in names, ``package.module:Name`` imports, installed entry points.
 
 A method spec (``--method``, ``loss`` / ``method`` in a config or an experiment file) is resolved by
 :func:`resolve_method` in this order:
@@ -11,8 +11,8 @@ A method spec (``--method``, ``loss`` / ``method`` in a config or an experiment 
        [project.entry-points."plbench.methods"]
        my_method = "my_package.methods:MyMethod"
 
-Heads resolve the same way (:func:`resolve_head`, group ``plbench.heads``; a head is any callable
-``(in_features, num_classes, **options) -> nn.Module``).
+Heads resolve the same way (:func:`plbench.heads.resolve_head`, group ``plbench.heads``); the imports and
+entry points of both are :mod:`plbench.plugins`.
 
 Every failure (nothing under that name, a module that cannot be imported or raises on import, a missing
 attribute, an object that is not a well-formed :class:`~plbench.methods.api.Method`) is an
@@ -23,25 +23,19 @@ file is written. Sweep workers and torchrun children resolve the same string in 
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata as metadata
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from torch import nn
-
 from plbench.errors import InputError
 from plbench.methods.api import REQUIRED, Method, check_method_class
+from plbench.plugins import distribution, entry_points, import_object, load_entry_point
 
-__all__ = ["METHOD_GROUP", "HEAD_GROUP", "METHODS", "register_method", "builtin_methods", "resolve_method",
-           "create_method", "MethodEntry", "list_methods", "resolve_head", "head_spec", "head_provenance",
-           "list_heads_all", "import_object"]
+__all__ = ["METHOD_GROUP", "METHODS", "register_method", "builtin_methods", "resolve_method", "create_method",
+           "MethodEntry", "list_methods"]
 
 #: entry-point group of installed methods
 METHOD_GROUP = "plbench.methods"
-#: entry-point group of installed heads
-HEAD_GROUP = "plbench.heads"
 
 #: built-in method name -> class; filled by :func:`register_method` and :func:`builtin_methods`
 METHODS: dict[str, type[Method]] = {}
@@ -49,9 +43,6 @@ METHODS: dict[str, type[Method]] = {}
 # (loss name, loss class) -> its method class, so a name re-registered with another class gets a new one
 _LOSS_METHODS: dict[tuple[str, type], type[Method]] = {}
 _FIELD_METHODS_ADDED: list[bool] = []
-
-_IMPORT_FIX = ("install the package that provides it (pip install ...), or put its folder on PYTHONPATH; "
-               "sweep workers and torchrun processes need it too")
 
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
@@ -89,59 +80,6 @@ def builtin_methods() -> dict[str, type[Method]]:
     return out
 
 
-# -- imports -----------------------------------------------------------------------------------------
-def import_object(spec: str, *, field: str, kind: str) -> Any:
-    """The object ``package.module:Name`` names (``Name`` may be dotted).
-
-    Raises:
-        InputError: a malformed spec, a module that cannot be found or raises while importing, or a
-            missing attribute (listing the module's public names of that kind when it can).
-    """
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr or any(not part.isidentifier() for part in (*module_name.split("."),
-                                                                                 *attr.split("."))):
-        raise InputError(None, field, f"expected a {kind} as package.module:Name, but got {spec!r}",
-                         f"write e.g. my_package.methods:MyMethod, or a built-in name (`plbench methods list`)")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        missing = e.name or module_name
-        where = "" if missing == module_name else f" (it imports {missing!r}, which is missing)"
-        raise InputError(None, field, f"cannot import module {module_name!r} of {kind} {spec!r}{where}: {e}",
-                         _IMPORT_FIX) from None
-    except Exception as e:  # an error inside the user's module: name it, not a traceback deep in plbench
-        raise InputError(None, field, f"importing module {module_name!r} of {kind} {spec!r} raised "
-                         f"{type(e).__name__}: {e}", f"fix the error in {module_name}") from None
-    obj: Any = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            public = sorted(n for n, v in vars(module).items() if not n.startswith("_") and isinstance(v, type)
-                            and (kind != "method" or issubclass(v, Method)) and v.__module__ == module.__name__)
-            hint = f"; it defines: {', '.join(public)}" if public else ""
-            raise InputError(getattr(module, "__file__", None), field, f"module {module_name!r} has no attribute "
-                             f"{attr!r}{hint}", f"check the name after the colon in {spec!r}")
-        obj = getattr(obj, part)
-    return obj
-
-
-def _entry_points(group: str) -> dict[str, metadata.EntryPoint]:
-    return {ep.name: ep for ep in metadata.entry_points(group=group)}
-
-
-def _distribution(ep: metadata.EntryPoint) -> str:
-    dist = getattr(ep, "dist", None)
-    return f"{dist.metadata['Name']} {dist.version}" if dist is not None else "an installed package"
-
-
-def _load_entry_point(ep: metadata.EntryPoint, *, field: str, kind: str, group: str) -> Any:
-    try:
-        return ep.load()
-    except Exception as e:
-        raise InputError(None, field, f"the {kind} {ep.name!r} registered by {_distribution(ep)} (entry point "
-                         f"{ep.value!r} in group {group}) cannot be loaded: {type(e).__name__}: {e}",
-                         "reinstall or upgrade that package, or uninstall it") from None
-
-
 # -- methods -----------------------------------------------------------------------------------------
 def resolve_method(spec: str, *, field: str = "--method") -> type[Method]:
     """The method class ``spec`` names (see the module docstring for the order).
@@ -154,13 +92,13 @@ def resolve_method(spec: str, *, field: str = "--method") -> type[Method]:
         raise InputError(None, field, f"expected a method name or package.module:Name, but got {spec!r}",
                          "see `plbench methods list`")
     if ":" in spec:
-        return check_method_class(import_object(spec, field=field, kind="method"), spec, field=field)
+        return check_method_class(import_object(spec, field=field, kind="method", base=Method), spec, field=field)
     builtin = builtin_methods()
     if spec in builtin:
         return builtin[spec]
-    installed = _entry_points(METHOD_GROUP)
+    installed = entry_points(METHOD_GROUP)
     if spec in installed:
-        obj = _load_entry_point(installed[spec], field=field, kind="method", group=METHOD_GROUP)
+        obj = load_entry_point(installed[spec], field=field, kind="method", group=METHOD_GROUP)
         return check_method_class(obj, spec, field=field)
     names = ", ".join(sorted(builtin) + sorted(set(installed) - set(builtin)))
     raise InputError(None, field, f"unknown method {spec!r}; available: {names}",
@@ -212,8 +150,8 @@ def list_methods() -> list[MethodEntry]:
     error instead of failing the listing; an installed name that a built-in shadows is listed as such."""
     builtin = builtin_methods()
     out = [MethodEntry(n, "built-in", c.one_line(), c) for n, c in sorted(builtin.items())]
-    for name, ep in sorted(_entry_points(METHOD_GROUP).items()):
-        origin = _distribution(ep)
+    for name, ep in sorted(entry_points(METHOD_GROUP).items()):
+        origin = distribution(ep)
         if name in builtin:
             out.append(MethodEntry(name, origin, "", None, f"shadowed by the built-in {name!r}; use {ep.value}"))
             continue
@@ -223,68 +161,4 @@ def list_methods() -> list[MethodEntry]:
             out.append(MethodEntry(name, origin, "", None, e.problem))
             continue
         out.append(MethodEntry(name, origin, cls.one_line(), cls))
-    return out
-
-
-# -- heads -------------------------------------------------------------------------------------------
-def _builtin_heads() -> dict[str, Callable[..., nn.Module]]:
-    from plbench.heads import builtin_heads
-
-    return builtin_heads()
-
-
-def resolve_head(spec: str, *, field: str = "--head") -> Callable[..., nn.Module]:
-    """The head constructor ``spec`` names: ``package.module:Name``, a built-in head (``gap``,
-    ``ml-decoder``, ``boostlu``) or an entry point in group ``plbench.heads``.
-
-    Raises:
-        InputError: unknown name (lists the available heads), an import failure, or an object that is not
-            callable.
-    """
-    if not isinstance(spec, str) or not spec:
-        raise InputError(None, field, f"expected a head name or package.module:Name, but got {spec!r}",
-                         "pick a built-in head (gap, ml-decoder, boostlu), or name one as package.module:Name")
-    if ":" in spec:
-        obj = import_object(spec, field=field, kind="head")
-    else:
-        builtin, installed = _builtin_heads(), _entry_points(HEAD_GROUP)
-        if spec in builtin:
-            return builtin[spec]
-        if spec not in installed:
-            names = ", ".join(sorted(builtin) + sorted(set(installed) - set(builtin)))
-            raise InputError(None, field, f"unknown head {spec!r}; available: {names}",
-                             "pick one of those, or name a head as package.module:Name")
-        obj = _load_entry_point(installed[spec], field=field, kind="head", group=HEAD_GROUP)
-    if not callable(obj):
-        raise InputError(None, field, f"head {spec!r} is a {type(obj).__name__}, not a callable "
-                         "(in_features, num_classes, **options) -> nn.Module", "name an nn.Module class or a factory")
-    return obj
-
-
-def head_spec(spec: str) -> str:
-    """``spec`` unchanged when :func:`resolve_head` accepts it; for schemas (the run config, an experiment
-    file), whose validators turn a ValueError into an error naming their key.
-
-    Raises:
-        ValueError: the problem :func:`resolve_head` found, in one sentence.
-    """
-    try:
-        resolve_head(spec, field="head")
-    except InputError as e:
-        raise ValueError(e.problem) from None
-    return spec
-
-
-def head_provenance(spec: str) -> dict[str, Any]:
-    """The provenance record of head ``spec`` (as a method's: :func:`plbench.methods.provenance.method_provenance`):
-    spec, import path, package and version, source file and its sha256."""
-    from plbench.methods.provenance import method_provenance
-
-    return method_provenance(resolve_head(spec, field="head"), spec)
-
-
-def list_heads_all() -> list[tuple[str, str]]:
-    """(name, origin) of the built-in and installed heads."""
-    out = [(n, "built-in") for n in sorted(_builtin_heads())]
-    out += [(n, _distribution(ep)) for n, ep in sorted(_entry_points(HEAD_GROUP).items())]
     return out

@@ -352,7 +352,7 @@ def _named(enum: type[Choice] | Callable[[str], str] | None = None) -> Callable[
 
 
 def _head_spec(value: str) -> str:
-    from plbench.methods.registry import head_spec  # built-in, installed or package.module:Name
+    from plbench.heads import head_spec  # built-in, installed or package.module:Name
 
     return head_spec(value)
 

@@ -6,7 +6,7 @@ A head computing class activation maps (CAMs) with a 1x1 convolution over the ba
 features, multiplying positive map values by ``alpha`` (BoostLU(x) = alpha x for x > 0, x otherwise)
 in every forward pass, training and evaluation alike, then averaging the maps into logits. With
 ``alpha = 1`` it is the plain global-average-pooling head (the mean commutes with the linear map).
-The authors train it with LL-R, LL-Ct or LL-Cp (:mod:`plbench.methods.large_loss`), ``alpha = 5``, the
+The authors train it with LL-R, LL-Ct or LL-Cp (:mod:`plbench.methods.large_loss`; ``--head boostlu``), ``alpha = 5``, the
 1x1 convolution at 10 times the backbone's learning rate (``lr_mult`` in ``config.py``).
 
 It needs spatial features: (B, D, H, W) maps of a fine-tuned CNN, or (B, L, D) tokens (feature stores
@@ -18,8 +18,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-from plbench.heads import register_head
 
 __all__ = ["BOOSTLU_ALPHA", "BOOSTLU_LR_MULT", "boost_positive", "BoostLUHead"]
 
@@ -34,7 +32,6 @@ def boost_positive(maps: Tensor, alpha: float = BOOSTLU_ALPHA) -> Tensor:
     return torch.where(maps > 0, maps * alpha, maps)
 
 
-@register_head("boostlu")  # --head boostlu, e.g. with --method ll_r / ll_ct / ll_cp as the authors train it
 class BoostLUHead(nn.Module):
     """1x1-convolution CAMs, BoostLU, average pooling.
 
