@@ -11,6 +11,8 @@ process group (NCCL on GPUs, gloo on CPUs). What changes against one process:
 * batch-level statistics become per rank: the Selective mode's likelihood top-k (``likelihood_topk`` per
   image, counted over the local batch), the EPR regulariser (mean over the local batch) and, on CPUs,
   BatchNorm statistics (on GPUs BatchNorm is converted to SyncBatchNorm: global-batch statistics);
+* CLIP-Decoder's in-batch alignment loss is the global batch's (gathered with gradients,
+  :mod:`plbench.engine.zero_shot_alignment`), as in one process;
 * validation images are sharded (rank r scores images r, r + N, ...) and gathered on rank 0, so each image
   is scored exactly once; only rank 0 writes files.
 """

@@ -15,6 +15,8 @@ included: a leak of the protocol). The projections are random and frozen, as in 
 :mod:`plbench.losses.alignment`), drawn from a generator seeded by the run's seed, so they are the same on
 resume and leave the global random stream alone. W = 0 and a classification weight of 1 (the defaults) add
 nothing to the step: the run is the run without this module, bit for bit.
+
+Under torchrun the term is the loss of the global batch (see :class:`AlignmentTerm`), not of each share.
 """
 
 from __future__ import annotations
@@ -93,17 +95,25 @@ class CaptionTable:
 class AlignmentTerm:
     """The weighted loss of one step: ``classification_weight * classification + alignment_weight * alignment``.
 
+    Under torchrun the alignment is CLIP-Decoder's loss of the *global* batch, as in one process: every
+    process gathers the pooled memory tokens (with gradients) and the dataset indices of all processes'
+    images (:func:`plbench.methods.sync.gather_batch`; shares of unequal size, and empty ones, included),
+    computes the same loss and backpropagates it at weight ``alignment_weight / loss_scale``, so that after
+    the trainer's ``loss_scale`` and DDP's gradient averaging the update is the single-process one.
+
     Args:
         head: the zero-shot ML-Decoder (its ``embed`` projection is hooked).
         captions: the training images' embedded captions.
         alignment_weight, classification_weight: the loss weights.
         seed: seeds the frozen random projections.
+        loss_scale: the trainer's factor on the whole loss (the world size for summed losses, else 1).
     """
 
     def __init__(self, head: nn.Module, captions: CaptionTable | None, alignment_weight: float,
-                 classification_weight: float, seed: int) -> None:
+                 classification_weight: float, seed: int, loss_scale: float = 1.0) -> None:
         self.alignment_weight, self.classification_weight = float(alignment_weight), float(classification_weight)
         self.captions = captions
+        self.loss_scale = float(loss_scale)
         self.memory: Tensor | None = None
         self.loss: nn.Module | None = None
         if self.alignment_weight:
@@ -120,23 +130,30 @@ class AlignmentTerm:
             self.memory = torch.relu(output)  # the decoder's memory: relu(embed(tokens)), (B, L, E)
 
     def alignment(self, memory: Tensor, positions: Tensor) -> Tensor:
-        """The alignment loss of memory tokens (B, L, E) and the captions of training images ``positions``.
+        """The alignment loss of the global batch: this process's memory tokens (B, L, E) and the captions of
+        its training images ``positions`` (B,), with every other process's (one process: just these).
 
         Raises:
             InputError: memory of one token (a 1 x 1 map, pooled features): the alignment needs spatial tokens.
         """
+        from plbench.methods.sync import gather_batch
+
         if memory.ndim != 3 or memory.shape[1] < 2:
             raise InputError(None, "--alignment-weight", "the alignment loss averages the decoder's spatial tokens, "
                              f"but the head got {memory.shape[1] if memory.ndim == 3 else 'no'} token per image (a "
                              "1 x 1 feature map or pooled features)", "use larger images (--image-size), a backbone "
                              "with a finer feature map, or a feature store extracted with --tokens")
-        return self.loss(memory, self.captions(positions))
+        pooled = gather_batch(memory.float().mean(1))  # (B_global, E)
+        where = gather_batch(positions.to(torch.int64), differentiable=False)
+        if pooled.shape[0] == 0:  # no decodable image on any process
+            return memory.sum() * 0.0
+        return self.loss(pooled, self.captions(where))
 
     def combine(self, classification: Tensor, positions: Tensor) -> Tensor:
         total = classification * self.classification_weight if self.classification_weight != 1 else classification
         if self.alignment_weight:
             memory, self.memory = self.memory, None
-            total = total + self.alignment_weight * self.alignment(memory, positions)
+            total = total + (self.alignment_weight / self.loss_scale) * self.alignment(memory, positions)
         return total
 
 
@@ -152,13 +169,19 @@ def attach(trainer: Any, config: Any, data: Any, model: nn.Module, device: torch
     if config.alignment_weight:
         captions = CaptionTable(image_captions(data.train_labels, list(data.class_names)), config.class_embeddings,
                                 device)
-    term = AlignmentTerm(head, captions, config.alignment_weight, config.classification_weight, config.seed)
+    term = AlignmentTerm(head, captions, config.alignment_weight, config.classification_weight, config.seed,
+                         trainer.loss_scale)
     classification: Callable[[Tensor, Any], Tensor] = trainer.compute_loss
+    empty: Callable[[Tensor, Any], Tensor] = trainer.empty_loss
 
     def compute_loss(logits: Tensor, batch: Any) -> Tensor:
         return term.combine(classification(logits, batch), batch.index)
 
-    trainer.compute_loss = compute_loss  # this run's trainer only: the classification loss, then the term
+    def empty_loss(logits: Tensor, batch: Any) -> Tensor:  # an empty share still joins the term's gathers
+        return term.combine(empty(logits, batch), batch.index)
+
+    # this run's trainer only: the classification loss, then the term
+    trainer.compute_loss, trainer.empty_loss = compute_loss, empty_loss
     return term
 
 

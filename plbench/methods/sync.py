@@ -3,6 +3,7 @@
 Every process holds the whole method, per-image state for all N images included, indexed by the global
 dataset index (:mod:`plbench.methods.api`). These helpers move what one process learns to all of them:
 
+* :func:`gather_batch`: the global batch of a tensor with gradients (a loss over the whole batch);
 * :func:`write_rows`: rows of per-image state written for this process's batch, gathered with
   ``all_gather`` as ``(indices, rows)`` pairs (padded to the largest batch) and written everywhere;
 * :func:`average_gradients`: the gradients of the method's parameters, all-reduced and divided by the
@@ -24,7 +25,7 @@ import torch
 import torch.distributed as tdist
 from torch import Tensor, nn
 
-__all__ = ["is_distributed", "gather_rows", "write_rows", "average_gradients", "gather_scores", "check_replicas"]
+__all__ = ["is_distributed", "gather_batch", "gather_rows", "write_rows", "average_gradients", "gather_scores", "check_replicas"]
 
 
 def is_distributed() -> bool:
@@ -37,8 +38,12 @@ def _wire_device() -> torch.device:
     return torch.device("cpu")
 
 
-def _all_gather_padded(x: Tensor) -> list[Tensor]:
-    """Every process's ``x`` (first dimensions may differ), in rank order, on ``x``'s device and dtype."""
+def _all_gather_padded(x: Tensor, differentiable: bool = False) -> list[Tensor]:
+    """Every process's ``x`` (first dimensions may differ), in rank order, on ``x``'s device and dtype.
+
+    ``differentiable``: gather with ``torch.distributed.nn.functional.all_gather``, whose backward sends each
+    process's gradient of every part back to the part's owner, summed over processes (floating ``x`` only).
+    """
     world, wire = tdist.get_world_size(), _wire_device()
     send = x.to(wire)
     if send.dtype == torch.bool:
@@ -47,11 +52,37 @@ def _all_gather_padded(x: Tensor) -> list[Tensor]:
     sizes = [torch.zeros_like(n) for _ in range(world)]
     tdist.all_gather(sizes, n)
     longest = int(max(int(s) for s in sizes))
-    padded = torch.zeros((longest, *send.shape[1:]), dtype=send.dtype, device=wire)
-    padded[: send.shape[0]] = send
-    parts = [torch.empty_like(padded) for _ in range(world)]
-    tdist.all_gather(parts, padded)
+    if differentiable:
+        from torch.distributed.nn.functional import all_gather
+
+        padded = torch.cat([send, send.new_zeros((longest - send.shape[0], *send.shape[1:]))])
+        parts = list(all_gather(padded))
+    else:
+        padded = torch.zeros((longest, *send.shape[1:]), dtype=send.dtype, device=wire)
+        padded[: send.shape[0]] = send
+        parts = [torch.empty_like(padded) for _ in range(world)]
+        tdist.all_gather(parts, padded)
     return [p[: int(s)].to(x.device, x.dtype) for p, s in zip(parts, sizes)]
+
+
+def gather_batch(x: Tensor, differentiable: bool = True) -> Tensor:
+    """The global batch: every process's rows ``x`` (B_r, ...) concatenated in rank order, with gradients.
+
+    For a loss over the whole batch (an in-batch contrastive loss): every process computes the same loss
+    of the gathered rows, and backward gives this process's rows the sum over processes of that loss's
+    gradient, i.e. ``world_size`` times its gradient. Under DDP's gradient averaging, a loss backpropagated
+    at weight 1 on every process therefore trains the parameters with exactly the single-process gradient
+    of the global batch. ``x`` itself in one process.
+
+    Args:
+        x: (B_r, ...), floating when ``differentiable``; B_r may differ between processes and be 0.
+        differentiable: False for tensors without gradients (dataset indices: any dtype).
+    Returns:
+        (sum B_r, ...).
+    """
+    if not is_distributed():
+        return x
+    return torch.cat(_all_gather_padded(x, differentiable=differentiable))
 
 
 def gather_rows(indices: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
