@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
@@ -11,6 +12,14 @@ import typer
 
 from plbench.datasets.openimages import OpenImagesLabels
 from plbench.errors import InputError
+
+
+class ZslClasses(str, Enum):
+    """Which classes of a zero-shot run's split a command scores (``plbench evaluate``, ``export model``)."""
+
+    seen = "seen"
+    unseen = "unseen"
+    all = "all"
 
 DatasetName = Annotated[str, typer.Option("--dataset", help="Dataset loader: coco, lvis, openimages, fiftyone, synthetic.")]
 DataRoot = Annotated[Path, typer.Option(help="Dataset root folder, as its publisher ships it.")]

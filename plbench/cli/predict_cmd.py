@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, List, Optional
 
@@ -11,7 +10,7 @@ import typer
 
 from plbench.choices import Checkpoint
 from plbench.cli.app import app, command
-from plbench.cli.options import dataset_options, option_group
+from plbench.cli.options import ZslClasses, dataset_options, option_group
 
 RunArg = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Run folder written by `plbench train`.")]
 CheckpointOpt = Annotated[Checkpoint, typer.Option(
@@ -26,14 +25,6 @@ OptDataset = Annotated[Optional[str], typer.Option(
     "--dataset", help="Dataset loader: coco, lvis, openimages, fiftyone, synthetic, nuswide (default: the run's).")]
 OptDataRoot = Annotated[Optional[Path], typer.Option(help="Dataset root folder, as its publisher ships it (default: "
                                                      "the run's).")]
-
-
-class ZslClasses(str, Enum):
-    """Which classes a zero-shot evaluation scores."""
-
-    seen = "seen"
-    unseen = "unseen"
-    all = "all"
 
 
 #: unreadable images named on the terminal (all of them are counted)

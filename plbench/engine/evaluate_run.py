@@ -169,12 +169,10 @@ def evaluate_run(
     (model, pre, class_names), source = load_checkpoint_model(run, which, ema)
     split_data = load_dataset(dataset, data_root, split, **dataset_options)
     if zsl:
-        zsplit = zero_shot.run_split(config, data_root, split_data.class_names, class_names)
         tasks = tuple(dict.fromkeys(classes or DEFAULT_ZSL_CLASSES))
-        scored = list(zero_shot.scored_classes(zsplit, tasks))
-        embeddings = zero_shot.set_run_classes(model, config, scored, split_data.class_names)
-        perm = class_indices(split_data.class_names, scored)
-        class_names = scored
+        zsplit, class_names, embeddings = zero_shot.set_split_classes(model, config, data_root,
+                                                                      split_data.class_names, class_names, tasks)
+        perm = class_indices(split_data.class_names, class_names)
     else:
         perm = match_classes(class_names, split_data.class_names, data_root)
     folder = Path(out) if out is not None else evaluation_folder(run, dataset, split, source.checkpoint,

@@ -11,7 +11,14 @@ and returns ``scores`` (sigmoid, in [0, 1]) or ``logits``, (B, C). A JSON file b
                        "resize": "...", "formula": "(uint8 / 255 - mean) / std"},
      "class_names": [C names, in output order],
      "run": ..., "checkpoint": "last", "weights": "ema" | "plain", "epoch": ..., "backbone": ..., "head": ...,
-     "plbench_version": ..., "torch_version": ..., "opset": 17 (ONNX only)}
+     "plbench_version": ..., "torch_version": ..., "opset": 17 (ONNX only),
+     "zero_shot": {...} (zero-shot runs only, :func:`zero_shot_export`)}
+
+A zero-shot run's ML-Decoder scores whatever class embeddings it holds as queries; the export bakes one
+class list into the graph: ``seen`` (the classes it was trained on, its checkpoint's queries), ``unseen``
+(ZSL) or ``all`` (GZSL: seen then unseen, as ``plbench evaluate`` orders them) of the run's recorded
+split, or any ``class_names`` its embedding source can embed (open vocabulary, as ``plbench predict
+--class-names``).
 
 ONNX is written with PyTorch's TorchScript-based exporter (``dynamo=False``): the torch.export-based
 one needs the extra ``onnxscript`` package. Checking an ONNX file needs ``onnxruntime`` (the ``onnx``
@@ -20,6 +27,7 @@ extra: ``pip install plbench[onnx]``).
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import logging
@@ -143,6 +151,83 @@ def load_exported(path: str | Path) -> Callable[[np.ndarray], np.ndarray]:
     raise InputError(path, "file name", "expected a .onnx or .torchscript.pt file", "pass a file from `plbench export model`")
 
 
+#: ``--classes`` of a zero-shot export (``names``: the metadata's word for ``--class-names``)
+ZSL_EXPORT_CLASSES = ("seen", "unseen", "all")
+DEFAULT_ZSL_EXPORT_CLASSES = "seen"  # what the model was trained on: the export of a run without options
+
+
+def check_zero_shot_options(config: dict[str, Any], run_path: Path, classes: str | None,
+                            class_names: Sequence[str] | None) -> None:
+    """Refuse export class options that do not fit the run (before anything is loaded or written).
+
+    Raises:
+        InputError: ``classes`` and ``class_names`` both given, either for a run that is not zero-shot, or an
+            unknown ``classes``.
+    """
+    from plbench.engine.zero_shot import require_zero_shot
+
+    if classes is not None and class_names is not None:
+        raise InputError(None, "--classes", "--classes and --class-names both pick the exported classes, but both "
+                         "were given", "pass --classes seen|unseen|all for the run's split, or --class-names for any "
+                         "names, not both")
+    if classes is not None:
+        require_zero_shot(config, run_path, "--classes")
+        if classes not in ZSL_EXPORT_CLASSES:
+            raise InputError(None, "--classes", f"expected one of {', '.join(ZSL_EXPORT_CLASSES)}, but got "
+                             f"{classes!r}", "pass --classes seen, unseen or all")
+    if class_names is not None:
+        require_zero_shot(config, run_path, "--class-names")
+
+
+def zero_shot_export(model: nn.Module, config: dict[str, Any], run_path: Path, model_classes: list[str],
+                     classes: str | None, class_names: Sequence[str] | None) -> tuple[list[str], dict[str, Any], str]:
+    """Set the queries of a loaded run's model to the classes to export; check the options first.
+
+    Args:
+        model: the run's model, its head's queries the checkpoint's (the seen classes').
+        config: the run's ``config.json`` dict.
+        model_classes: the classes the model was trained on (the seen classes of a zero-shot run).
+        classes: ``seen``, ``unseen`` or ``all`` (:data:`ZSL_EXPORT_CLASSES`); None: ``seen`` for a
+            zero-shot run unless ``class_names`` are given.
+        class_names: any names for the run's embedding source (open vocabulary).
+    Returns:
+        ``(output classes in order, the metadata's zero_shot block or {} for a run that is not zero-shot,
+        the file-name tag: "" or seen, unseen, all, names-<first 8 hex digits of their sha256>)``. The block
+        holds ``split`` (the run's ``zsl_split``), ``classes`` (seen | unseen | all | names), ``embeddings``
+        and ``prompt`` (the run's source and template), ``embedding_dim``, ``oov_words`` (class name -> the words
+        GloVe did not know; None for ``seen``, whose trained queries are kept, not embedded again) and
+        ``seen_classes`` (the classes the model was trained on).
+    Raises:
+        InputError: see :func:`check_zero_shot_options`; names the embedding source cannot embed
+            (:func:`plbench.engine.zero_shot.set_run_classes`).
+    """
+    from plbench.engine import zero_shot
+
+    check_zero_shot_options(config, run_path, classes, class_names)
+    if not config.get("zsl_split"):
+        return model_classes, {}, ""
+    head = zero_shot.zero_shot_head(model)
+    oov: dict[str, list[str]] | None = None
+    if class_names is not None:
+        names = list(class_names)
+        oov = zero_shot.set_run_classes(model, config, names)["oov_words"]
+        choice = "names"
+        tag = "names-" + hashlib.sha256("\n".join(names).encode()).hexdigest()[:8]
+    else:
+        choice = tag = classes or DEFAULT_ZSL_EXPORT_CLASSES
+        if choice == "seen":
+            names = list(model_classes)  # the checkpoint's queries: exactly what was trained
+        else:
+            dataset_classes = zero_shot.dataset_class_names(config)
+            _, names, report = zero_shot.set_split_classes(model, config, config["data_root"], dataset_classes,
+                                                           model_classes, (choice,))
+            oov = report["oov_words"]
+    block = {"split": config["zsl_split"], "classes": choice, "embeddings": config.get("class_embeddings"),
+             "prompt": config.get("prompt"), "embedding_dim": int(head.query_embeddings.shape[1]),
+             "oov_words": oov, "seen_classes": list(model_classes)}
+    return names, block, tag
+
+
 @dataclass
 class ExportResult:
     """What :func:`export_run` returns.
@@ -186,33 +271,43 @@ def export_run(
     opset: int | None = None,
     check: bool = True,
     tolerance: float = 1e-4,
+    classes: str | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> ExportResult:
     """Export a run's model with a dynamic batch size and write the metadata JSON beside it.
 
     Args:
         run: the run folder.
         fmt: ``onnx`` or ``torchscript``.
-        out: the model file (default ``RUN/export/model-<checkpoint>[-plain]-<scores|logits><suffix>``;
-            suffix ``.onnx`` or ``.torchscript.pt``).
+        out: the model file (default ``RUN/export/model-<checkpoint>[-plain][-<classes>]-<scores|logits><suffix>``;
+            suffix ``.onnx`` or ``.torchscript.pt``; ``<classes>`` for zero-shot runs only, see
+            :func:`zero_shot_export`).
         which, ema: which weights (see :func:`plbench.engine.run_model.load_run_model`).
         sigmoid: outputs are sigmoid scores (True) or logits.
         opset: ONNX opset version (None: :data:`DEFAULT_OPSET`).
         check: run the file (onnxruntime / torch.jit.load) on random inputs of batch 1 and 3 and compare
             with the PyTorch model; skipped with a log message when onnxruntime is missing.
         tolerance: largest accepted absolute difference in that check.
+        classes, class_names: zero-shot runs only: the classes baked into the graph (:func:`zero_shot_export`;
+            default the seen classes).
     Raises:
-        InputError: bad run (see ``load_run_model``), or an exported model whose outputs differ from
-            the PyTorch model's by more than ``tolerance``.
+        InputError: bad run (see ``load_run_model``), zero-shot options for a run that is not zero-shot (or
+            both of them), or an exported model whose outputs differ from the PyTorch model's by more than
+            ``tolerance``; nothing is written then.
     """
     fmt = ExportFormat.parse(fmt)
     opset = DEFAULT_OPSET if opset is None else int(opset)
     run = run if isinstance(run, RunFolder) else RunFolder(run)
-    (model, pre, class_names), source = load_checkpoint_model(run, which, ema)
+    config = run.config()
+    check_zero_shot_options(config, run.path, classes, class_names)  # before the model is loaded
+    (model, pre, model_classes), source = load_checkpoint_model(run, which, ema)
+    class_names, zsl_block, tag = zero_shot_export(model, config, run.path, model_classes, classes, class_names)
     module = ExportWrapper(model, sigmoid).eval()
     output_name = "scores" if sigmoid else "logits"
     if out is None:
         plain = "-plain" if source.ema_available and source.weights == "plain" else ""
-        out = run.path / "export" / f"model-{source.checkpoint}{plain}-{output_name}{SUFFIXES[fmt]}"
+        tag = f"-{tag}" if tag else ""
+        out = run.path / "export" / f"model-{source.checkpoint}{plain}{tag}-{output_name}{SUFFIXES[fmt]}"
     out = Path(out)
     wanted = ".onnx" if fmt is ExportFormat.ONNX else ".pt"
     if out.suffix != wanted:
@@ -225,7 +320,6 @@ def export_run(
     else:
         export_torchscript(module, out, size)
 
-    config = run.config()
     metadata: dict[str, Any] = {
         "format": fmt.value, "file": out.name,
         "input": {"name": INPUT_NAME, "shape": ["batch", 3, size, size], "dtype": "float32"},
@@ -239,6 +333,8 @@ def export_run(
     }
     if fmt is ExportFormat.ONNX:
         metadata["opset"] = opset
+    if zsl_block:
+        metadata["zero_shot"] = zsl_block
     meta_path = metadata_path(out)
     write_json(meta_path, metadata)
 

@@ -337,6 +337,25 @@ def run_split(config: dict[str, Any], data_root: str | Path, class_names: Sequen
     return split
 
 
+def set_split_classes(model: nn.Module, config: dict[str, Any], data_root: str | Path,
+                      dataset_classes: Sequence[str], model_classes: Sequence[str],
+                      tasks: Sequence[str]) -> tuple[ZSLSplit, list[str], dict[str, Any]]:
+    """Make a loaded zero-shot run's model score the classes of its recorded split that ``tasks`` need
+    (:func:`scored_classes`: ``seen``, ``unseen``, ``all``), embedded with the run's source and prompt.
+
+    ``dataset_classes``: the classes of the dataset the split is resolved for (:func:`run_split`);
+    ``model_classes``: the model's (seen) classes. Returns the split, the scored names (the model's output
+    columns, in order) and the embedding report (:func:`set_run_classes`).
+
+    Raises:
+        InputError: see :func:`run_split` and :func:`set_run_classes`.
+    """
+    split = run_split(config, data_root, dataset_classes, model_classes)
+    names = list(scored_classes(split, tasks))
+    report = set_run_classes(model, config, names, dataset_classes)
+    return split, names, report
+
+
 def dataset_class_names(config: dict[str, Any]) -> list[str]:
     """The class list of a run's training dataset (for embedding files whose rows hold no names)."""
     from plbench.datasets import load_dataset
