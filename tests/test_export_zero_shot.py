@@ -175,7 +175,7 @@ def plain_run(tmp_path):
     return run
 
 
-@pytest.mark.parametrize("option, value", [("--classes", "unseen"), ("--class-names", "dog,sky")])
+@pytest.mark.parametrize("option, value", [("--classes", "unseen"), ("--class-names", "dog,sky"), ("--class-names", ",")])
 def test_zero_shot_options_need_a_zero_shot_run(plain_run, option, value):
     result = runner.invoke(app, ["export", "model", str(plain_run), "--format", "torchscript", option, value])
     assert result.exit_code == 2 and f"{option} is for zero-shot runs" in " ".join(result.output.split())

@@ -74,8 +74,10 @@ def model_command(
         raise InputError(None, "--format", str(e), "pass --format onnx or --format torchscript") from None
     names = None
     if class_names is not None:
-        from plbench.engine.zero_shot import parse_class_names
+        from plbench.artifacts.runs import RunFolder
+        from plbench.engine.zero_shot import parse_class_names, require_zero_shot
 
+        require_zero_shot(RunFolder(run).config(), run, "--class-names")  # before the list is read, as predict
         names = parse_class_names(class_names)
     result = export_run(run, fmt, out, which=checkpoint, ema=ema, sigmoid=sigmoid, opset=opset, check=check,
                         classes=None if classes is None else ZslClasses(classes).value, class_names=names)
