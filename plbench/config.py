@@ -137,6 +137,21 @@ class TrainConfig:
         """The model whose final-epoch mAP is the headline number, fixed before training: ``ema`` or ``plain``."""
         return "ema" if self.ema_decay > 0 else "plain"
 
+    def input_files(self) -> tuple[str, ...]:
+        """The user files the run reads whose contents ``config.json`` records only by path: the backbone
+        ``checkpoint``, a ``zsl_split`` file and a ``class_embeddings`` file (``clip:FILE``: FILE), in that
+        order. Their sha256 go into the run folder (``inputs.json``) and into a sweep stage's hash."""
+        from plbench.embeddings import CLIP_PREFIX, NAMED_ENCODERS
+        from plbench.zsl.splits import NUSWIDE
+
+        files = [self.checkpoint] if self.checkpoint else []
+        if self.zsl_split and self.zsl_split != NUSWIDE:
+            files.append(self.zsl_split)
+        source = self.class_embeddings
+        if source and source not in NAMED_ENCODERS:
+            files.append(source[len(CLIP_PREFIX):] if source.startswith(CLIP_PREFIX) else source)
+        return tuple(str(f) for f in files)
+
     def to_dict(self) -> dict[str, Any]:
         """What ``config.json`` holds: every field. A run folder compares it with :data:`DEFAULTS` filling in
         the keys an older ``config.json`` lacks (:meth:`plbench.artifacts.runs.RunFolder.open`)."""

@@ -3,6 +3,7 @@
 Layout of ``runs/<name>/``::
 
     config.json        the TrainConfig that defines the run (written once, before training)
+    inputs.json        sha256 of the user files the config names by path (TrainConfig.input_files), at the start
     metrics.jsonl      one JSON line per finished epoch (an epoch never appears twice)
     last.pt            checkpoint to resume from (model, EMA, optimizer, epoch, step, RNG, config, fingerprints)
     best.pt            checkpoint of the epoch with the best headline-model mAP (selected on validation data)
@@ -33,7 +34,7 @@ from plbench.artifacts.files import read_json
 from plbench.errors import InputError
 
 CONFIG, METRICS, LAST, BEST = "config.json", "metrics.jsonl", "last.pt", "best.pt"
-PREDICTIONS, SUMMARY, LOCK = "predictions.npz", "summary.json", ".lock"
+PREDICTIONS, SUMMARY, LOCK, INPUTS = "predictions.npz", "summary.json", ".lock", "inputs.json"
 #: arrays of ``predictions.npz``: scores float32 (N, C), targets int8 (N, C), image_paths str (N,),
 #: image_ids (N,), class_names str (C,)
 PREDICTION_KEYS = ("scores", "targets", "image_paths", "image_ids", "class_names")
@@ -166,6 +167,16 @@ class RunFolder:
                 image_paths=np.asarray(image_paths, dtype=str), image_ids=_plain(np.asarray(image_ids)),
                 class_names=np.asarray(class_names, dtype=str),
             )
+
+    def write_inputs(self, digests: dict[str, str | None]) -> None:
+        """``inputs.json``: input file path -> sha256 (None: the file did not exist)."""
+        write_json(self.file(INPUTS), digests)
+
+    def inputs(self) -> dict[str, str | None] | None:
+        """``inputs.json``, or None for a run folder written before it existed."""
+        if not self.file(INPUTS).is_file():
+            return None
+        return read_json(self.file(INPUTS), "delete the damaged inputs.json (it is written again on the next resume)")
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """``summary.json``, strict JSON: a number that does not exist (NaN, an infinity) is null."""

@@ -6,14 +6,18 @@ import os
 import platform
 import subprocess
 import sys
+import logging
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 
 from plbench import __version__
+from plbench.artifacts.files import sha256_file
+
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
@@ -49,3 +53,38 @@ def provenance(command: str | None, started: float) -> dict[str, Any]:
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "started_at": time.strftime(iso, time.gmtime(started)), "finished_at": time.strftime(iso, time.gmtime()),
     }
+
+
+def input_digests(paths: Iterable[str]) -> dict[str, str | None]:
+    """sha256 of each input file (None for one that does not exist), keyed by the path as given."""
+    return {str(p): sha256_file(p) if Path(p).is_file() else None for p in paths}
+
+
+def changed_inputs(recorded: dict[str, str | None], what: str) -> list[str]:
+    """The files of ``recorded`` (:func:`input_digests` of an earlier time) whose content differs now; each
+    is logged as a warning naming ``what`` (e.g. ``run runs/x``), since results then mix two versions."""
+    now = input_digests(recorded)
+    changed = [p for p, digest in recorded.items() if now[p] != digest]
+    for p in changed:
+        was, got = recorded[p], now[p]
+        log.warning("%s: input file %s changed since the run started (sha256 %s, recorded %s): results read "
+                    "the file as it is now; restore it to reproduce the run", what, p,
+                    got[:12] + "..." if got else "missing", was[:12] + "..." if was else "missing")
+    return changed
+
+
+def track_inputs(run: Any, files: Iterable[str]) -> dict[str, str | None]:
+    """A run's input files at its (re)start: ``inputs.json`` written the first time (the digests of
+    ``files``), compared on resume (:func:`changed_inputs` warns). Returns the recorded digests.
+
+    Args:
+        run: the :class:`plbench.artifacts.runs.RunFolder` (rank 0 only under torchrun).
+        files: :meth:`plbench.config.TrainConfig.input_files`.
+    """
+    recorded = run.inputs()
+    if recorded is None:
+        recorded = input_digests(files)
+        run.write_inputs(recorded)
+    else:
+        changed_inputs(recorded, f"run {run.path}")
+    return recorded

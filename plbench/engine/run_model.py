@@ -169,6 +169,11 @@ def load_checkpoint_model(run: RunFolder | str | Path, which: str | Checkpoint =
     which = Checkpoint.parse(which).value
     config = run.config()
     check_run_head(run, config)
+    recorded = run.inputs()
+    if recorded:  # a zero-shot run re-reads its split and embedding files: say when they changed
+        from plbench.engine.provenance import changed_inputs
+
+        changed_inputs(recorded, f"run {run.path}")
     state = run.load_checkpoint(which, map_location="cpu")
     class_names = _run_class_names(run, state)
     weights, kind = checkpoint_weights(state, ema)

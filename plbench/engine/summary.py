@@ -97,6 +97,7 @@ def build_summary(config: TrainConfig, run: RunFolder, data: TrainingData, resul
         "simulation": data.simulation and {k: data.simulation[k] for k in ("scheme", "param", "seed")
                                            if k in data.simulation},
         "provenance": provenance(command, started),
+        "input_files": run.inputs() or {},  # sha256 of the files the config names, at the run's start
         "method": method_record(config),  # import path, package version, source sha256
         "head_provenance": head_provenance(config.head),  # the same for the head (predict/export rebuild it)
     }

@@ -33,6 +33,7 @@ from plbench.engine.inputs import (TrainingData, check_loss, default_run_name, l
 from plbench.engine.loop import EpochState, InterruptFlag, NonFiniteLoss, Trainer, evaluate_models, train_one_epoch
 from plbench.engine.method_run import MethodTrainer, make_method, training_set_scorer
 from plbench.engine.model import build_model
+from plbench.engine.provenance import track_inputs
 from plbench.engine.runtime import resolve_device
 from plbench.engine.summary import AUTHORS_PROTOCOL, build_summary, epoch_line, epoch_record
 from plbench.errors import InputError
@@ -139,6 +140,7 @@ def train(
         try:
             if dist.is_main():
                 run.open(config.to_dict(), DEFAULTS)  # the first write, after every input has been checked
+                track_inputs(run, config.input_files())  # sha256 of the split / embedding / checkpoint files
             dist.barrier()
             return _train_in(run, config, data, model, criterion, device, progress=progress, on_epoch=on_epoch,
                              resume_from=resume_from, command=command, started=started)

@@ -36,11 +36,10 @@ from plbench.choices import Head
 from plbench.datasets import DatasetSplit
 from plbench.errors import InputError
 from plbench.labels import POS, PartialLabels
-from plbench.zsl.splits import ZSLSplit, class_indices, read_nuswide_split, read_split_file, restrict_labels
+from plbench.zsl.splits import NUSWIDE, ZSLSplit, class_indices, read_nuswide_split, read_split_file, restrict_labels
 
 log = logging.getLogger(__name__)
 
-NUSWIDE = "nuswide"
 
 
 @dataclass

@@ -156,7 +156,7 @@ class _Builder:
         if config.method is None:  # experiments written before `method` existed keep their hashes
             hashed.pop("method", None)
         hashed["torchrun_nproc"] = self.spec.torchrun_nproc
-        files = (config.checkpoint,) if config.checkpoint else ()
+        files = config.input_files()  # checkpoint, zero-shot split file, class-embedding file
         h = stage_hash(StageKind.TRAIN, hashed, [d.hash for d in deps if d is not None], files)
         method = config.loss if config.method is None else config.method.replace(":", ".")
         parts = [ds.id, labels.tag, config.mode or "none", method, config.backbone.replace("/", "_"), config.head]

@@ -33,6 +33,9 @@ from plbench.artifacts.atomic import write_json
 from plbench.errors import InputError
 from plbench.labels import POS, PartialLabels
 
+#: the --zsl-split value of NUS-WIDE's standard split (read from the class files, not a split file)
+NUSWIDE = "nuswide"
+
 TEST_KEY, TRAIN_KEY = "test class", "train class"  # ML-Decoder's benchmark_81_v0.json keys
 
 
@@ -87,7 +90,7 @@ def nuswide_split(tags: Sequence[str], concepts: Sequence[str]) -> ZSLSplit:
         925 seen, 81 unseen for the release files.
     """
     concept_set = set(concepts)
-    return ZSLSplit(tuple(t for t in tags if t not in concept_set), tuple(concepts), "nuswide")
+    return ZSLSplit(tuple(t for t in tags if t not in concept_set), tuple(concepts), NUSWIDE)
 
 
 def read_nuswide_split(root: str | Path) -> ZSLSplit:
