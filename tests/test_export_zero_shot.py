@@ -19,6 +19,7 @@ from plbench.config import TrainConfig
 from plbench.engine.export import export_run, load_exported, metadata_path
 from plbench.engine.image_files import load_pixels, preprocess
 from plbench.engine.run_model import load_run_model
+from test_zero_shot_runs import plain_run  # noqa: F401  (a config.json of a run that is not zero-shot)
 
 try:
     import onnxruntime  # noqa: F401
@@ -164,15 +165,6 @@ def test_names_the_source_cannot_embed_are_refused(zs_run, tmp_path):
                                  "green_circle,qqxzv_wqpt", "--out", str(out)])
     assert result.exit_code == 2 and "no vector for 1 of the 2 names: 'qqxzv_wqpt'" in " ".join(result.output.split())
     assert not out.exists() and not metadata_path(out).exists()
-
-
-@pytest.fixture()
-def plain_run(tmp_path):
-    """A folder whose config.json describes a run that is not zero-shot (the checks come before any loading)."""
-    run = tmp_path / "plain"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps({"dataset": "synthetic", "data_root": str(tmp_path), "head": "gap"}))
-    return run
 
 
 @pytest.mark.parametrize("option, value", [("--classes", "unseen"), ("--class-names", "dog,sky"), ("--class-names", ",")])

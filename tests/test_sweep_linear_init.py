@@ -3,7 +3,6 @@ run on frozen features, then an end-to-end run whose head starts from that run's
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
@@ -11,7 +10,7 @@ import torch
 
 from plbench.artifacts.runs import RunFolder
 from plbench.config import TrainConfig
-from plbench.errors import InputError
+from sweep_support import assert_refused, changed, stages_of
 from plbench.report.published import load_published
 from plbench.report.records import load_records
 from plbench.report.tables import build_tables
@@ -30,13 +29,11 @@ BASE = {
 
 
 def experiment(**changes):
-    data = copy.deepcopy(BASE)
-    data.update(changes)
-    return data
+    return changed(BASE, **changes)
 
 
 def trains(plan):
-    return [s for s in plan.stages if s.kind is StageKind.TRAIN]
+    return stages_of(plan, StageKind.TRAIN)
 
 
 def test_a_linear_run_then_a_fine_tuned_run_from_its_head(tmp_path):
@@ -119,11 +116,7 @@ def test_selective_runs_get_a_prior_model_of_their_own_protocol(tmp_path):
     ({"protocols": ["linear-start"]}, "protocols[0]", ["linear-init"]),
 ])
 def test_bad_linear_init_settings_are_refused_naming_the_key(changes, where, words):
-    with pytest.raises(InputError) as info:
-        parse_spec(experiment(**changes), "e.toml")
-    assert info.value.field == where and "e.toml" in info.value.message
-    for w in words:
-        assert w in info.value.message, info.value.message
+    assert_refused(experiment(**changes), where, words)
 
 
 def _summary(run, **fields):

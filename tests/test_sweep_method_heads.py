@@ -3,12 +3,11 @@ next to the other methods without running every method with BoostLU), and its re
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
 
-from plbench.errors import InputError
+from sweep_support import assert_refused, changed
 from plbench.report.published import load_published
 from plbench.report.records import column_label, column_sort_key, load_records
 from plbench.report.tables import build_tables
@@ -27,9 +26,8 @@ BASE = {
 
 
 def experiment(*extra_methods, **changes):
-    data = copy.deepcopy(BASE)
+    data = changed(BASE, **changes)
     data["methods"] += [dict(m) for m in extra_methods]
-    data.update(changes)
     return data
 
 
@@ -84,11 +82,7 @@ def test_method_heads_take_tables_and_method_tables(tmp_path):
      "methods[2].heads[0]", ["zero-shot runs need the ml-decoder head", "boostlu"]),
 ])
 def test_bad_method_heads_are_refused_naming_the_key(method, changes, where, words):
-    with pytest.raises(InputError) as info:
-        parse_spec(experiment(method, **changes), "e.toml")
-    assert info.value.field == where, info.value.message
-    for w in words:
-        assert w in info.value.message, info.value.message
+    assert_refused(experiment(method, **changes), where, words)
 
 
 def _summary(run, **fields):

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from distributed_support import PLBENCH, TORCHRUN, run
+from test_zero_shot_alignment import _config, setup  # noqa: F401  (setup: the module's token-store fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -84,29 +85,13 @@ def test_two_processes_train_with_the_global_batch_loss(tmp_path, sizes):
     assert one["grads"]["embed.weight"].abs().sum() > 0  # the term reaches the decoder's memory
 
 
-def test_torchrun_alignment_run_equals_one_process(tmp_path):
+def test_torchrun_alignment_run_equals_one_process(setup, tmp_path):
     """A zero-shot ML-Decoder on a token store (summed P-ASL: loss_scale 2 under two processes), alignment
-    weight 30 (large enough to move the decoder next to the summed P-ASL), dropout 0: two processes give one process's scores."""
-    import timm
-
-    from plbench.datasets.synthetic import write_synthetic_coco
-    from plbench.engine.features import extract_split
-    from test_zero_shot_alignment import _config
-    from test_zero_shot_train import UNSEEN
-
-    root = tmp_path / "synthetic"
-    write_synthetic_coco(root, train=40, val=16, num_classes=12, image_size=32, seed=5)
-    torch.manual_seed(7)
-    weights = tmp_path / "resnet10t.pt"
-    torch.save(timm.create_model("resnet10t", pretrained=False, num_classes=0, global_pool="").state_dict(), weights)
-    for split in ("train", "val"):
-        extract_split("synthetic", root, split, tmp_path / "features", backbone="resnet10t", image_size=64,
-                      checkpoint=weights, batch_size=16, device="cpu", tokens=True)
-    split_file = tmp_path / "unseen.txt"
-    split_file.write_text("\n".join(UNSEEN) + "\n")
+    weight 30 (large enough to move the decoder next to the summed P-ASL), dropout 0: two processes give one
+    process's scores."""
     results = {}
     for name, launcher in (("one", PLBENCH), ("two", TORCHRUN)):
-        cfg = _config((root, tmp_path / "features", weights, split_file), tmp_path / name, alignment_weight=30.0, lr=1e-2,
+        cfg = _config(setup, tmp_path / name, alignment_weight=30.0, lr=1e-2,
                       epochs=2, batch_size=12, run_name="r",
                       head_options={"embed_dim": 32, "num_heads": 2, "ff_dim": 64, "dropout": 0.0})
         path = tmp_path / f"{name}.json"
