@@ -224,7 +224,8 @@ def run_demo(settings: DemoSettings, *, progress: bool = True, say: Callable[[st
     notes = demo_notes(settings, result, dense, expected_num_pos, seconds, zero_shot=block)
     if skipped:
         notes += "\n\n" + skipped
-    paths = write_report(result.runs, out / "reports" / "demo", title=result.plan.spec.title,
+    runs = list(result.runs) + (list(block["runs"]) if block else [])  # zero-shot runs: their own section
+    paths = write_report(runs, out / "reports" / "demo", title=result.plan.spec.title,
                          command=settings.command(), notes=notes, reference="ignore")
     say(f"done in {time.perf_counter() - t0:.0f} s: {paths['md']} and {paths['html']}")
     return paths

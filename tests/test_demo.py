@@ -129,3 +129,33 @@ def test_small_fine_tuned_demo_end_to_end(tmp_path, one_thread):
             expected = torch.sigmoid(model(x)).double().mean(0).numpy()
         (path,) = (tmp_path / "priors").glob(f"synthetic-{tag}-*.csv")
         np.testing.assert_allclose(read_prior_csv(path, split.class_names), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_small_demo_with_its_zero_shot_block(tmp_path):
+    """12 classes let two conjunctions be held out: the block runs beside the sweep, its runs get the report's
+    zero-shot section (not the mAP tables), and the notes' numbers are those of the run summaries."""
+    import json
+
+    from plbench.demo_zero_shot import ZeroShotDemoSettings
+
+    zs = ZeroShotDemoSettings(num_unseen=2, epochs=2, batch_size=32,
+                              head_options=(("embed_dim", 16), ("num_heads", 2), ("ff_dim", 32), ("dropout", 0.0)))
+    settings = DemoSettings(out=str(tmp_path), train_images=96, val_images=48, num_classes=12, data_image_size=32,
+                            image_size=32, epochs=1, fpc=6, rps=0.8, seeds=(0, 1), zero_shot=zs)
+    said = []
+    paths = run_demo(settings, progress=False, say=said.append)
+    assert any(line.startswith("[3/4] waiting for the zero-shot block") for line in said)
+    md = paths["md"].read_text()
+    assert "## synthetic · zero-shot (ZSL: unseen classes; GZSL: seen + unseen)" in md
+    summaries = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("synthetic-zero-shot-*/summary.json")]
+    assert len(summaries) == 2 * 2  # glove and random, two seeds
+    zsl = {(s["zero_shot"]["embeddings"], s["seed"]): s["zero_shot"]["zsl"]["map"] for s in summaries}
+    glove = [zsl[("glove", k)] for k in (0, 1)]
+    row = re.search(r"\| ZSL: the 2 unseen \| ([\d.]+) ± ([\d.]+) \|", md)
+    assert row is not None
+    assert float(row.group(1)) == pytest.approx(np.mean(glove), abs=0.06)
+    assert float(row.group(2)) == pytest.approx(np.std(glove, ddof=1), abs=0.06)
+    # the zero-shot runs' seen-class mAP is not a column of the partial-label tables
+    headings = [line for line in md.splitlines() if line.startswith("## synthetic")]
+    assert [h for h in headings if "head ml-decoder" in h] == [] and any("head gap" in h for h in headings)

@@ -13,6 +13,7 @@ import pytest
 from plbench.errors import InputError
 from plbench.report import load_published, load_records, write_report
 from plbench.report.published import parse_published
+from plbench.report.tables import build_tables
 from plbench.report.zero_shot import HEADER, build_zero_shot_tables, table_csv, table_rows
 from test_report import write_run
 
@@ -105,3 +106,16 @@ def test_no_zero_shot_run_no_section(tmp_path):
     write_run(tmp_path / "runs", "plain", seed=0)
     paths = write_report([tmp_path / "runs"], tmp_path / "report")
     assert "zero-shot" not in paths["md"].read_text()
+
+
+def test_zero_shot_runs_stay_out_of_the_map_tables(zs_runs, tmp_path):
+    """A zero-shot run's val_map covers its seen classes only: it is in the zero-shot table, never in a
+    mAP table beside runs of all classes (a plain nuswide run keeps its table)."""
+    write_run(zs_runs, "plain-nuswide", dataset="nuswide", labels="full", head="ml-decoder", seed=0, simulation=None)
+    records = load_records([zs_runs])
+    tables = build_tables(records, "val_map")
+    in_tables = {r.name for t in tables for r in t.records}
+    assert {r.name for r in records} - in_tables == {"glove-s0", "glove-s1", "glove-s2", "random-s0"}
+    assert {"plain-coco", "plain-nuswide"} <= in_tables
+    md = write_report([zs_runs], tmp_path / "report")["md"].read_text()
+    assert md.count("## nuswide") == 2  # the plain run's table and the zero-shot section

@@ -144,8 +144,8 @@ def group_records(records: Sequence[RunRecord]) -> list[tuple[dict[str, Any], li
 
 def build_tables(records: Sequence[RunRecord], metric: str = "val_map",
                  published: Sequence[PublishedNumber] = ()) -> list[ResultTable]:
-    """One :class:`ResultTable` per experiment setting; runs without ``metric`` are left out (a table with
-    none is dropped).
+    """One :class:`ResultTable` per experiment setting; runs without ``metric`` and zero-shot runs (see
+    :mod:`plbench.report.zero_shot`) are left out (a table with none is dropped).
 
     Args:
         metric: a :data:`METRICS` key (a run attribute, percent).
@@ -156,7 +156,8 @@ def build_tables(records: Sequence[RunRecord], metric: str = "val_map",
     tables: list[ResultTable] = []
     slugs: set[str] = set()
     for key, group in group_records(records):
-        runs = [r for r in group if getattr(r, metric) is not None]
+        # a zero-shot run's val_map covers its seen classes only: it is reported in the zero-shot tables
+        runs = [r for r in group if getattr(r, metric) is not None and "zero_shot" not in r.summary]
         if not runs:
             continue
         acc: dict[tuple[str, str], list[tuple[Any, float]]] = {}
