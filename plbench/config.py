@@ -66,6 +66,10 @@ class TrainConfig:
     data_root: PathStr = "data/synthetic"
     train_split: str = "train"
     val_split: str = "val"  # evaluated with its own (complete or natural) labels, never simulated
+    # a split of the same dataset also scored every epoch, whose mAP chooses the epoch reported beside the final
+    # one and kept as best.pt (the single-positive protocol: "train2014-spml-val", 20 % of train2014 held out);
+    # None: no held-out selection (best.pt and best_val_map are then selected on val_split)
+    select_split: str | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)  # loader options (strict, fo_field, ...)
     simulation: PathStr | None = None  # parquet from `plbench simulate`; None = the dataset's own train labels
     mode: ModeName | None = "selective"  # plbench.choices.Mode; None for losses without modes (an, epr, ...)

@@ -76,7 +76,7 @@ def test_accepted_values_keep_their_meaning(tmp_path):
 def test_defaults_and_config_json_keys_unchanged():
     d = TrainConfig().to_dict()
     assert list(d) == [
-        "dataset", "data_root", "train_split", "val_split", "dataset_options", "simulation", "mode", "loss",
+        "dataset", "data_root", "train_split", "val_split", "select_split", "dataset_options", "simulation", "mode", "loss",
         "loss_options", "method", "prior", "backbone", "pretrained", "checkpoint", "head", "head_options", "init_head",
         "features", "recipe",
         "augment", "ema_decay", "image_size", "batch_size", "epochs", "lr", "weight_decay", "warmup_fraction",

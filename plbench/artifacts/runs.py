@@ -6,7 +6,8 @@ Layout of ``runs/<name>/``::
     inputs.json        sha256 of the user files the config names by path (TrainConfig.input_files), at the start
     metrics.jsonl      one JSON line per finished epoch (an epoch never appears twice)
     last.pt            checkpoint to resume from (model, EMA, optimizer, epoch, step, RNG, config, fingerprints)
-    best.pt            checkpoint of the epoch with the best headline-model mAP (selected on validation data)
+    best.pt            checkpoint of the epoch with the best headline-model mAP on the selection split
+                       (TrainConfig.select_split), else on the validation split
     predictions.npz    validation scores of the final epoch's headline model (see PREDICTION_KEYS)
     summary.json       the final record (its presence means the run is finished)
     .lock              held while a process trains in the folder

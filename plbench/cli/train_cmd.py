@@ -166,6 +166,11 @@ def train_command(
                                                    help="Train from a saved config.json (other options ignored).")] = None,
     resume_from: Annotated[Checkpoint, typer.Option(
         help="Checkpoint an unfinished run continues from: last, or best after a damaged last.pt.")] = Checkpoint.LAST,
+    select_split: Annotated[Optional[str], typer.Option(help=(
+        "Split of the same dataset scored every epoch to choose the epoch (ties: the earliest): the summary's "
+        "selected_map is the validation mAP at that epoch, and best.pt that epoch. The single-positive protocol: "
+        "--train-split train2014-spml-train --val-split val2014 --select-split train2014-spml-val (Cole et al.'s "
+        "held-out 20 %). Default: none; best.pt is then selected on the validation split itself."))] = None,
     init_head: Annotated[Optional[Path], typer.Option(exists=True, file_okay=False, help=(
         "Start the head from the best checkpoint of another run folder with the same classes and head (Cole et "
         "al.'s 'linear init': a linear run on frozen features first, then this end-to-end run from its head)."))] = None,
@@ -199,7 +204,7 @@ def train_command(
     else:
         cfg = TrainConfig(
             **(common or {}), mode=default_mode(loss, mode) if method is None else method_mode(method, mode),
-            prior=None if prior is None else str(prior), loss=loss, method=method,
+            prior=None if prior is None else str(prior), loss=loss, method=method, select_split=select_split,
             loss_options=parse_key_values(loss_option or [], "--loss-option"), out_dir=str(out), run_name=run_name,
             zsl_split=zsl_split, class_embeddings=class_embeddings, prompt=prompt,
             init_head=None if init_head is None else str(init_head), alignment_weight=alignment_weight, classification_weight=classification_weight,
@@ -218,9 +223,17 @@ def train_command(
     if main:
         s = result.summary
         ema = "" if s.get("val_map_ema") is None else f", plain model {_pct(s['val_map_plain'])}"
+        chosen = "" if not s.get("selection_split") else (
+            f"; at the epoch chosen on {s['selection_split']} ({_epoch(s.get('selected_epoch'))}): "
+            f"{_pct(s.get('selected_map'))}")
         typer.echo(f"{result.run_dir}: final mAP {_pct(s['val_map'])} ({s['evaluation_protocol']}{ema}; best epoch "
                    f"{_pct(s['best_val_map'])} and authors' protocol {_pct(s['authors_map'])}, both selected on the "
-                   f"validation split) on {s['val_images']} validation images")
+                   f"evaluation split{chosen}) on {s['val_images']} validation images")
+
+
+def _epoch(epoch: int | None) -> str:
+    """An epoch of the summary (from 0) as the status lines count it (from 1)."""
+    return "no epoch" if epoch is None else f"epoch {epoch + 1}"
 
 
 def _pct(value: float | None) -> str:

@@ -45,6 +45,7 @@ class TrainingData:
     tag: str  # label setting shown in reports
     feature_stores: dict[str, Any] = field(default_factory=dict)  # split -> opened FeatureStore (linear runs)
     zero_shot: Any = None  # plbench.engine.zero_shot.ZeroShotInputs of a run with a zsl_split
+    select_split: DatasetSplit | None = None  # the epoch-selection split (``config.select_split``), own labels
 
     @property
     def class_names(self) -> list[str]:
@@ -52,8 +53,11 @@ class TrainingData:
 
     @property
     def fingerprints(self) -> dict[str, str]:
-        """A run folder is resumed only for the very same training labels and validation data."""
-        return {"train_labels": self.train_labels.fingerprint(), "val_annotations": self.val_split.fingerprint}
+        """A run folder is resumed only for the very same training labels, validation and selection data."""
+        out = {"train_labels": self.train_labels.fingerprint(), "val_annotations": self.val_split.fingerprint}
+        if self.select_split is not None:  # runs without a selection split keep the fingerprints they had
+            out["select_annotations"] = self.select_split.fingerprint
+        return out
 
 
 def check_loss(config: TrainConfig) -> None:
@@ -179,24 +183,63 @@ def load_inputs(config: TrainConfig,
     if val_split.class_names != train_split.class_names:
         raise InputError(config.data_root, "categories", "train and val splits have different class lists",
                          "use splits of the same dataset release")
+    select_split = load_select_split(config, train_split)
     prior = load_prior(config, train_split.class_names)
     if config.mode == Mode.SELECTIVE and prior is None:
         log.warning("selective mode without --prior: only the likelihood (top-k) rule selects negatives")
     data = TrainingData(train_split, train_labels, train_paths, sim_meta, val_split, prior,
-                        labels_tag(config, sim_meta, train_split))
+                        labels_tag(config, sim_meta, train_split), select_split=select_split)
     if prepare is not None:
         prepare(config, data)  # e.g. zero-shot: seen classes only (labels, prior), before the stores are opened
     if config.features is not None:
         from plbench.engine.features import open_store
 
-        # both stores opened once; the head and the datasets reuse them
-        for name, split in ((config.train_split, train_split), (config.val_split, val_split)):
-            data.feature_stores[name] = store = open_store(config, name)
+        # every store opened once; the head and the datasets reuse them
+        for name, split in _evaluated_splits(config, train_split, val_split, select_split):
+            data.feature_stores[name] = store = open_store(config, name)  # none: exit 2, naming the extraction
             store.check(split=name, fingerprint=split.fingerprint, image_ids=split.labels.image_ids)
     elif config.dataset_options.get("strict", False):
         verify_images(config, config.train_split, train_paths)
-        verify_images(config, config.val_split, val_split.image_paths)
+        for name, split in _evaluated_splits(config, None, val_split, select_split):
+            verify_images(config, name, split.image_paths)
     return data
+
+
+def _evaluated_splits(config: TrainConfig, train: DatasetSplit | None, val: DatasetSplit,
+                      select: DatasetSplit | None) -> list[tuple[str, DatasetSplit]]:
+    """``(name, split)`` of the training split (when given), the validation split and the selection split
+    (when the run has one)."""
+    pairs = [(config.train_split, train), (config.val_split, val), (config.select_split, select)]
+    return [(name, split) for name, split in pairs if name is not None and split is not None]
+
+
+def load_select_split(config: TrainConfig, train_split: DatasetSplit) -> DatasetSplit | None:
+    """The split whose mAP chooses the epoch (``config.select_split``), with its own labels; None without one.
+
+    Raises:
+        InputError: it is the validation split itself, its class list differs from the training split's, or
+            the run is zero-shot (whose evaluation restricts the classes; selection is not supported there).
+    """
+    if config.select_split is None:
+        return None
+    if config.select_split == config.val_split:
+        raise InputError(None, "select_split", f"the selection split {config.select_split!r} is the evaluation "
+                         "split: an epoch chosen there is selected on the test data",
+                         "pass a held-out split (e.g. <train split>-spml-val, 20 % of the training split), or "
+                         "leave --select-split out")
+    if config.zsl_split is not None:
+        raise InputError(None, "select_split", "epoch selection on a held-out split is not supported for "
+                         "zero-shot runs (zsl_split)", "leave --select-split out")
+    split = load_dataset(config.dataset, config.data_root, config.select_split, **config.dataset_options)
+    if split.class_names != train_split.class_names:
+        raise InputError(config.data_root, "categories", f"the selection split {config.select_split!r} has another "
+                         "class list than the training split", "use splits of the same dataset release")
+    shared = np.intersect1d(split.labels.image_ids.astype(str), train_split.labels.image_ids.astype(str))
+    if shared.size:
+        log.warning("%d of the %d images of the selection split %s are also in the training split %s: the "
+                    "selected epoch is not chosen on held-out data", shared.size, len(split), config.select_split,
+                    config.train_split)
+    return split
 
 
 def make_criterion(config: TrainConfig, prior: torch.Tensor | None) -> nn.Module:

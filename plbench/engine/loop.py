@@ -249,18 +249,28 @@ def train_one_epoch(t: Trainer, loader: DataLoader, state: EpochState, *, progre
     return state
 
 
-def evaluate_models(t: Trainer, val_loader: DataLoader, val_split: DatasetSplit, *,
-                    progress: bool) -> dict[str, tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]]:
+def evaluate_models(t: Trainer, val_loader: DataLoader, val_split: DatasetSplit, *, progress: bool,
+                    only: str | None = None,
+                    desc: str = "validate") -> dict[str, tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]]:
     """Scores and metrics of the plain model and, when kept, the EMA model: name -> (metrics, scores float32
-    (N, C), targets int8 (N, C), dataset indices int64 (N,)). Under torchrun every validation image is
-    scored once and rank 0 gets all of them; other ranks get an empty dict."""
+    (N, C), targets int8 (N, C), dataset indices int64 (N,)). Under torchrun every image of the loader's split
+    is scored once and rank 0 gets all of them; other ranks get an empty dict.
+
+    Args:
+        val_loader: the split's loader (sharded under torchrun: ``dist.shard_dataset``); the validation split's,
+            or the selection split's (``TrainConfig.select_split``).
+        only: ``plain`` or ``ema``: that model alone (the selection split scores the headline model only).
+        desc: the progress bar's label.
+    """
     models = {"plain": runtime.unwrap(t.model)}
     if t.ema is not None:
         models["ema"] = t.ema.module
+    if only is not None:
+        models = {only: models[only]}
     out = {}
     for name, model in models.items():
         scores, targets, index = predict(model, val_loader, t.device, mean=t.mean, std=t.std, amp=t.config.amp,
-                                         progress=progress, desc=f"validate ({name})")
+                                         progress=progress, desc=f"{desc} ({name})")
         scores, targets, index = dist.gather_predictions(scores, targets, index)
         if dist.is_main():
             out[name] = (evaluate_scores(scores, targets, val_split.class_groups), scores, targets, index)

@@ -5,8 +5,12 @@ Evaluation is honest: the headline number (``val_map``) is the mAP of the *final
 chosen by a rule fixed before training (the EMA model when the recipe keeps one), on the validation split
 with its own labels. The best epoch (``best_val_map``) and the authors' protocol (``authors_map``: the
 maximum over epochs of max(plain, EMA)) are recorded too; both are selected on the evaluation split and
-therefore optimistic. mAP values are percent; a value that does not exist (no epoch, an empty class group)
-is None (JSON null; :class:`plbench.artifacts.runs.RunFolder` writes strict JSON).
+therefore optimistic. A run with a selection split (``TrainConfig.select_split``, the single-positive
+papers' held-out 20 %) scores the headline model on it every epoch (``select_map`` in metrics.jsonl) and
+records the epoch chosen there (:func:`selected_record`: highest ``select_map``, the earliest on ties) and
+the validation mAP at that epoch (``selected_map``): a selection that never saw the evaluation split. mAP
+values are percent; a value that does not exist (no epoch, an empty class group) is None (JSON null;
+:class:`plbench.artifacts.runs.RunFolder` writes strict JSON).
 """
 
 from __future__ import annotations
@@ -27,23 +31,31 @@ from plbench.heads import head_provenance
 AUTHORS_PROTOCOL = "selected on the evaluation split (as in the authors' code)"
 
 
-def epoch_record(state: EpochState, results: dict[str, Any], headline: str) -> dict[str, Any]:
-    """The metrics.jsonl line of an epoch: training figures, headline mAP and both models' mAP."""
+def epoch_record(state: EpochState, results: dict[str, Any], headline: str,
+                 selection: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The metrics.jsonl line of an epoch: training figures, headline mAP and both models' mAP, and with
+    ``selection`` (:func:`plbench.engine.loop.evaluate_models` on the selection split) ``select_map``, the
+    headline model's mAP there."""
     ev = results[headline][0]
-    return {
+    record = {
         **state.record(), "val_map": ev["map"],
         "val_map_plain": results["plain"][0]["map"],
         "val_map_ema": results["ema"][0]["map"] if "ema" in results else None,
         **{k: v for k, v in ev.items() if k not in ("map", "ap_per_class")},
     }
+    if selection is not None:
+        record["select_map"] = selection[headline][0]["map"]
+    return record
 
 
 def epoch_line(run_name: str, record: dict[str, Any], epochs: int) -> str:
     """The one status line of a finished epoch."""
     ema = "" if record.get("val_map_ema") is None else (
         f" (plain {record['val_map_plain']:.2f}, EMA {record['val_map_ema']:.2f})")
+    select = "" if record.get("select_map") is None else f", selection mAP {record['select_map']:.2f}"
     return (f"{run_name} epoch {record['epoch'] + 1}/{epochs}: loss {record['train_loss']:.4f}, val mAP "
-            f"{record['val_map']:.2f}{ema}, {record['train_seconds']:.1f} s, {record['train_images_per_s']:.0f} img/s")
+            f"{record['val_map']:.2f}{ema}{select}, {record['train_seconds']:.1f} s, "
+            f"{record['train_images_per_s']:.0f} img/s")
 
 
 def true_frequency(split: DatasetSplit) -> list[float] | None:
@@ -53,20 +65,52 @@ def true_frequency(split: DatasetSplit) -> list[float] | None:
     return (split.labels.counts().positives / max(split.labels.num_images, 1)).astype(float).tolist()
 
 
+def _number(value: float | None) -> float:
+    """A mAP to compare: -inf for a missing one (a metrics.jsonl value read back is null where NaN was meant)."""
+    return float("-inf") if value is None or value != value else float(value)
+
+
 def authors_map(history: list[dict[str, Any]]) -> float:
     """The authors' protocol: the maximum over epochs of max(plain, EMA) mAP (NaN without epochs)."""
-    def number(value: float | None) -> float:  # a metrics.jsonl value read back: null where NaN was meant
-        return float("-inf") if value is None or value != value else float(value)
-
     if not history:
         return float("nan")
-    return max(max(number(h["val_map_plain"]), number(h.get("val_map_ema"))) for h in history)
+    return max(max(_number(h["val_map_plain"]), _number(h.get("val_map_ema"))) for h in history)
+
+
+def selection_key(config: TrainConfig) -> str:
+    """The metrics.jsonl key that chooses the epoch (and ``best.pt``): ``select_map`` with a selection split,
+    else ``val_map`` (selected on the evaluation split, as plbench always did)."""
+    return "select_map" if config.select_split is not None else "val_map"
+
+
+def selected_record(history: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
+    """The epoch record (of metrics.jsonl lines, in epoch order) with the highest ``key``, the earliest on
+    ties; None when no epoch has a number there (NaN and null count as missing)."""
+    best: dict[str, Any] | None = None
+    for h in history:
+        value = _number(h.get(key))
+        if value > float("-inf") and (best is None or value > _number(best.get(key))):
+            best = h
+    return best
+
+
+def selection_summary(config: TrainConfig, history: list[dict[str, Any]], images: int | None) -> dict[str, Any]:
+    """The summary's held-out selection: ``selection_split`` (None without one), ``selection_images`` (its
+    images), ``selected_epoch`` (from 0, as metrics.jsonl's ``epoch``), ``selection_map`` (its mAP on the
+    selection split) and ``selected_map`` (its headline mAP on the validation split); None where there is no
+    selection split or no epoch with a selection mAP."""
+    chosen = selected_record(history, "select_map") if config.select_split is not None else None
+    return {"selection_split": config.select_split, "selection_images": images,
+            "selected_epoch": None if chosen is None else chosen["epoch"],
+            "selection_map": None if chosen is None else chosen["select_map"],
+            "selected_map": None if chosen is None else chosen["val_map"]}
 
 
 def build_summary(config: TrainConfig, run: RunFolder, data: TrainingData, results: dict[str, Any],
                   history: list[dict[str, Any]], best_map: float, val_total: int, mean: list[float],
                   std: list[float], *, started: float, command: str | None) -> dict[str, Any]:
-    """The ``summary.json`` of a finished run (``results``: :func:`plbench.engine.loop.evaluate_models`)."""
+    """The ``summary.json`` of a finished run (``results``: :func:`plbench.engine.loop.evaluate_models`;
+    ``best_map``: the best validation mAP over epochs)."""
     headline = config.headline_model
     ev, _, _, index = results[headline]
     counts = data.train_labels.counts()
@@ -86,6 +130,7 @@ def build_summary(config: TrainConfig, run: RunFolder, data: TrainingData, resul
         "val_map_plain": results["plain"][0]["map"],
         "val_map_ema": results["ema"][0]["map"] if "ema" in results else None,
         "best_val_map": best_map, "authors_map": authors_map(history), "authors_map_protocol": AUTHORS_PROTOCOL,
+        **selection_summary(config, history, None if data.select_split is None else len(data.select_split)),
         "train_seconds": sum(h["train_seconds"] for h in history), "wall_seconds": time.time() - started,
         "class_names": data.class_names,
         "train_positives_per_class": counts.positives.astype(int).tolist(),

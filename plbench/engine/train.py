@@ -4,8 +4,9 @@ Read top to bottom: :func:`train` checks every input before it writes anything
 (:func:`plbench.engine.inputs.load_inputs`), builds the model, loss and optimizer, opens the run folder
 (:class:`plbench.artifacts.runs.RunFolder` owns its files), resumes from ``last.pt``
 (:mod:`plbench.engine.checkpoints`), then per epoch :func:`~plbench.engine.loop.train_one_epoch`,
-:func:`~plbench.engine.loop.evaluate_models` and ``run.save_epoch``, and finally writes the predictions and
-the summary (:mod:`plbench.engine.summary`, which also states the evaluation protocol).
+:func:`~plbench.engine.loop.evaluate_models` (on the validation split, and on the selection split when the
+run has one) and ``run.save_epoch``, and finally writes the predictions and the summary
+(:mod:`plbench.engine.summary`, which also states the evaluation protocol and the epoch selection).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from plbench.engine.method_run import MethodTrainer, make_method, training_set_s
 from plbench.engine.model import build_model
 from plbench.engine.provenance import track_inputs
 from plbench.engine.runtime import resolve_device
-from plbench.engine.summary import AUTHORS_PROTOCOL, build_summary, epoch_line, epoch_record
+from plbench.engine.summary import (AUTHORS_PROTOCOL, build_summary, epoch_line, epoch_record, selected_record,
+                                    selection_key)
 from plbench.errors import InputError
 from plbench.methods.api import Method
 from plbench.progress import is_bar_mode, progress_line
@@ -198,6 +200,12 @@ def _train_in(run: RunFolder, config: TrainConfig, data: TrainingData, model: nn
         train_set = zero_shot.RowSubset(train_set, zs.train_rows)
     val_set = make_dataset(config, config.val_split, data.val_split.image_paths, data.val_split.labels, train=False,
                            fingerprint=data.val_split.fingerprint, store=data.feature_stores.get(config.val_split))
+    select_loader = None  # the epoch-selection split's, sharded and gathered as the validation split's
+    if data.select_split is not None:
+        sel = data.select_split
+        select_loader = make_loader(dist.shard_dataset(make_dataset(
+            config, config.select_split, sel.image_paths, sel.labels, train=False, fingerprint=sel.fingerprint,
+            store=data.feature_stores.get(config.select_split))), config, device=device)
     t.empty = train_set.empty_batch() if hasattr(train_set, "empty_batch") else None
     if isinstance(t, MethodTrainer):
         t.num_images, t.train_scores = n_train, training_set_scorer(config, data, t)
@@ -232,12 +240,14 @@ def _train_in(run: RunFolder, config: TrainConfig, data: TrainingData, model: nn
                 raise TrainingInterrupted(run.path, epoch, epoch * steps + state.batches_done)
             t.after_training_epoch(epoch)  # the method's epoch-end hook, saved with this epoch's checkpoint
             results = evaluate_models(t, val_loader, data.val_split, progress=bars)
+            selection = None if select_loader is None else evaluate_models(
+                t, select_loader, data.select_split, progress=bars, only=headline, desc="select")
             record: dict[str, Any] = {}
             if dist.is_main():
-                record = epoch_record(state, results, headline)
+                record = epoch_record(state, results, headline, selection)
                 progress_line(epoch_line(run.name, record, config.epochs), enabled=progress)
                 history.append(record)
-                is_best = record["val_map"] > best_map
+                is_best = selected_record(history, selection_key(config)) is record  # best.pt: the chosen epoch
                 best_map = max(best_map, record["val_map"])
                 run.save_epoch(checkpoint_state(t, data, state, best_map, history, finished_epoch=True), record,
                                is_best=is_best)

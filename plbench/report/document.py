@@ -233,11 +233,12 @@ def write_report(
 
     doc.heading(2, "Runs")
     _runs_table(doc, render.RUNS_HEADER, render.runs_rows(records), "results.csv", render.results_csv(records))
-    doc.para("headline mAP: final epoch, model fixed before training. best epoch on the validation split: the "
-             "epoch of the best mAP on the split the run validates on (the single-positive papers' selection, "
-             "made there on 20 % of train2014 held out); when that split is also the evaluation split, it and "
-             "the authors' selection are optimistic. CF1/OF1: per-class and overall F1 (%) at "
-             "threshold 0.5.", "protocol")
+    doc.para("headline mAP: final epoch, model fixed before training. mAP at the selected epoch: for a run with "
+             "a selection split (--select-split, e.g. the single-positive papers' 20 % of train2014 held out), "
+             "the evaluation mAP at the epoch with the best mAP on that split (\"test mAP at the epoch chosen on "
+             "SPLIT\"); otherwise the best epoch on the evaluation split itself (\"selected on the evaluation "
+             "split\"), which is optimistic, as is the authors' selection. CF1/OF1: per-class and overall F1 (%) "
+             "at threshold 0.5.", "protocol")
 
     doc.heading(2, "Provenance")
     _runs_table(doc, *render.provenance_table(records), "provenance.csv", render.provenance_csv(records),

@@ -114,8 +114,10 @@ def _diff_text(d: PairedDiff) -> str:
     return _spread_text(d.mean, d.std, d.n, signed=True)
 
 
-RUNS_HEADER = ("run", "labels", "loss", "mode", "seed", "headline mAP (final epoch)",
-               "best epoch on the validation split", "plain", "EMA", "authors' selection", "CF1", "OF1", "evaluation protocol")
+RUNS_HEADER = ("run", "labels", "loss", "mode", "seed", "headline mAP (final epoch)", "mAP at the selected epoch",
+               "epoch selection", "plain", "EMA", "authors' selection", "CF1", "OF1", "evaluation protocol")
+#: the epoch selection of a run without a selection split: its best epoch on the split it is evaluated on
+EVALUATION_SELECTION = "selected on the evaluation split"
 PROVENANCE_HEADER = ("run", "wall s", "train s", "plbench", "git commit", "hardware", "torch", "started", "command")
 
 
@@ -125,11 +127,27 @@ def _summary_number(r: RunRecord, key: str, digits: int = 2) -> str:
     return fmt(float(v), digits) if isinstance(v, (int, float)) else "–"
 
 
+def epoch_selection(r: RunRecord) -> tuple[float | None, str]:
+    """The run's mAP at its selected epoch and how that epoch was chosen: with a selection split (summary
+    ``selection_split``), the evaluation mAP at the epoch chosen there (``selected_map``); without one, the
+    best epoch on the evaluation split itself (``best_val_map``, optimistic). A test-selected number is never
+    labelled as chosen on held-out data."""
+    split = r.summary.get("selection_split")
+    if split:
+        value = r.summary.get("selected_map")
+        return (float(value) if isinstance(value, (int, float)) else None), f"test mAP at the epoch chosen on {split}"
+    return r.best_val_map, EVALUATION_SELECTION
+
+
 def runs_rows(records: Sequence[RunRecord]) -> list[list[Any]]:
     """The per-run table: mAP values (percent) under each protocol, CF1/OF1 (percent) where the run has them."""
-    return [[r.name, r.labels, r.loss, r.mode or "–", "–" if r.seed is None else r.seed, fmt(r.val_map),
-             fmt(r.best_val_map), fmt(r.val_map_plain), fmt(r.val_map_ema), fmt(r.authors_map),
-             _summary_number(r, "cf1"), _summary_number(r, "of1"), r.evaluation_protocol] for r in records]
+    rows = []
+    for r in records:
+        selected, selection = epoch_selection(r)
+        rows.append([r.name, r.labels, r.loss, r.mode or "–", "–" if r.seed is None else r.seed, fmt(r.val_map),
+                     fmt(selected), selection, fmt(r.val_map_plain), fmt(r.val_map_ema), fmt(r.authors_map),
+                     _summary_number(r, "cf1"), _summary_number(r, "of1"), r.evaluation_protocol])
+    return rows
 
 
 def short_commit(commit: str) -> str:
@@ -294,14 +312,22 @@ def paired_csv(paired: PairedTable) -> str:
 
 RESULTS_CSV_HEADER = ("run", "dataset", "protocol", "backbone", "head", "image_size", "recipe", "epochs", "labels",
                       "loss", "mode", "seed", "simulation_seed", "val_map", "val_map_plain", "val_map_ema",
-                      "best_val_map", "authors_map", "train_annotated_fraction", "evaluation_protocol")
+                      "best_val_map", "authors_map", "train_annotated_fraction", "evaluation_protocol",
+                      "selection_split", "selected_epoch", "selected_map")
 
 
 def results_csv(records: Sequence[RunRecord]) -> str:
+    """One line per run; ``selected_epoch`` counts from 0 (metrics.jsonl's ``epoch``), empty without a
+    selection split."""
+    def cell(value: Any) -> str:
+        return "" if value is None else str(value)
+
     rows = [[r.name, r.dataset, r.protocol, r.backbone, r.head, r.image_size, r.recipe, r.epochs, r.labels, r.loss,
              r.mode or "", "" if r.seed is None else r.seed, "" if r.simulation_seed is None else r.simulation_seed,
              _num(r.val_map), _num(r.val_map_plain), _num(r.val_map_ema), _num(r.best_val_map), _num(r.authors_map),
-             _num(r.summary.get("train_annotated_fraction")), r.evaluation_protocol] for r in records]
+             _num(r.summary.get("train_annotated_fraction")), r.evaluation_protocol,
+             cell(r.summary.get("selection_split")), cell(r.summary.get("selected_epoch")),
+             _num(r.summary.get("selected_map"))] for r in records]
     return _csv(RESULTS_CSV_HEADER, rows)
 
 

@@ -134,7 +134,7 @@ class _Builder:
     def features(self, ds: DatasetSpec, backbone: BackboneSpec, size: int, base: dict[str, Any]) -> Stage:
         extract = {k: base[k] for k in ("device", "workers", "amp") if k in base}  # [training]'s, unless overridden
         extract.update(self.spec.features)
-        settings = {**self._dataset_settings(ds), "splits": [ds.train_split, ds.val_split],
+        settings = {**self._dataset_settings(ds), "splits": list(ds.splits),
                     "backbone": backbone.name, "pretrained": backbone.pretrained, "checkpoint": backbone.checkpoint,
                     "image_size": size, "extract_options": extract,
                     # ML-Decoder heads read the spatial tokens; GAP heads need the pooled features only
@@ -144,7 +144,7 @@ class _Builder:
         h8 = stage_hash(StageKind.FEATURES, settings, [], files)[:8]
         name = f"{ds.id}-{backbone.name.replace('/', '_')}-{size}-{h8}"
         needs = self._data_needs(ds) + files
-        caches = [self.cache(ds, split, size) for split in dict.fromkeys((ds.train_split, ds.val_split))]
+        caches = [self.cache(ds, split, size) for split in dict.fromkeys(ds.splits)]
         return self.add(StageKind.FEATURES, name, settings, [self.data(ds), *caches], self.out / "features" / name,
                         files=files, needs=needs)
 
@@ -153,8 +153,9 @@ class _Builder:
         """A training stage; ``also_hashed``: fields hashed besides :func:`hashed_fields` (a linear-init
         linear phase's ``[linear_init]`` keys)."""
         hashed = {k: v for k, v in config.to_dict().items() if k in self.hashed_fields | also_hashed}
-        if config.method is None:  # experiments written before `method` existed keep their hashes
-            hashed.pop("method", None)
+        for key in ("method", "select_split"):  # experiments written before these existed keep their hashes
+            if hashed.get(key) is None:
+                hashed.pop(key, None)
         hashed["torchrun_nproc"] = self.spec.torchrun_nproc
         files = config.input_files()  # checkpoint, zero-shot split file, class-embedding file
         h = stage_hash(StageKind.TRAIN, hashed, [d.hash for d in deps if d is not None], files)
@@ -208,7 +209,7 @@ def _base_config(spec: SweepSpec, ds: DatasetSpec, out: Path) -> dict[str, Any]:
     values = recipe_values(spec.training.get("recipe") or default_recipe(ds.name), ds.name)
     values.update(spec.training)
     values.update(dataset=ds.name, data_root=ds.root(out), train_split=ds.train_split, val_split=ds.val_split,
-                  dataset_options=dict(ds.options), out_dir=str(out / "runs"))
+                  select_split=ds.select_split, dataset_options=dict(ds.options), out_dir=str(out / "runs"))
     return {k: v for k, v in values.items() if k in names}
 
 
@@ -226,7 +227,7 @@ def expand(spec: SweepSpec, out: str | Path = ".", *, command: str | None = None
     for ds in spec.datasets:
         base = _base_config(spec, ds, out)
         size = int(base.get("image_size", TrainConfig().image_size))
-        caches = [b.cache(ds, split, size) for split in dict.fromkeys((ds.train_split, ds.val_split))]
+        caches = [b.cache(ds, split, size) for split in dict.fromkeys(ds.splits)]
         if ds.cache:
             base["cache_dir"] = str(ds.cache_root(out))
         for labels in spec.labels:

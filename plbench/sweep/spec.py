@@ -16,6 +16,8 @@ Schema (every table and key is optional unless marked *required*; an unknown key
     options = {}                   # loader options (strict, fo_field, openimages_labels, ...)
     train_split = "train"
     val_split = "val"
+    # select_split = "train-spml-val"  # scored every epoch to choose the epoch (`plbench train --select-split`;
+                                   # the single-positive protocol's held-out 20 %); default: none
     cache = false                  # decode + resize every image once into DATA_ROOT/plbench_cache
     synthetic = { train = 1600, val = 400, num_classes = 20, image_size = 96, seed = 0 }
                                    # name = "synthetic" only: generate the data as a stage
@@ -120,7 +122,7 @@ class LabelSource(Choice):
 
 #: TrainConfig fields set by the grid itself; everything else may appear in [training]
 GRID_FIELDS = frozenset({
-    "dataset", "data_root", "train_split", "val_split", "dataset_options", "simulation", "mode", "loss",
+    "dataset", "data_root", "train_split", "val_split", "select_split", "dataset_options", "simulation", "mode", "loss",
     "loss_options", "method", "prior", "backbone", "pretrained", "checkpoint", "head", "head_options", "features",
     "seed", "out_dir", "run_name", "tag", "init_head",
 })
@@ -140,6 +142,13 @@ class DatasetSpec:
     val_split: str = "val"
     cache: bool = False
     synthetic: dict[str, Any] | None = None  # write_synthetic_coco arguments
+    select_split: str | None = None  # TrainConfig.select_split of its runs
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits its runs read (cached images, extracted features): train, val, then the selection split
+        when set (so a dataset without one has the stages, and hashes, it always had)."""
+        return (self.train_split, self.val_split, *((self.select_split,) if self.select_split else ()))
 
     def root(self, out: str | Path) -> str:
         """``data_root`` with ``{out}`` replaced by the sweep root."""
@@ -313,6 +322,7 @@ class _Dataset(_Table):
     options: dict[str, Any] = {}
     train_split: Text = "train"
     val_split: Text = "val"
+    select_split: Text | None = None
     cache: bool = False
     synthetic: _Synthetic | None = None
 
@@ -544,6 +554,7 @@ def _datasets(tables: list[_Dataset], check: _Checker) -> tuple[DatasetSpec, ...
             name=t.name, id=t.id or t.name, data_root=t.data_root, options=dict(t.options),
             train_split=t.train_split, val_split=t.val_split, cache=t.cache,
             synthetic=None if t.synthetic is None else t.synthetic.model_dump(exclude_unset=True),
+            select_split=t.select_split,
         ))
     ids = [d.id for d in out]
     dupes = sorted({x for x in ids if ids.count(x) > 1})
