@@ -19,10 +19,7 @@ runner = CliRunner()
 @pytest.fixture(scope="session")
 def installed_example(tmp_path_factory):
     """The example package installed into a fresh folder (plugin_support.install_example)."""
-    target = install_example(tmp_path_factory.mktemp("example"))
-    if isinstance(target, str):
-        pytest.skip(f"pip could not install the example package: {target}")
-    return target
+    return install_example(tmp_path_factory.mktemp("example"))
 
 
 @pytest.fixture
@@ -98,6 +95,36 @@ def test_the_installed_example_is_listed_shown_and_resolved_by_name(installed_ex
     import torch
 
     assert head(torch.ones(2, 8, 4, 4)).shape == (2, 3)
+
+
+def test_a_failed_plugin_install_fails_the_test_instead_of_skipping_it(tmp_path, monkeypatch):
+    import plugin_support
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "pyproject.toml").write_text("[project\n")  # not TOML: pip's build fails
+    monkeypatch.setattr(plugin_support, "EXAMPLE", broken)
+    monkeypatch.setattr(plugin_support, "_installed", [])
+    with pytest.raises(pytest.fail.Exception, match="pip could not install the example plug-in .*--no-deps"):
+        plugin_support.install_example(tmp_path / "base")
+    assert plugin_support._installed == []  # nothing cached: a later call tries again
+
+
+def test_the_example_installs_offline_when_setuptools_is_here(tmp_path, monkeypatch):
+    import importlib.metadata
+
+    import plugin_support
+
+    offline = plugin_support.pip_install_args(tmp_path / "src", tmp_path / "site", offline=True)
+    assert {"--no-deps", "--no-build-isolation", "--no-index"} <= set(offline)
+    online = plugin_support.pip_install_args(tmp_path / "src", tmp_path / "site", offline=False)
+    assert "--no-deps" in online and "--no-index" not in online and "--no-build-isolation" not in online
+    monkeypatch.setattr(plugin_support.importlib.util, "find_spec", lambda name: object())
+    for found, expected in (("84.2.1", True), ("63.4", False)):
+        monkeypatch.setattr(importlib.metadata, "version", lambda name, v=found: v)
+        assert plugin_support._setuptools_here() is expected
+    monkeypatch.setattr(plugin_support.importlib.util, "find_spec", lambda name: None)
+    assert plugin_support._setuptools_here() is False
 
 
 def test_a_broken_installed_plugin_is_listed_with_its_error_and_refused_by_name(on_path, tmp_path):

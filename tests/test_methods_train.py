@@ -149,8 +149,6 @@ def test_the_example_plugin_trains_from_module_colon_name(tiny, tmp_path, monkey
 
 def test_the_installed_plugin_trains_by_its_entry_point_name(tiny, tmp_path, tmp_path_factory, monkeypatch):
     site = install_example(tmp_path_factory.mktemp("site"))
-    if isinstance(site, str):
-        pytest.skip(f"pip could not install the example package: {site}")
     monkeypatch.syspath_prepend(str(site))
     result = invoke(_cli_args(tiny, tmp_path / "runs", "--method", "soft_targets"))
     assert result.exit_code == 0, result.output

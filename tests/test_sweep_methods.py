@@ -113,8 +113,6 @@ def test_a_sweep_trains_the_installed_plugin_by_its_entry_point_name(tmp_path, t
     from plugin_support import install_example
 
     site = install_example(tmp_path_factory.mktemp("site"))
-    if isinstance(site, str):
-        pytest.skip(f"pip could not install the example package: {site}")
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("PYTHONPATH", str(site))
     out = tmp_path / "sweep"
