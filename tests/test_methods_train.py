@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from faults_support import expect_user_error, invoke, synthetic_root
+from faults_support import expect_user_error, invoke, simulation_file, synthetic_root
 from plbench.artifacts.runs import RunFolder
 from plbench.config import TrainConfig
 from plbench.engine import method_run
@@ -38,15 +38,7 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="module")
 def spl(tiny):
     """Single-positive training labels of ``tiny`` (one observed positive per image, the rest unannotated)."""
-    from plbench.artifacts.simulations import save_simulation
-    from plbench.datasets import load_dataset
-    from plbench.simulate import simulate
-
-    split = load_dataset("synthetic", tiny, "train")
-    path = tiny.parent / "spl.parquet"
-    save_simulation(path, simulate(split.labels, "spl", None, 0), dataset="synthetic", fingerprint=split.fingerprint,
-                    scheme="spl", param=None, seed=0)
-    return str(path)
+    return str(simulation_file(tiny, tiny.parent / "spl.parquet"))
 
 
 def _config(root, out, **kw):
