@@ -60,7 +60,28 @@ def test_show_gives_options_defaults_paper_and_needs():
     assert "gamma_neg       = 3.0" in out and "likelihood_topk = 5" in out
     assert "plbench.losses.modules:PartialAsymmetricLoss" in out
     role = _invoke("methods", "show", "role").output
-    assert "lr_mult:    10.0 x" in role and "needs:      per_image_state" in role and "expected_num_pos = None" in role
+    assert "lr_mult:    10.0 x" in role and "needs:      per_image_state" in role
+    assert "expected_num_pos = by dataset (below)" in role
+    assert "    option            voc  coco  nuswide  cub\n    expected_num_pos  1.5  2.9   1.9      31.4\n" in role
+
+
+def test_show_gives_the_per_dataset_defaults_of_em_and_em_apl():
+    """Their defaults are the authors' main.py settings of the run's dataset: a table, not None."""
+    em_apl = _invoke("methods", "show", "em_apl").output
+    assert "= None" not in em_apl.split("settings")[0]  # every dataset-dependent option points at the table
+    table = em_apl.split("defaults by the run's dataset (an option given overrides its row):\n")[1]
+    assert table.splitlines()[:6] == [
+        "    option          voc   coco  nuswide  cub",
+        "    alpha           0.2   0.1   0.1      0.01",
+        "    beta            0.02  0.9   0.2      0.4",
+        "    neg_proportion  0.9   0.9   0.9      0.9",
+        "    warmup_epoch    5     5     4        3",
+        "  another dataset: give these options, or settings=DATASET to take a column",
+    ]
+    em = _invoke("methods", "show", "em").output
+    assert "    alpha    = by dataset (below)\n    settings = None\n" in em
+    assert "    option  voc  coco  nuswide  cub\n    alpha   0.2  0.1   0.1      0.01\n" in em
+    assert "defaults by the run's dataset" not in _invoke("methods", "show", "an").output
 
 
 def test_show_of_an_unknown_or_broken_method_exits_2_without_traceback(on_path, tmp_path):
