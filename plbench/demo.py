@@ -4,10 +4,13 @@ The default ("linear") demo follows the frozen-feature protocol of Cole et al. (
 ImageNet-pretrained ``tf_efficientnet_lite0`` (offline weights, never a silent fall-back to random ones)
 turns the synthetic images into features once; then, for each of 3 seeds, every label setting (full labels,
 FPC, RPS, single positive) and method (P-ASL in Negative / Ignore / Selective mode, the Selective prior from
-the Ignore-mode model of the same labels and seed; AN, AN-LS, WAN, EPR, LL-R on single positives) trains
-only the classifier. It runs as a sweep (:func:`plbench.sweep.run.run_sweep`; the same grid as
-``experiments/demo.toml``), and the report gives mean +- std over seeds, paired differences, and notes
-computed from the results (prior estimate against the true class frequencies).
+the Ignore-mode model of the same labels and seed; on single positives the losses AN, AN-LS, WAN, EPR, LL-R
+and the methods ROLE, EM + APL, LL-Ct and GR-Loss, :data:`SPL_METHODS`) trains only the classifier. It runs
+as a sweep (:func:`plbench.sweep.run.run_sweep`; the same grid as ``experiments/demo.toml``), and the
+report gives mean +- std over seeds, paired differences (single positives: against AN), and notes computed
+from the results (prior estimate against the true class frequencies). Beside the sweep, in a second process,
+a zero-shot block trains on seen classes and scores unseen ones from their names
+(:mod:`plbench.demo_zero_shot`; ``zero_shot=None`` in :class:`DemoSettings` leaves it out).
 
 ``plbench demo --protocol fine-tuned`` keeps the earlier demo: a small backbone trained from scratch on the
 images, one seed (:func:`run_fine_tuned_demo`).

@@ -67,6 +67,18 @@ def synthetic_root(root: Path, train: int = 16, val: int = 8, classes: int = 3, 
     return root
 
 
+def simulation_file(root: Path, path: Path, scheme: str = "spl", param: float | None = None, seed: int = 0) -> Path:
+    """Simulated partial labels of the synthetic training split at ``root``, saved to ``path`` (a --simulation file)."""
+    from plbench.artifacts.simulations import save_simulation
+    from plbench.datasets import load_dataset
+    from plbench.simulate import simulate
+
+    split = load_dataset("synthetic", root, "train")
+    save_simulation(path, simulate(split.labels, scheme, param, seed), dataset="synthetic",
+                    fingerprint=split.fingerprint, scheme=scheme, param=param, seed=seed)
+    return path
+
+
 def lvis_root(syn: Path, root: Path) -> Path:
     """A two-split LVIS v1 excerpt (the synthetic classes, frequency groups, negatives) on the synthetic images."""
     root.mkdir(parents=True)

@@ -139,12 +139,18 @@ def test_a_failing_part_is_a_row_with_its_error(bench_train, tmp_path):
     assert "FAILED InputError" in bench_train.format_table(rows)
 
 
-def test_bench_methods_runs_every_method_against_an(capsys):
+@pytest.fixture(scope="module")
+def bench_methods():
     sys.path.insert(0, str(BENCH))
     try:
         import bench_methods
+
+        yield bench_methods
     finally:
         sys.path.remove(str(BENCH))
+
+
+def test_bench_methods_runs_every_method_against_an(bench_methods, capsys):
     rows = bench_methods.main(["--images", "64", "--features", "8", "--classes", "4", "--batch", "16", "--steps", "2",
                                "--repeats", "2", "--methods", "role", "em_apl", "ll_ct", "gr_loss", "pasl:negative"])
     assert [r.method for r in rows] == ["an", "role", "em_apl", "ll_ct", "gr_loss", "pasl:negative"]
@@ -154,3 +160,32 @@ def test_bench_methods_runs_every_method_against_an(capsys):
     assert {r.method: r.needs for r in rows}["em_apl"] == "per_image_state, train_pass"
     out = capsys.readouterr().out
     assert out.count("\n") == 3 + len(rows) and "x AN" in out  # title, header, rule, one line per row
+
+
+def test_bench_methods_default_list_is_every_builtin_method_and_boostlu(bench_methods, capsys):
+    from plbench.methods.registry import builtin_methods
+
+    defaults = bench_methods.default_methods()
+    assert defaults[0] == "an" and defaults[-1] == "ll_r+boostlu"
+    assert sorted(defaults[:-1]) == sorted(builtin_methods()) and len(defaults) == len(builtin_methods()) + 1
+    assert {"em", "em_apl", "ll_cp", "hill", "splc"} <= set(defaults)
+    rows = bench_methods.main(["--images", "32", "--features", "8", "--classes", "4", "--batch", "16", "--steps", "1",
+                               "--repeats", "1", "--tokens", "3"])  # no --methods: the default list
+    names = [r.method for r in rows]
+    # the pooled rows, then the token rows with their own reference
+    assert names == defaults[:-1] + ["an+gap", "ll_r+boostlu"]
+    by = {r.method: r for r in rows}
+    assert all(r.ms_per_step > 0 for r in rows)
+    assert by["an+gap"].ratio == 1.0
+    assert by["ll_r+boostlu"].ratio == pytest.approx(by["ll_r+boostlu"].ms_per_step / by["an+gap"].ms_per_step)
+    assert by["em"].ratio == pytest.approx(by["em"].ms_per_step / by["an"].ms_per_step)
+    # methods with modes ran in their default mode (pasl needs a mode; its default is selective)
+    assert by["pasl"].needs == "mode, prior"
+    assert "+HEAD rows on 3 tokens" in capsys.readouterr().out
+
+
+def test_bench_methods_spec_parsing(bench_methods):
+    assert bench_methods.parse_spec("pasl:negative") == ("pasl", "negative", None)
+    assert bench_methods.parse_spec("ll_r+boostlu") == ("ll_r", None, "boostlu")
+    assert bench_methods.parse_spec("pasl:ignore+gap") == ("pasl", "ignore", "gap")
+    assert bench_methods.parse_spec("an") == ("an", None, None)

@@ -19,10 +19,7 @@ runner = CliRunner()
 @pytest.fixture(scope="session")
 def installed_example(tmp_path_factory):
     """The example package installed into a fresh folder (plugin_support.install_example)."""
-    target = install_example(tmp_path_factory.mktemp("example"))
-    if isinstance(target, str):
-        pytest.skip(f"pip could not install the example package: {target}")
-    return target
+    return install_example(tmp_path_factory.mktemp("example"))
 
 
 @pytest.fixture
@@ -63,7 +60,28 @@ def test_show_gives_options_defaults_paper_and_needs():
     assert "gamma_neg       = 3.0" in out and "likelihood_topk = 5" in out
     assert "plbench.losses.modules:PartialAsymmetricLoss" in out
     role = _invoke("methods", "show", "role").output
-    assert "lr_mult:    10.0 x" in role and "needs:      per_image_state" in role and "expected_num_pos = None" in role
+    assert "lr_mult:    10.0 x" in role and "needs:      per_image_state" in role
+    assert "expected_num_pos = by dataset (below)" in role
+    assert "    option            voc  coco  nuswide  cub\n    expected_num_pos  1.5  2.9   1.9      31.4\n" in role
+
+
+def test_show_gives_the_per_dataset_defaults_of_em_and_em_apl():
+    """Their defaults are the authors' main.py settings of the run's dataset: a table, not None."""
+    em_apl = _invoke("methods", "show", "em_apl").output
+    assert "= None" not in em_apl.split("settings")[0]  # every dataset-dependent option points at the table
+    table = em_apl.split("defaults by the run's dataset (an option given overrides its row):\n")[1]
+    assert table.splitlines()[:6] == [
+        "    option          voc   coco  nuswide  cub",
+        "    alpha           0.2   0.1   0.1      0.01",
+        "    beta            0.02  0.9   0.2      0.4",
+        "    neg_proportion  0.9   0.9   0.9      0.9",
+        "    warmup_epoch    5     5     4        3",
+        "  another dataset: give these options, or settings=DATASET to take a column",
+    ]
+    em = _invoke("methods", "show", "em").output
+    assert "    alpha    = by dataset (below)\n    settings = None\n" in em
+    assert "    option  voc  coco  nuswide  cub\n    alpha   0.2  0.1   0.1      0.01\n" in em
+    assert "defaults by the run's dataset" not in _invoke("methods", "show", "an").output
 
 
 def test_show_of_an_unknown_or_broken_method_exits_2_without_traceback(on_path, tmp_path):
@@ -98,6 +116,36 @@ def test_the_installed_example_is_listed_shown_and_resolved_by_name(installed_ex
     import torch
 
     assert head(torch.ones(2, 8, 4, 4)).shape == (2, 3)
+
+
+def test_a_failed_plugin_install_fails_the_test_instead_of_skipping_it(tmp_path, monkeypatch):
+    import plugin_support
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "pyproject.toml").write_text("[project\n")  # not TOML: pip's build fails
+    monkeypatch.setattr(plugin_support, "EXAMPLE", broken)
+    monkeypatch.setattr(plugin_support, "_installed", [])
+    with pytest.raises(pytest.fail.Exception, match="pip could not install the example plug-in .*--no-deps"):
+        plugin_support.install_example(tmp_path / "base")
+    assert plugin_support._installed == []  # nothing cached: a later call tries again
+
+
+def test_the_example_installs_offline_when_setuptools_is_here(tmp_path, monkeypatch):
+    import importlib.metadata
+
+    import plugin_support
+
+    offline = plugin_support.pip_install_args(tmp_path / "src", tmp_path / "site", offline=True)
+    assert {"--no-deps", "--no-build-isolation", "--no-index"} <= set(offline)
+    online = plugin_support.pip_install_args(tmp_path / "src", tmp_path / "site", offline=False)
+    assert "--no-deps" in online and "--no-index" not in online and "--no-build-isolation" not in online
+    monkeypatch.setattr(plugin_support.importlib.util, "find_spec", lambda name: object())
+    for found, expected in (("84.2.1", True), ("63.4", False)):
+        monkeypatch.setattr(importlib.metadata, "version", lambda name, v=found: v)
+        assert plugin_support._setuptools_here() is expected
+    monkeypatch.setattr(plugin_support.importlib.util, "find_spec", lambda name: None)
+    assert plugin_support._setuptools_here() is False
 
 
 def test_a_broken_installed_plugin_is_listed_with_its_error_and_refused_by_name(on_path, tmp_path):

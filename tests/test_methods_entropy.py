@@ -140,3 +140,23 @@ def test_settings_and_schedule_are_the_authors():
     assert apl_due(4, 5) and not apl_due(3, 5)
     with pytest.raises(ValueError, match="num_epochs > warmup_epoch"):
         apl_quota(torch.tensor([5]), neg_proportion=0.9, num_epochs=5, warmup_epoch=5)
+
+
+@pytest.mark.parametrize("dataset", ["voc", "coco", "nuswide", "cub"])
+def test_the_per_dataset_defaults_shown_are_what_setup_uses(dataset):
+    """``dataset_defaults`` (``plbench methods show``) and ``setup`` agree for every dataset of the authors."""
+    from plbench.methods.api import MethodContext
+    from plbench.methods.builtin import EMAPLMethod, EMMethod, RoleMethod
+
+    context = MethodContext(targets=spl_targets().to(torch.int8), class_names=tuple("abcde"), dataset=dataset,
+                            epochs=10)
+    apl = EMAPLMethod()
+    apl.setup(context)
+    shown = EMAPLMethod.dataset_defaults()[dataset]
+    assert {k: getattr(apl.apl.settings, k) for k in shown} == shown
+    em = EMMethod()
+    em.setup(context)
+    assert em.em.alpha == EMMethod.dataset_defaults()[dataset]["alpha"]
+    role = RoleMethod()
+    role.setup(context)
+    assert role.role.expected_num_pos == RoleMethod.dataset_defaults()[dataset]["expected_num_pos"]

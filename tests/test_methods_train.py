@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from faults_support import expect_user_error, invoke, synthetic_root
+from faults_support import expect_user_error, invoke, simulation_file, synthetic_root
 from plbench.artifacts.runs import RunFolder
 from plbench.config import TrainConfig
 from plbench.engine import method_run
@@ -38,15 +38,7 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="module")
 def spl(tiny):
     """Single-positive training labels of ``tiny`` (one observed positive per image, the rest unannotated)."""
-    from plbench.artifacts.simulations import save_simulation
-    from plbench.datasets import load_dataset
-    from plbench.simulate import simulate
-
-    split = load_dataset("synthetic", tiny, "train")
-    path = tiny.parent / "spl.parquet"
-    save_simulation(path, simulate(split.labels, "spl", None, 0), dataset="synthetic", fingerprint=split.fingerprint,
-                    scheme="spl", param=None, seed=0)
-    return str(path)
+    return str(simulation_file(tiny, tiny.parent / "spl.parquet"))
 
 
 def _config(root, out, **kw):
@@ -75,10 +67,14 @@ def _interrupted_then_resumed(cfg, monkeypatch, after_steps):
     return state, train(cfg, progress=False)
 
 
-@pytest.mark.parametrize("method, options, stop_at", [
-    ("role", {"expected_num_pos": 1.5}, 4),  # epoch 2 of 3 steps each, after its first step
+#: (method, options, stop_at): runs of 3 epochs of 3 steps each, stopped inside epoch 2
+RESUMED = [
+    ("role", {"expected_num_pos": 1.5}, 4),  # after epoch 2's first step
     ("em_apl", {"warmup_epoch": 1, "settings": "coco"}, 5),  # pseudo-labels written after epoch 1; stopped inside epoch 2
-])
+]
+
+
+@pytest.mark.parametrize("method, options, stop_at", RESUMED)
 def test_kill_and_resume_equals_uninterrupted(tiny, spl, tmp_path, monkeypatch, method, options, stop_at):
     full = train(_config(tiny, tmp_path / "full", method=method, loss_options=options, simulation=spl),
                  progress=False)
@@ -98,14 +94,21 @@ def test_kill_and_resume_equals_uninterrupted(tiny, spl, tmp_path, monkeypatch, 
     assert all(torch.equal(last_full[k], last_resumed[k]) for k in last_full)
 
 
-def test_resume_without_the_method_state_would_differ(tiny, tmp_path, monkeypatch):
-    """The control of the resume test: dropping ROLE's saved estimates on resume changes the result."""
-    options = {"expected_num_pos": 1.5}
-    full = train(_config(tiny, tmp_path / "full", method="role", loss_options=options), progress=False)
+@pytest.mark.parametrize("method, options, stop_at", RESUMED)
+def test_resume_without_the_method_state_would_differ(tiny, spl, tmp_path, monkeypatch, method, options, stop_at):
+    """The control of the resume test: dropping the method's saved state on resume (ROLE's estimates, EM + APL's
+    pseudo-labels) changes the result, so the equality above rests on that state."""
+    full = train(_config(tiny, tmp_path / "full", method=method, loss_options=options, simulation=spl),
+                 progress=False)
     monkeypatch.setattr(method_run.MethodTrainer, "load_extra_state", lambda self, state: None)
-    _, resumed = _interrupted_then_resumed(_config(tiny, tmp_path / "cut", method="role", loss_options=options),
-                                           monkeypatch, 4)
+    state, resumed = _interrupted_then_resumed(
+        _config(tiny, tmp_path / "cut", method=method, loss_options=options, simulation=spl), monkeypatch, stop_at)
+    saved = state["extra"]["method"]
+    assert any(v.any() for v in saved.values())  # there was state to drop
     assert any(not torch.equal(a, b) for a, b in zip(_weights(full.model).values(), _weights(resumed.model).values()))
+    last_full = RunFolder(full.run_dir).load_checkpoint("last")["extra"]["method"]
+    last_resumed = RunFolder(resumed.run_dir).load_checkpoint("last")["extra"]["method"]
+    assert any(not torch.equal(last_full[k], last_resumed[k]) for k in last_full)  # and so does the final state
 
 
 def test_role_estimates_train_at_ten_times_the_learning_rate(tiny, tmp_path):
@@ -149,8 +152,6 @@ def test_the_example_plugin_trains_from_module_colon_name(tiny, tmp_path, monkey
 
 def test_the_installed_plugin_trains_by_its_entry_point_name(tiny, tmp_path, tmp_path_factory, monkeypatch):
     site = install_example(tmp_path_factory.mktemp("site"))
-    if isinstance(site, str):
-        pytest.skip(f"pip could not install the example package: {site}")
     monkeypatch.syspath_prepend(str(site))
     result = invoke(_cli_args(tiny, tmp_path / "runs", "--method", "soft_targets"))
     assert result.exit_code == 0, result.output
@@ -178,3 +179,91 @@ def test_refusals_come_before_anything_is_written(tiny, tmp_path, monkeypatch):
     expect_user_error(_cli_args(tiny, out, "--method", "plug_maps:Maps"),
                       ["method 'plug_maps:Maps' needs the head's spatial class maps", "the gap head has no class_maps()"],
                       [out])
+
+
+@pytest.mark.parametrize("spec, source, needles", [
+    ("plug_absent_xyz:Thing", None, ["cannot import module 'plug_absent_xyz' of method 'plug_absent_xyz:Thing'",
+                                     "PYTHONPATH"]),
+    ("plug_needs_dep:Thing", "import plug_dependency_xyz\n",
+     ["cannot import module 'plug_needs_dep'", "it imports 'plug_dependency_xyz', which is missing"]),
+    ("plug_raises:Thing", "raise RuntimeError('broken at import')\n",
+     ["importing module 'plug_raises' of method 'plug_raises:Thing' raised RuntimeError: broken at import",
+      "fix the error in plug_raises"]),
+    ("plug_attr:Missing", "from plbench.methods.api import Method\n\n\nclass Present(Method):\n"
+                          "    def loss(self, logits, targets, batch):\n        return logits.mean()\n",
+     ["module 'plug_attr' has no attribute 'Missing'; it defines: Present", "check the name after the colon"]),
+    ("plug_object:thing", "thing = 42\n",
+     ["'plug_object:thing' is a int, not a subclass of plbench.methods.api.Method", "subclass plbench.methods.api"]),
+    ("plug_plain:Plain", "class Plain:\n    pass\n", ["'plug_plain:Plain' is the class Plain, not a subclass"]),
+    ("plug_noloss:NoLoss", "from plbench.methods.api import Method\n\n\nclass NoLoss(Method):\n    pass\n",
+     ["method 'plug_noloss:NoLoss' (NoLoss) does not implement loss()"]),
+])
+def test_a_method_by_module_name_that_cannot_be_used_exits_2_writing_nothing(tiny, tmp_path, monkeypatch, spec,
+                                                                             source, needles):
+    """``plbench train --method module:Name`` end to end: exit 2, the message names what failed and the fix,
+    no traceback, neither the output folder nor the data root touched."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    if source is not None:
+        (plugins / f"{spec.split(':')[0]}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(plugins))
+    out = tmp_path / "runs"
+    expect_user_error(_cli_args(tiny, out, "--method", spec), ["--method", *needles], [out, tiny])
+
+
+MAPS_PLUGIN = '''
+import torch
+import torch.nn.functional as F
+from plbench.methods.api import Method, Needs
+
+SEEN = []  # per step: maps shape, batch size, whether the maps' mean is the step's logits
+
+
+class Maps(Method):
+    """Records the class maps each step is given."""
+
+    needs = Needs(spatial_maps=True)
+
+    def loss(self, logits, targets, batch):
+        pooled = batch.maps.flatten(2).mean(2)  # BoostLU's logits are the mean of its (boosted) maps
+        SEEN.append((tuple(batch.maps.shape), int(batch.indices.shape[0]),
+                     bool(torch.allclose(pooled, logits, atol=1e-5)), batch.maps.requires_grad))
+        return F.binary_cross_entropy_with_logits(logits, (targets == 1).float())
+'''
+
+
+@pytest.fixture
+def maps_plugin(tmp_path, monkeypatch):
+    """The module ``plug_maps_seen`` (:data:`MAPS_PLUGIN`) on sys.path; returns the list its method fills."""
+    (tmp_path / "plug_maps_seen.py").write_text(MAPS_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import plug_maps_seen
+
+    return plug_maps_seen.SEEN
+
+
+def test_a_method_needing_maps_gets_the_heads_class_maps_in_a_fine_tuned_run(tiny, tmp_path, maps_plugin):
+    # 64 px through resnet10t (stride 32): (B, 512, 2, 2) feature maps, so (B, C, 2, 2) class maps
+    args = _cli_args(tiny, tmp_path / "runs", "--method", "plug_maps_seen:Maps", "--head", "boostlu")
+    args[args.index("--image-size") + 1], args[args.index("--epochs") + 1] = "64", "1"
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    assert maps_plugin == [((8, 4, 2, 2), 8, True, True)] * 3  # 24 images, batches of 8; maps carry gradients
+
+
+def test_a_method_needing_maps_gets_token_maps_from_a_tokens_feature_store(tiny, tmp_path, maps_plugin):
+    import timm
+
+    from plbench.engine.features import extract_split
+
+    torch.manual_seed(0)
+    weights = tmp_path / "w.pt"
+    torch.save(timm.create_model("resnet10t", num_classes=0, global_pool="").state_dict(), weights)
+    for split in ("train", "val"):  # 64 px: 2 x 2 = 4 tokens per image
+        extract_split("synthetic", tiny, split, tmp_path / "features", backbone="resnet10t", image_size=64,
+                      checkpoint=weights, batch_size=8, device="cpu", tokens=True)
+    result = invoke(["train", "--dataset", "synthetic", "--data-root", tiny, "--features", tmp_path / "features",
+                     "--checkpoint", weights, "--batch-size", "8", "--epochs", "1", "--device", "cpu",
+                     "--method", "plug_maps_seen:Maps", "--head", "boostlu", "--out", tmp_path / "runs"])
+    assert result.exit_code == 0, result.output
+    assert maps_plugin == [((8, 4, 4), 8, True, True)] * 3  # (B, C, L) maps of the stored tokens

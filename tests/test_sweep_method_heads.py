@@ -117,7 +117,7 @@ def test_a_tiny_sweep_trains_ll_r_with_boostlu_beside_the_gap_runs(tmp_path):
     assert "LL-R + BoostLU" in md
 
 
-def test_spml_coco_runs_ll_r_with_boostlu_once_per_seed_and_the_rest_with_gap():
+def test_spml_coco_runs_the_ll_methods_with_boostlu_once_per_seed_and_the_rest_with_gap():
     from pathlib import Path
 
     from plbench.sweep import load_spec
@@ -125,8 +125,15 @@ def test_spml_coco_runs_ll_r_with_boostlu_once_per_seed_and_the_rest_with_gap():
     spec = load_spec(Path(__file__).resolve().parents[1] / "experiments" / "spml_coco.toml")
     trains = [s.settings["config"] for s in expand(spec, "out").stages if s.kind is StageKind.TRAIN]
     boost = [c for c in trains if c["head"] == "boostlu"]
-    assert [(c["loss"], c["method"], c["loss_options"], c["seed"]) for c in boost] == \
-        [("ll_r", None, {"delta_rel": 0.005}, s) for s in (0, 1, 2)]
+    assert sorted((c["loss"] if c["method"] is None else c["method"], c["loss_options"], c["seed"]) for c in boost) \
+        == sorted([("ll_r", {"delta_rel": 0.005}, s) for s in (0, 1, 2)] + [("ll_ct", {}, s) for s in (0, 1, 2)]
+                  + [("ll_cp", {}, s) for s in (0, 1, 2)])  # LL-Ct / LL-Cp: their defaults are the authors' rates
     ll_r = [c for c in trains if c["loss"] == "ll_r" and c["method"] is None and c["head"] == "gap"]
     assert [c["loss_options"] for c in ll_r] == [{"delta_rel": 0.005}] * 3  # the same LL-R, another head
-    assert len(trains) == 45 and sum(c["head"] == "gap" for c in trains) == 42  # 14 methods x 3 seeds with gap
+    assert len(trains) == 51 and sum(c["head"] == "gap" for c in trains) == 42  # 14 methods x 3 seeds with gap
+    # each BoostLU run's report column has a published COCO number beside it
+    from plbench.report.records import column_key
+
+    published = {p.column for p in load_published() if p.dataset == "coco"}
+    assert {column_key(c["method"] or c["loss"], None, "boostlu") for c in boost} == \
+        {"ll_r_boostlu", "ll_ct_boostlu", "ll_cp_boostlu"} <= published

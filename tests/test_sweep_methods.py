@@ -113,8 +113,6 @@ def test_a_sweep_trains_the_installed_plugin_by_its_entry_point_name(tmp_path, t
     from plugin_support import install_example
 
     site = install_example(tmp_path_factory.mktemp("site"))
-    if isinstance(site, str):
-        pytest.skip(f"pip could not install the example package: {site}")
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("PYTHONPATH", str(site))
     out = tmp_path / "sweep"
@@ -124,3 +122,36 @@ def test_a_sweep_trains_the_installed_plugin_by_its_entry_point_name(tmp_path, t
     rec = json.loads((run / "summary.json").read_text())["method"]
     assert (rec["spec"], rec["package"], rec["version"]) == ("soft_targets", "plbench-example-method", "0.1.0")
     assert rec["source_file"].startswith(str(site))
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_the_example_plugin_in_worker_processes(tmp_path, monkeypatch):
+    """``--jobs 2``: every stage runs in ``python -m plbench.sweep.worker``, a fresh process that must import the
+    plug-in from ``module:Name`` itself (PYTHONPATH), and records it as a run in this process would."""
+    import os
+
+    from plbench.sweep import StageKind
+    from plbench.sweep import run as sweep_run
+    from plbench.sweep.local import log_path
+
+    def in_process(*args, **kwargs):
+        raise AssertionError("--jobs 2 ran a stage in the parent process")
+
+    monkeypatch.setattr(sweep_run, "run_in_process", in_process)
+    monkeypatch.syspath_prepend(str(EXAMPLE))  # the parent checks the experiment file
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(EXAMPLE), os.environ.get("PYTHONPATH", "")]))
+    out = tmp_path / "sweep"
+    data = experiment({"method": "plbench_example_method:SoftTargets", "loss_options": {"momentum": 0.5}})
+    # three stages (data, train, report): full labels need no simulation, fine-tuning no feature store
+    data.update(labels=[{"scheme": "full"}], protocols=["fine-tuned"])
+    data["training"]["epochs"] = 1
+    result = run_sweep(data, out=out, jobs=2)  # raises SweepError when a stage fails
+    (stage,) = [s for s in result.plan.stages if s.kind is StageKind.TRAIN]
+    assert log_path(stage).is_file()  # the worker's log
+    (run,) = (out / "runs").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["loss"] == "SoftTargets" and summary["method"]["import_path"] == \
+        "plbench_example_method:SoftTargets"
+    assert summary["method"]["source_file"] == str((EXAMPLE / "plbench_example_method" / "__init__.py").resolve())
+    running = RunFolder(run).load_checkpoint("last")["extra"]["method"]["running"]
+    assert running.shape == (32, 4) and (running > 0).all()

@@ -55,7 +55,25 @@ def show_command(
     if lr_mult != 1.0:
         lines.append(f"  lr_mult:    {lr_mult} x the model's learning rate for the method's parameters")
     lines.append("  options (--loss-option KEY=VALUE):" if options else "  options:    none")
+    by_dataset = cls.dataset_defaults()
+    varying = {k for values in by_dataset.values() for k in values}
     width = max((len(k) for k in options), default=0)
     for key, default in options.items():
-        lines.append(f"    {key:<{width}} = {'REQUIRED' if default is REQUIRED else repr(default)}")
+        shown = "REQUIRED" if default is REQUIRED else repr(default)
+        if key in varying and default is None:
+            shown = "by dataset (below)"
+        lines.append(f"    {key:<{width}} = {shown}")
+    if by_dataset:
+        other = "give these options" + (", or settings=DATASET to take a column" if "settings" in options else "")
+        lines += ["  defaults by the run's dataset (an option given overrides its row):",
+                  *_table(by_dataset, [k for k in options if k in varying], indent=4),
+                  f"  another dataset: {other}"]
     typer.echo("\n".join(lines))
+
+
+def _table(by_dataset: dict[str, dict], keys: list[str], *, indent: int) -> list[str]:
+    """Rows: an option per line, a dataset per column; '-' where a dataset has no value."""
+    rows = [["option", *by_dataset]] + [[k, *(repr(by_dataset[ds][k]) if k in by_dataset[ds] else "-"
+                                             for ds in by_dataset)] for k in keys]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [" " * indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]

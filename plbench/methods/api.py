@@ -15,7 +15,8 @@ Lightning's ``Callback``). The loop calls, in this order::
 What a method may own:
 
 * **hyper-parameters**: keyword arguments of ``__init__`` with defaults (``plbench methods show NAME``
-  lists them; ``--loss-option KEY=VALUE`` / ``loss_options`` set them);
+  lists them; ``--loss-option KEY=VALUE`` / ``loss_options`` set them); a default that depends on the
+  dataset is None in the signature and listed by :meth:`Method.dataset_defaults`;
 * **parameters**: ``nn.Parameter`` attributes, optimised with the model's Adam at ``lr_mult`` times its
   learning rate and without weight decay (override :meth:`Method.parameter_groups` to change that);
 * **per-image state**: tensors whose first dimension is the number of training images N, indexed by the
@@ -248,6 +249,13 @@ class Method(nn.Module):
                 continue
             out[name] = REQUIRED if p.default is p.empty else p.default
         return out
+
+    @classmethod
+    def dataset_defaults(cls) -> dict[str, dict[str, Any]]:
+        """Defaults that depend on the run's dataset: dataset name -> {option: value} for options whose
+        signature default is None (``setup`` reads :attr:`MethodContext.dataset`); {} when none do.
+        ``plbench methods show`` prints them as a table."""
+        return {}
 
     @classmethod
     def one_line(cls) -> str:

@@ -54,6 +54,10 @@ class RoleMethod(Method):
         super().__init__()
         self.expected_num_pos, self.lr_mult = expected_num_pos, float(lr_mult)
 
+    @classmethod
+    def dataset_defaults(cls) -> dict[str, dict[str, Any]]:
+        return {ds: {"expected_num_pos": v} for ds, v in ROLE_EXPECTED_NUM_POS.items()}
+
     def setup(self, context: MethodContext) -> None:
         self.role = ROLE(context.targets, expected_num_pos=_expected_num_pos(self.expected_num_pos, context.dataset),
                          seed=context.seed).to(context.device)
@@ -96,6 +100,10 @@ class EMMethod(Method):
         super().__init__()
         self.alpha, self.settings = alpha, settings
 
+    @classmethod
+    def dataset_defaults(cls) -> dict[str, dict[str, Any]]:
+        return {ds: {"alpha": s.alpha} for ds, s in APL_SETTINGS.items()}
+
     def setup(self, context: MethodContext) -> None:
         given = {} if self.alpha is None else {"alpha": self.alpha}
         base = _apl_settings(self.settings, context.dataset, given, ("alpha",), "EM")
@@ -119,6 +127,11 @@ class EMAPLMethod(Method):
                                                 warmup_epoch=warmup_epoch).items() if v is not None}
         self.augment_pass = bool(augment_pass)  # the authors' pass uses the training transforms
         self.settings = settings
+
+    @classmethod
+    def dataset_defaults(cls) -> dict[str, dict[str, Any]]:
+        return {ds: {"alpha": s.alpha, "beta": s.beta, "neg_proportion": s.neg_proportion,
+                     "warmup_epoch": s.warmup_epoch} for ds, s in APL_SETTINGS.items()}
 
     def setup(self, context: MethodContext) -> None:
         base = _apl_settings(self.settings, context.dataset, self.overrides,

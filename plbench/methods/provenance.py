@@ -1,7 +1,10 @@
 """Which code a method's numbers came from: import path, distribution and version, sha256 of the source.
 
 A run's summary records :func:`method_provenance` of its method, so a report can tell two versions of
-one method apart (same name, other source file or package version).
+one method apart (same name, other source file or package version), and a sweep hashes
+:func:`plugin_fingerprint` of a plug-in's code into its training stages, so an edited plug-in is re-run.
+plbench's own methods and heads are left out of both: their version is plbench's, and upgrading plbench
+does not re-run a finished sweep.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["method_provenance", "source_sha256", "distribution_of"]
+__all__ = ["method_provenance", "source_sha256", "distribution_of", "is_plbench_code", "plugin_fingerprint"]
 
 
 @lru_cache(maxsize=8)
@@ -75,3 +78,19 @@ def method_provenance(cls: type, spec: str) -> dict[str, Any]:
     if wrapped is not None and wrapped is not cls:
         out["wraps"] = _record(wrapped)
     return out
+
+
+def is_plbench_code(import_path: str) -> bool:
+    """Whether ``module[:Name]`` is code of plbench itself (``plbench`` or a submodule), not a plug-in's."""
+    module = import_path.split(":", 1)[0]
+    return module == "plbench" or module.startswith("plbench.")
+
+
+def plugin_fingerprint(cls: type) -> dict[str, Any] | None:
+    """What identifies the code of a plug-in class (a method or a head from outside plbench): its import path,
+    its distribution's version and its source file's sha256 (None where unknown); None for plbench's own
+    classes. A sweep puts it into the hash of every training stage that uses ``cls``."""
+    if is_plbench_code(cls.__module__):
+        return None
+    rec = _record(cls)
+    return {k: rec[k] for k in ("import_path", "version", "source_sha256")}

@@ -29,10 +29,12 @@ _TAG = re.compile(r"^(fpc|rps|spl)(\d+(?:\.\d*)?(?:e-?\d+)?)?$")
 METHOD_HEADS = {"boostlu": "BoostLU"}
 
 
-def column_key(loss: str, mode: str | None, head: str | None = None) -> str:
+def column_key(loss: str, mode: str | None, head: str | None = None, version: str | None = None) -> str:
     """Machine name of a table column: ``"pasl:selective"`` for a loss with a mode, else the loss (``"an"``);
-    ``"ll_r_boostlu"`` for a run whose head is in :data:`METHOD_HEADS`."""
-    key = f"{loss}:{mode}" if mode else loss
+    ``"ll_r_boostlu"`` for a run whose head is in :data:`METHOD_HEADS`; ``"soft_targets@1a2b3c4d"`` for one
+    version of a plug-in method whose runs hold several (:func:`plugin_version`)."""
+    name = f"{loss}@{version}" if version else loss
+    key = f"{name}:{mode}" if mode else name
     return f"{key}_{head}" if head in METHOD_HEADS else key
 
 
@@ -61,13 +63,17 @@ def _method_class(name: str) -> Any:
 
 def column_label(key: str) -> str:
     """Display name of a column: ``"Selective P-ASL"``, ``"Negative CE"``, ``"LL-R"`` (the loss class's
-    ``label``; the name in capitals for a loss without one); ``"LL-R + BoostLU"`` with a method head."""
+    ``label``; the name in capitals for a loss without one); ``"LL-R + BoostLU"`` with a method head;
+    ``"SOFT_TARGETS @1a2b3c4d"`` for one version of a plug-in method (:func:`column_key`)."""
     base, head = _method_head(key)
     if head is not None:
         return f"{column_label(base)} + {METHOD_HEADS[head]}"
     loss, _, mode = key.partition(":")
+    loss, _, version = loss.partition("@")
     cls = _loss_class(loss) or _method_class(loss)
     loss_label = (cls.label if cls is not None else None) or loss.upper()
+    if version:
+        loss_label = f"{loss_label} @{version}"
     if not mode:
         return loss_label
     try:
@@ -166,6 +172,9 @@ class RunRecord:
     authors_map: float | None  # max over epochs of max(plain, EMA): selected on the evaluation split
     evaluation_protocol: str
     notes: list[str] = field(default_factory=list)  # fallbacks taken for this run
+    # which version of a plug-in method (plugin_version), set by load_records only when the runs loaded with
+    # this one hold several versions of its method: the versions are then columns of their own
+    method_version: str | None = None
 
     @property
     def name(self) -> str:
@@ -173,7 +182,7 @@ class RunRecord:
 
     @property
     def column(self) -> str:
-        return column_key(self.loss, self.mode, self.head)
+        return column_key(self.loss, self.mode, self.head, self.method_version)
 
     @property
     def pair_key(self) -> tuple:
@@ -244,8 +253,38 @@ def load_record(run: RunFolder | str | Path) -> RunRecord:
     )
 
 
+def plugin_version(summary: dict[str, Any]) -> str | None:
+    """Which code a plug-in method's run came from: the first 8 hex digits of its source file's sha256, else
+    ``v<package version>``, else ``unrecorded``; None for a method of plbench itself (its version is
+    plbench's) and for summaries without a method record (written before plug-ins existed)."""
+    rec = summary.get("method")
+    if not isinstance(rec, dict) or not rec.get("import_path"):
+        return None
+    from plbench.methods.provenance import is_plbench_code  # imports nothing of plbench
+
+    if is_plbench_code(str(rec["import_path"])):
+        return None
+    if rec.get("source_sha256"):
+        return str(rec["source_sha256"])[:8]
+    return f"v{rec['version']}" if rec.get("version") else "unrecorded"
+
+
+def _split_plugin_versions(records: list[RunRecord]) -> None:
+    """Give each run of a plug-in method whose runs in ``records`` hold more than one version its
+    :attr:`RunRecord.method_version`, so each version is a column; one version keeps the plain column."""
+    versions: dict[str, set[str]] = {}
+    for r in records:
+        v = plugin_version(r.summary)
+        if v is not None:
+            versions.setdefault(r.loss, set()).add(v)
+    for r in records:
+        if len(versions.get(r.loss, ())) > 1:
+            r.method_version = plugin_version(r.summary)
+
+
 def load_records(runs: Iterable[RunFolder | str | Path]) -> list[RunRecord]:
-    """Records of ``runs`` (run folders, or folders of run folders searched with :func:`find_runs`)."""
+    """Records of ``runs`` (run folders, or folders of run folders searched with :func:`find_runs`); runs of
+    several versions of one plug-in method are told apart (:attr:`RunRecord.method_version`)."""
     folders: list[RunFolder] = []
     for r in runs:
         if isinstance(r, RunFolder):
@@ -259,4 +298,5 @@ def load_records(runs: Iterable[RunFolder | str | Path]) -> list[RunRecord]:
         if key not in seen:
             seen.add(key)
             out.append(load_record(f))
+    _split_plugin_versions(out)
     return out

@@ -47,6 +47,19 @@ def hashed_fields(spec: SweepSpec) -> frozenset[str]:
     return frozenset((GRID_FIELDS | set(spec.training) | {"recipe"} | zero_shot) - set(_PATH_FIELDS))
 
 
+def plugin_code(config: TrainConfig) -> dict[str, Any]:
+    """Fingerprints (import path, package version, source sha256) of the plug-in method and head ``config``
+    trains, by role (``method``, ``head``); {} when both are plbench's own. Hashed into the training stage,
+    so editing or upgrading a plug-in re-runs its stages while built-in stages keep their hashes."""
+    from plbench.engine.method_run import resolve_run_method
+    from plbench.heads import resolve_head
+    from plbench.methods.provenance import plugin_fingerprint
+
+    found = {"method": plugin_fingerprint(resolve_run_method(config)),
+             "head": plugin_fingerprint(resolve_head(config.head, field="head"))}
+    return {role: fp for role, fp in found.items() if fp is not None}
+
+
 @dataclass
 class Plan:
     """The stages of a sweep in dependency order (every stage after the stages it depends on)."""
@@ -157,6 +170,9 @@ class _Builder:
             if hashed.get(key) is None:
                 hashed.pop(key, None)
         hashed["torchrun_nproc"] = self.spec.torchrun_nproc
+        code = plugin_code(config)
+        if code:  # built-in methods and heads add nothing: their stages keep the hashes they had
+            hashed["plugin_code"] = code
         files = config.input_files()  # checkpoint, zero-shot split file, class-embedding file
         h = stage_hash(StageKind.TRAIN, hashed, [d.hash for d in deps if d is not None], files)
         method = config.loss if config.method is None else config.method.replace(":", ".")
