@@ -54,3 +54,26 @@ def test_report_of_runs_with_and_without_held_out_selection(tmp_path):
     assert (table["held-out"]["selection_split"], table["held-out"]["selected_epoch"],
             table["held-out"]["selected_map"]) == ("train2014-spml-val", "4", "59.5")
     assert (table["test-selected"]["selection_split"], table["test-selected"]["selected_map"]) == ("", "")
+
+
+def test_held_out_selected_numbers_get_a_table_of_their_own(tmp_path):
+    """The table of the single-positive papers' protocol: mean ± std of selected_map over the runs that have a
+    selection split (the test-selected run is left out); no such table when no run has one."""
+    import numpy as np
+
+    held = dict(labels="spl", loss="an", mode=None, simulation={"scheme": "spl", "param": None, "seed": 0})
+    for seed, value in ((0, 59.5), (1, 62.0)):
+        write_run(tmp_path / "runs", f"held-out-s{seed}", **{**held, "seed": seed}, selection_split="spml-val",
+                  selected_epoch=2, selected_map=value, selection_map=70.0)
+    write_run(tmp_path / "runs", "test-selected", **{**held, "seed": 2})
+    paths = write_report([tmp_path / "runs"], tmp_path / "report")
+    md = paths["md"].read_text()
+    heading = "### mAP (%) on the evaluation split at the epoch chosen on the held-out selection split"
+    assert md.count(heading) == 1
+    section = md.split(heading, 1)[1].split("###", 1)[0]
+    mean, std = np.mean([59.5, 62.0]), np.std([59.5, 62.0], ddof=1)
+    assert f"{mean:.2f} ± {std:.2f} (n=2)" in section and "spml-val; never the evaluation split" in section
+    (csv_file,) = (tmp_path / "report").glob("table-*-selected.csv")
+    assert csv_file.is_file()
+    plain = write_report([tmp_path / "runs" / "test-selected"], tmp_path / "plain")["md"].read_text()
+    assert "held-out selection split" not in plain

@@ -93,6 +93,8 @@ class _Doc:
 def _metric_heading(metric: str) -> str:
     if metric == "val_map":
         return "mAP (%) on the evaluation split: final epoch, model fixed before training (headline)"
+    if metric == "selected_map":
+        return "mAP (%) on the evaluation split at the epoch chosen on the held-out selection split"
     return "mAP (%) selected on the evaluation split (as in the authors' code): best epoch, best of plain and EMA"
 
 
@@ -103,7 +105,7 @@ def _result_table(doc: _Doc, table: ResultTable, csv_name: str) -> None:
 
 
 def _table_section(doc: _Doc, table: ResultTable, authors: ResultTable | None, reference: str | None,
-                   colors: dict[str, str]) -> None:
+                   colors: dict[str, str], selected: ResultTable | None = None) -> None:
     doc.heading(2, table.title)
     doc.heading(3, _metric_heading("val_map"))
     _result_table(doc, table, f"table-{table.slug}.csv")
@@ -122,6 +124,10 @@ def _table_section(doc: _Doc, table: ResultTable, authors: ResultTable | None, r
                  "protocol")
     elif reference is not None and paired.reference is None:
         doc.para(f"No paired differences: no column of this table matches the reference {reference!r}.", "protocol")
+
+    if selected is not None:
+        doc.heading(3, _metric_heading("selected_map"))
+        _result_table(doc, selected, f"table-{table.slug}-selected.csv")
 
     if authors is not None:
         doc.heading(3, _metric_heading("authors_map"))
@@ -206,6 +212,7 @@ def write_report(
     numbers = load_published(published) if published is None or isinstance(published, (str, Path)) else list(published)
     tables = build_tables(records, "val_map", numbers)
     authors = {t.slug: t for t in build_tables(records, "authors_map", numbers)}
+    selected = {t.slug: t for t in build_tables(records, "selected_map", numbers)}
     colors = figures.column_colors(sorted({r.column for r in records}, key=column_sort_key))
 
     doc = _Doc()
@@ -220,7 +227,7 @@ def write_report(
              "labels (mode). Tables are separate per dataset, protocol, backbone, head and training setting.")
     contents_at = len(doc.html)  # the table of contents goes after the title, command line and intro
     for t in tables:
-        _table_section(doc, t, authors.get(t.slug), reference, colors)
+        _table_section(doc, t, authors.get(t.slug), reference, colors, selected.get(t.slug))
     for zt in zero_shot.build_zero_shot_tables(records, numbers):
         _zero_shot_section(doc, zt)
 

@@ -170,6 +170,8 @@ class RunRecord:
     val_map_ema: float | None
     best_val_map: float | None  # best epoch of the headline model (selected on the evaluation split)
     authors_map: float | None  # max over epochs of max(plain, EMA): selected on the evaluation split
+    # evaluation mAP at the epoch chosen on a held-out selection split (train --select-split), else None
+    selected_map: float | None
     evaluation_protocol: str
     notes: list[str] = field(default_factory=list)  # fallbacks taken for this run
     # which version of a plug-in method (plugin_version), set by load_records only when the runs loaded with
@@ -249,7 +251,7 @@ def load_record(run: RunFolder | str | Path) -> RunRecord:
         epochs=_int(s.get("epochs", config.get("epochs"))), train_images=_int(s.get("train_images")),
         seed=_int(s.get("seed", config.get("seed"))), simulation_seed=_int(sim.get("seed")) if sim else None,
         val_map=val_map, val_map_plain=plain, val_map_ema=ema, best_val_map=best, authors_map=authors,
-        evaluation_protocol=str(evaluation), notes=notes,
+        selected_map=_float(s.get("selected_map")), evaluation_protocol=str(evaluation), notes=notes,
     )
 
 

@@ -23,6 +23,7 @@ TABLE_FIELDS = ("dataset", "protocol", "backbone", "head", "image_size", "recipe
 METRICS = {
     "val_map": "final epoch, model fixed before training (headline)",
     "authors_map": "selected on the evaluation split (as in the authors' code): best epoch, best of plain and EMA",
+    "selected_map": "the epoch chosen on a held-out selection split (the single-positive papers' protocol)",
 }
 #: tried in this order when no reference column is asked for
 DEFAULT_REFERENCES = ("ignore", "an")
