@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 pytest.register_assert_rewrite("faults_support")  # its asserts report values, as in a test module
 
-from faults_support import invoke, synthetic_root
+from faults_support import invoke, simulation_file, synthetic_root
 
 #: imported first by every child: kill the process while ``target`` is being put in place
 HOOK = """
@@ -197,9 +197,9 @@ app()
 """
 
 
-def _train_args(syn: str, out: Path) -> list[str]:
+def _train_args(syn: str, out: Path, labels: list[str] = ("--mode", "ignore")) -> list[str]:
     return ["train", "--dataset", "synthetic", "--data-root", syn, "--image-size", "32", "--batch-size", "8",
-            "--epochs", "3", "--lr", "1e-3", "--seed", "4", "--device", "cpu", "--mode", "ignore",
+            "--epochs", "3", "--lr", "1e-3", "--seed", "4", "--device", "cpu", *labels,
             "--out", str(out), "--run-name", "r"]
 
 
@@ -241,3 +241,44 @@ def test_training_killed_three_times_ends_equal_to_uninterrupted(tmp_path):
     assert [{k: m.get(k) for k in keys} for m in ref.metrics()] == [{k: m.get(k) for k in keys} for m in cut.metrics()]
     assert ref.summary()["val_map"] == cut.summary()["val_map"]
     assert not [p for p in (cut_dir / "r").iterdir() if p.name.endswith(".tmp") and p.stat().st_size == 0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, options", [
+    ("role", ["expected_num_pos=1.5"]),  # per-image state: a learnable N x C matrix of label estimates
+    ("em_apl", ["warmup_epoch=1", "settings=coco"]),  # epoch-end hook: pseudo-labels written after epoch 1
+])
+def test_a_method_with_per_image_state_killed_twice_ends_equal_to_uninterrupted(tmp_path, method, options):
+    """SIGKILL (no chance to save anything) during epoch 2 and during epoch 3: each run again resumes from the
+    last.pt of the last finished epoch, whose method state (ROLE's estimates, EM + APL's pseudo-labels) is
+    restored; the weights, the method state and every epoch's metrics equal an uninterrupted run's."""
+    import torch
+
+    from plbench.artifacts.runs import RunFolder
+
+    root = synthetic_root(tmp_path / "syn", train=24, val=8, classes=3, seed=2)
+    spl = simulation_file(root, tmp_path / "spl.parquet")
+    labels = ["--simulation", str(spl), "--method", method]
+    for option in options:
+        labels += ["--loss-option", option]
+    ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
+    done = _train(_train_args(str(root), ref_dir, labels))
+    assert done.returncode == 0, done.stderr[-3000:]
+    args = _train_args(str(root), cut_dir, labels)
+    _assert_killed(_train(args, step=5))  # epoch 2, second step: last.pt holds epoch 1
+    assert RunFolder(cut_dir / "r").load_checkpoint("last", "cpu")["epoch"] == 0
+    _assert_killed(_train(args, step=5))  # resumed at epoch 2: killed in epoch 3
+    assert RunFolder(cut_dir / "r").load_checkpoint("last", "cpu")["epoch"] == 1
+    done = _train(args)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    a = RunFolder(ref_dir / "r").load_checkpoint("last", "cpu")
+    b = RunFolder(cut_dir / "r").load_checkpoint("last", "cpu")
+    assert a["epoch"] == b["epoch"] == 2
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    state_a, state_b = a["extra"]["method"], b["extra"]["method"]
+    assert set(state_a) == set(state_b) and any(v.any() for v in state_a.values())
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    keys = ("epoch", "train_loss", "val_map")
+    ref, cut = RunFolder(ref_dir / "r").metrics(), RunFolder(cut_dir / "r").metrics()
+    assert [{k: m.get(k) for k in keys} for m in ref] == [{k: m.get(k) for k in keys} for m in cut]
