@@ -49,6 +49,32 @@ def test_ml_decoder_wordvec_array_sorted_columns(real_fixtures, tmp_path):
     assert emb.vectors.shape == (81, 300)
 
 
+def test_unnamed_files_order_rule(tmp_path):
+    """The documented rule, through the path a run takes (engine.zero_shot.embed_classes with the dataset's class
+    list): a (D, C) tensor's columns are in sorted class order (ML-Decoder), a (C, D) .pt or .npy's rows in the
+    dataset's order; a square tensor is refused."""
+    from plbench.engine.zero_shot import embed_classes
+
+    dataset = ["dog", "cat", "zebra", "ant"]  # dataset order, not sorted
+    rows = np.arange(12, dtype=np.float32).reshape(4, 3) + 1  # row i: dataset[i]
+    np.save(tmp_path / "rows.npy", rows)
+    torch.save(torch.from_numpy(rows), tmp_path / "rows.pt")
+    by_sorted = rows[[dataset.index(c) for c in sorted(dataset)]]  # row j: sorted(dataset)[j]
+    torch.save(torch.from_numpy(by_sorted.T.copy()), tmp_path / "wordvec_array.pth")  # (D, C) = (3, 4)
+    asked = ["zebra", "dog"]
+    want = rows[[dataset.index(c) for c in asked]]
+    for name in ("rows.npy", "rows.pt", "wordvec_array.pth"):
+        config = {"class_embeddings": str(tmp_path / name), "prompt": None, "data_root": str(tmp_path)}
+        vectors, report = embed_classes(config, asked, dataset)
+        np.testing.assert_array_equal(vectors, want, err_msg=name)
+        assert report["missing"] == []
+    # control: the (C, D) file read in sorted order would give other vectors (the rule is observable)
+    assert not np.array_equal(rows[[sorted(dataset).index(c) for c in asked]], want)
+    torch.save(torch.zeros(4, 4), tmp_path / "square.pt")
+    with pytest.raises(InputError, match="square \\(4, 4\\) tensor"):
+        class_embeddings(["dog"], str(tmp_path / "square.pt"), file_classes=dataset)
+
+
 def test_npy_csv_pt_and_missing(tmp_path):
     names = ["cat", "dog", "red_car"]
     m = np.arange(12, dtype=np.float32).reshape(3, 4)

@@ -104,16 +104,15 @@ def default_dataset_options(dataset: str, data_root: str | Path, zsl_split: str 
 
 
 def file_classes(source: str, data_root: str | Path, dataset_classes: Sequence[str]) -> list[str] | None:
-    """The class of each row of an embedding file that holds no names: ML-Decoder's ``.pth`` / ``.pt``
-    columns follow the sorted class names; the LESA / BiAM pickle holds NUS-WIDE's tags then concepts (read
-    from the class files under ``data_root``); ``.npy`` rows follow the dataset's class order. None for
+    """The classes of an embedding file that holds no names: the dataset's, in its class order, for ``.npy``
+    and ``.pt`` / ``.pth`` (the reader takes a (C, D) array's rows in this order, and an ML-Decoder-style
+    (D, C) tensor's columns in *sorted* order: :func:`plbench.embeddings.files.read_torch_file`); NUS-WIDE's
+    tags then concepts for the LESA / BiAM pickle (read from the class files under ``data_root``). None for
     encoders and named files (CSV)."""
     suffix = Path(source).suffix.lower()
     if not Path(source).is_file() or suffix == ".csv":
         return None
-    if suffix in (".pth", ".pt"):
-        return sorted(dataset_classes)
-    if suffix == ".npy":
+    if suffix in (".pth", ".pt", ".npy"):
         return list(dataset_classes)
     from plbench.datasets.nuswide import nuswide_class_lists
 
