@@ -128,6 +128,33 @@ def test_bad_combinations_are_input_errors(setup, tmp_path, change, field):
     assert not any(tmp_path.iterdir())  # nothing written
 
 
+def test_runs_cache_encoder_embeddings(setup, tmp_path, monkeypatch):
+    """A run caches its encoder's embeddings under <out_dir>/class-embeddings: a second run on the same class list
+    and source reads them (the encoder is not called) and gets the same vectors; another prompt is another entry."""
+    from plbench.embeddings import encoders
+    from plbench.engine.train import train
+
+    calls = []
+    encode = encoders.encode_glove
+
+    def spy(texts):
+        calls.append(list(texts))
+        return encode(texts)
+
+    monkeypatch.setattr(encoders, "encode_glove", spy)
+    first = train(_config(setup, tmp_path, epochs=1, run_name="a"), progress=False)
+    assert [len(c) for c in calls] == [12]  # the split's classes, seen then unseen
+    entries = sorted((tmp_path / "class-embeddings").glob("*.npy"))
+    assert len(entries) == 1 and json.loads(entries[0].with_suffix(".json").read_text())["source"] == "glove"
+    second = train(_config(setup, tmp_path, epochs=1, seed=2, run_name="b"), progress=False)
+    assert len(calls) == 1  # read from the cache
+    np.testing.assert_array_equal(second.model.head.query_embeddings.numpy(),
+                                  first.model.head.query_embeddings.numpy())
+    np.testing.assert_array_equal(np.load(entries[0])[:9], first.model.head.query_embeddings.numpy())
+    train(_config(setup, tmp_path, epochs=1, run_name="c", prompt="a photo of a {}"), progress=False)
+    assert len(calls) == 2 and len(list((tmp_path / "class-embeddings").glob("*.npy"))) == 2
+
+
 def test_missing_embeddings_is_a_closed_choice(setup, tmp_path):
     assert _config(setup, tmp_path).missing_embeddings == "error"  # the default
     with pytest.raises(InputError, match=r"missing_embeddings|error, zero") as e:

@@ -65,6 +65,11 @@ class ClassEmbeddings:
                 "oov_words": {k: list(v) for k, v in self.oov_words.items()}}
 
 
+def is_encoder(source: str) -> bool:
+    """Whether ``source`` names an encoder (which embeds any text) rather than an embedding file."""
+    return source in NAMED_ENCODERS or source.startswith(CLIP_PREFIX)
+
+
 def prompt_texts(class_names: Sequence[str], prompt: str | None) -> list[str]:
     """The encoder input per class: the name with ``_`` as spaces, put into ``prompt`` when given.
 
@@ -138,8 +143,8 @@ def class_embeddings(class_names: Sequence[str], source: str, *, prompt: str | N
     names = [str(n) for n in class_names]
     if len(set(names)) != len(names):
         raise ValueError("expected unique class names")
-    is_encoder = source in NAMED_ENCODERS or source.startswith(CLIP_PREFIX)
-    if not is_encoder and not Path(source).is_file():
+    encoder = is_encoder(source)
+    if not encoder and not Path(source).is_file():
         raise InputError(Path(source), "--class-embeddings", f"expected an encoder ({', '.join(ENCODERS)}; clip as "
                          f"clip:FILE) or an embedding file, but got {source!r}, which is neither",
                          "name an encoder or an existing file")
@@ -155,17 +160,17 @@ def class_embeddings(class_names: Sequence[str], source: str, *, prompt: str | N
     else:
         vectors, missing, oov = _compute(names, source, prompt, file_classes, clip_model, device)
         path = None
-        if folder is not None:
-            path = write_cached(folder, key, vectors, {"classes": names, "source": source, "prompt": prompt,
-                                                       "missing": missing, "oov_words": {k: list(v) for k, v in oov.items()}})
-    if missing and not allow_missing:
-        raise InputError(Path(source) if not is_encoder else None, "--class-embeddings",
+    if missing and not allow_missing:  # before any write: a refused call leaves no cache entry
+        raise InputError(Path(source) if not encoder else None, "--class-embeddings",
                          f"expected a vector for every class, but {len(missing)} of {len(names)} have none "
                          f"(first: {', '.join(missing[:5])})",
                          "use a source covering these classes, fix the class names, or give them zero vectors "
                          "(CLI --missing-embeddings zero; config missing_embeddings = \"zero\"; API allow_missing=True)")
+    if hit is None and folder is not None:
+        path = write_cached(folder, key, vectors, {"classes": names, "source": source, "prompt": prompt,
+                                                   "missing": missing, "oov_words": {k: list(v) for k, v in oov.items()}})
     return ClassEmbeddings(np.ascontiguousarray(vectors, dtype=np.float32), tuple(names), source, prompt,
                            tuple(missing), oov, path)
 
 
-__all__ = ["ClassEmbeddings", "EmbeddingTable", "class_embeddings", "prompt_texts", "read_embedding_file"]
+__all__ = ["ClassEmbeddings", "EmbeddingTable", "class_embeddings", "is_encoder", "prompt_texts", "read_embedding_file"]

@@ -137,14 +137,31 @@ def allows_missing(config: Any) -> bool:
     return MissingEmbeddings.parse(_getter(config)("missing_embeddings")) is MissingEmbeddings.ZERO
 
 
+#: the folder of cached encoder embeddings under a training run's ``out_dir`` (the folder of run folders)
+EMBEDDING_CACHE = "class-embeddings"
+
+
+def embedding_cache(config: Any) -> Path | None:
+    """Where a training run caches what its encoder computes (class names, alignment captions):
+    ``<out_dir>/class-embeddings``, shared by the runs of that folder (a sweep's too), one entry per class
+    list, source and prompt (:mod:`plbench.embeddings.cache`). None for an embedding file, which is read
+    directly. The folder belongs to no run: deleting it costs only the recomputation."""
+    from plbench.embeddings import is_encoder
+
+    get = _getter(config)
+    source = get("class_embeddings")
+    return Path(get("out_dir")) / EMBEDDING_CACHE if source and is_encoder(source) else None
+
+
 def embed_classes(config: Any, names: Sequence[str], dataset_classes: Sequence[str] | None = None, *,
-                  allow_missing: bool | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+                  allow_missing: bool | None = None, cache: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """float32 (C, Q) embeddings of ``names`` from the run's recorded source and prompt, and their report.
 
     ``config``: a :class:`plbench.config.TrainConfig`, or a run's ``config.json`` dict.
     ``dataset_classes``: the dataset's classes (default ``names``), for files whose rows are unnamed
     (:func:`file_classes`). ``allow_missing``: zero rows for names without a vector, listed in the
     report's ``missing``, instead of an error; ``None``: the run's ``missing_embeddings`` policy.
+    ``cache``: read and write the run's cache of encoder results (:func:`embedding_cache`; training only).
 
     Raises:
         InputError: no ``class_embeddings`` source, or the source fails (missing package, bad file, classes
@@ -160,7 +177,8 @@ def embed_classes(config: Any, names: Sequence[str], dataset_classes: Sequence[s
         raise InputError(None, "--class-embeddings", "a zero-shot run needs class embeddings, but none were given",
                          "pass --class-embeddings glove (or minilm, random, clip:FILE, an embedding file)")
     rows = file_classes(source, get("data_root"), list(dataset_classes or names))
-    emb = class_embeddings(list(names), source, prompt=get("prompt"), file_classes=rows, allow_missing=allow_missing)
+    emb = class_embeddings(list(names), source, prompt=get("prompt"), file_classes=rows, allow_missing=allow_missing,
+                           cache_dir=embedding_cache(config) if cache else None)
     return emb.vectors, emb.report()
 
 
@@ -182,7 +200,7 @@ def prepare(config: Any, data: Any) -> None:
                          f"embeddings), but got {config.head!r}", "pass --head ml-decoder")
     all_names = list(data.class_names)
     split = resolve_split(config.zsl_split, config.data_root, all_names)
-    vectors, report = embed_classes(config, split.classes, all_names)
+    vectors, report = embed_classes(config, split.classes, all_names, cache=True)
     if report["missing"]:  # only under missing_embeddings = "zero"; else embed_classes raised
         log.warning("zero-shot: %d classes have no vector in %s and get zero vectors (first: %s)",
                     len(report["missing"]), config.class_embeddings, ", ".join(report["missing"][:5]))

@@ -21,6 +21,7 @@ Under torchrun the term is the loss of the global batch (see :class:`AlignmentTe
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -51,10 +52,10 @@ def check_config(config: Any) -> None:
         raise InputError(None, "--alignment-weight", "the alignment loss and loss weights are for zero-shot "
                          "ML-Decoder runs, but no --zsl-split was given",
                          "add --zsl-split and --class-embeddings, or leave out --alignment-weight / --classification-weight")
-    from plbench.embeddings import CLIP_PREFIX, NAMED_ENCODERS
+    from plbench.embeddings import is_encoder
 
     source = config.class_embeddings or ""
-    if config.alignment_weight and source not in NAMED_ENCODERS and not source.startswith(CLIP_PREFIX):
+    if config.alignment_weight and not is_encoder(source):
         raise InputError(source, "--alignment-weight", "the alignment loss embeds each image's caption with the "
                          f"run's text encoder, but --class-embeddings {source!r} is a fixed embedding file, which "
                          "holds class names only", "use an encoder (glove, minilm, clip:FILE), or --alignment-weight 0")
@@ -74,15 +75,16 @@ def image_captions(labels: PartialLabels, class_names: list[str]) -> list[str]:
 
 class CaptionTable:
     """Embedded captions of the training images: ``vectors`` float32 (U, D) of the U distinct captions,
-    ``index`` int64 (M,): training image k (the training set's position) has caption ``index[k]``."""
+    ``index`` int64 (M,): training image k (the training set's position) has caption ``index[k]``.
+    ``cache_dir``: the run's cache of encoder results (:func:`plbench.engine.zero_shot.embedding_cache`)."""
 
-    def __init__(self, captions: list[str], source: str, device: torch.device) -> None:
+    def __init__(self, captions: list[str], source: str, device: torch.device, cache_dir: Path | None = None) -> None:
         from plbench.embeddings import class_embeddings
 
         distinct = list(dict.fromkeys(captions))
         where = {c: i for i, c in enumerate(distinct)}
         # a caption of unknown GloVe words has no vector: a zero row, which the loss normalises to zero
-        emb = class_embeddings(distinct, source, allow_missing=True, device=str(device))
+        emb = class_embeddings(distinct, source, allow_missing=True, device=str(device), cache_dir=cache_dir)
         self.captions = distinct
         self.vectors = torch.from_numpy(emb.vectors).to(device)
         self.index = torch.tensor([where[c] for c in captions], dtype=torch.int64)
@@ -167,8 +169,10 @@ def attach(trainer: Any, config: Any, data: Any, model: nn.Module, device: torch
     head = zero_shot_head(model)
     captions = None
     if config.alignment_weight:
+        from plbench.engine.zero_shot import embedding_cache
+
         captions = CaptionTable(image_captions(data.train_labels, list(data.class_names)), config.class_embeddings,
-                                device)
+                                device, embedding_cache(config))
     term = AlignmentTerm(head, captions, config.alignment_weight, config.classification_weight, config.seed,
                          trainer.loss_scale)
     classification: Callable[[Tensor, Any], Tensor] = trainer.compute_loss
