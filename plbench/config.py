@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Validat
 from pydantic.dataclasses import dataclass
 
 from plbench.choices import Augment, Choice, MissingEmbeddings, Mode, Recipe
+from plbench.embeddings.encoders import DEFAULT_CLIP_MODEL
 from plbench.errors import InputError
 
 
@@ -119,6 +120,7 @@ class TrainConfig:
     # plbench.choices.MissingEmbeddings: a class without a vector is an error, or gets a zero vector (listed in
     # the summary's zero_shot block)
     missing_embeddings: MissingEmbeddingsName = "error"
+    clip_model: str = DEFAULT_CLIP_MODEL  # open_clip architecture of a clip:FILE class_embeddings checkpoint
 
     @model_validator(mode="wrap")
     @classmethod

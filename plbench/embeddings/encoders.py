@@ -35,6 +35,7 @@ def _missing_extra(package: str, extra: str, source: str) -> InputError:
 
 
 RANDOM_DIM = 50  # as GloVe 6B 50-d, so the control has the query width of the glove runs
+DEFAULT_CLIP_MODEL = "ViT-B-32"  # the open_clip architecture of a clip:FILE source unless one is named
 
 
 def encode_random(texts: Sequence[str], dim: int = RANDOM_DIM) -> np.ndarray:
@@ -96,7 +97,7 @@ def encode_minilm(texts: Sequence[str], device: str = "cpu") -> np.ndarray:
     return np.asarray(model.encode(list(texts), convert_to_numpy=True, batch_size=256), dtype=np.float32)
 
 
-def encode_clip(texts: Sequence[str], checkpoint: str | Path, model_name: str = "ViT-B-32",
+def encode_clip(texts: Sequence[str], checkpoint: str | Path, model_name: str = DEFAULT_CLIP_MODEL,
                 device: str = "cpu") -> np.ndarray:
     """open_clip text-tower embeddings (``encode_text``, not normalised), float32 (C, D).
 
@@ -120,9 +121,9 @@ def encode_clip(texts: Sequence[str], checkpoint: str | Path, model_name: str = 
     try:
         model = open_clip.create_model(model_name, pretrained=str(checkpoint), device=device)
     except (RuntimeError, KeyError, ValueError) as e:
-        raise InputError(checkpoint, "checkpoint", f"expected weights of the open_clip model {model_name!r}, but "
+        raise InputError(checkpoint, "--clip-model", f"expected weights of the open_clip model {model_name!r}, but "
                          f"loading failed ({str(e).splitlines()[0]})", "pass the architecture the checkpoint "
-                         "belongs to (clip_model)") from None
+                         "belongs to with --clip-model (config clip_model; open_clip.list_models() lists them)") from None
     tokenizer = open_clip.get_tokenizer(model_name)
     model.eval()
     with torch.no_grad():

@@ -178,7 +178,7 @@ def embed_classes(config: Any, names: Sequence[str], dataset_classes: Sequence[s
                          "pass --class-embeddings glove (or minilm, random, clip:FILE, an embedding file)")
     rows = file_classes(source, get("data_root"), list(dataset_classes or names))
     emb = class_embeddings(list(names), source, prompt=get("prompt"), file_classes=rows, allow_missing=allow_missing,
-                           cache_dir=embedding_cache(config) if cache else None)
+                           clip_model=get("clip_model"), cache_dir=embedding_cache(config) if cache else None)
     return emb.vectors, emb.report()
 
 
@@ -190,11 +190,20 @@ def prepare(config: Any, data: Any) -> None:
         InputError: a head other than ML-Decoder, a bad split or embedding source, or no training image with
             a seen positive.
     """
+    from plbench.embeddings import DEFAULT_CLIP_MODEL
+
     if config.zsl_split is None:
-        if config.class_embeddings is not None or config.prompt is not None or allows_missing(config):
+        if config.class_embeddings is not None or config.prompt is not None or allows_missing(config) or \
+                config.clip_model != DEFAULT_CLIP_MODEL:
             raise InputError(None, "--class-embeddings", "class embeddings and prompts are for zero-shot runs, but "
                              "no --zsl-split was given", "add --zsl-split FILE|nuswide, or leave them out")
         return
+    from plbench.embeddings import CLIP_PREFIX
+
+    if config.clip_model != DEFAULT_CLIP_MODEL and not (config.class_embeddings or "").startswith(CLIP_PREFIX):
+        raise InputError(None, "--clip-model", f"--clip-model {config.clip_model} names the architecture of a CLIP "
+                         f"checkpoint, but the class embeddings are {config.class_embeddings!r}",
+                         "pass --class-embeddings clip:CHECKPOINT, or leave out --clip-model")
     if config.head != Head.ML_DECODER.value:
         raise InputError(None, "--head", f"a zero-shot run needs the ml-decoder head (queries from class "
                          f"embeddings), but got {config.head!r}", "pass --head ml-decoder")
@@ -356,12 +365,15 @@ def evaluate_zero_shot(model: nn.Module, config: Any, data: Any, device: torch.d
 
 
 def embedding_fields(config: Any, report: dict[str, Any]) -> dict[str, Any]:
-    """What a ``zero_shot`` summary block says of the class embeddings: the run's source, prompt and
-    ``missing_embeddings`` policy, and from ``report`` (:meth:`plbench.embeddings.ClassEmbeddings.report` of
+    """What a ``zero_shot`` summary block says of the class embeddings: the run's source, prompt, CLIP
+    architecture (``clip:`` sources; else None) and ``missing_embeddings`` policy, and from ``report`` (:meth:`plbench.embeddings.ClassEmbeddings.report` of
     the scored classes) the width, GloVe's out-of-vocabulary words and the classes without a vector
     (``missing``: zero vectors, only under the ``zero`` policy)."""
+    from plbench.embeddings import CLIP_PREFIX
+
     get = _getter(config)
     return {"embeddings": report["source"], "prompt": report["prompt"], "embedding_dim": report["dim"],
+            "clip_model": get("clip_model") if report["source"].startswith(CLIP_PREFIX) else None,
             "oov_words": report["oov_words"], "missing_embeddings": get("missing_embeddings"),
             "missing": list(report["missing"])}
 

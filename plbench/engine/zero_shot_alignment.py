@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from plbench.embeddings.encoders import DEFAULT_CLIP_MODEL
 from plbench.errors import InputError
 from plbench.labels import POS, PartialLabels
 
@@ -76,15 +77,18 @@ def image_captions(labels: PartialLabels, class_names: list[str]) -> list[str]:
 class CaptionTable:
     """Embedded captions of the training images: ``vectors`` float32 (U, D) of the U distinct captions,
     ``index`` int64 (M,): training image k (the training set's position) has caption ``index[k]``.
-    ``cache_dir``: the run's cache of encoder results (:func:`plbench.engine.zero_shot.embedding_cache`)."""
+    ``cache_dir``: the run's cache of encoder results (:func:`plbench.engine.zero_shot.embedding_cache`);
+    ``clip_model``: the open_clip architecture of a ``clip:`` source."""
 
-    def __init__(self, captions: list[str], source: str, device: torch.device, cache_dir: Path | None = None) -> None:
+    def __init__(self, captions: list[str], source: str, device: torch.device, cache_dir: Path | None = None,
+                 clip_model: str = DEFAULT_CLIP_MODEL) -> None:
         from plbench.embeddings import class_embeddings
 
         distinct = list(dict.fromkeys(captions))
         where = {c: i for i, c in enumerate(distinct)}
         # a caption of unknown GloVe words has no vector: a zero row, which the loss normalises to zero
-        emb = class_embeddings(distinct, source, allow_missing=True, device=str(device), cache_dir=cache_dir)
+        emb = class_embeddings(distinct, source, allow_missing=True, device=str(device), cache_dir=cache_dir,
+                               clip_model=clip_model)
         self.captions = distinct
         self.vectors = torch.from_numpy(emb.vectors).to(device)
         self.index = torch.tensor([where[c] for c in captions], dtype=torch.int64)
@@ -172,7 +176,7 @@ def attach(trainer: Any, config: Any, data: Any, model: nn.Module, device: torch
         from plbench.engine.zero_shot import embedding_cache
 
         captions = CaptionTable(image_captions(data.train_labels, list(data.class_names)), config.class_embeddings,
-                                device, embedding_cache(config))
+                                device, embedding_cache(config), config.clip_model)
     term = AlignmentTerm(head, captions, config.alignment_weight, config.classification_weight, config.seed,
                          trainer.loss_scale)
     classification: Callable[[Tensor, Any], Tensor] = trainer.compute_loss
