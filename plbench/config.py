@@ -121,6 +121,9 @@ class TrainConfig:
     # the summary's zero_shot block)
     missing_embeddings: MissingEmbeddingsName = "error"
     clip_model: str = DEFAULT_CLIP_MODEL  # open_clip architecture of a clip:FILE class_embeddings checkpoint
+    # CLIP-Decoder's alignment projections and logit scale: learnt with the model (the paper) or frozen at their
+    # random initialisation (the authors' published runs: see plbench.losses.alignment)
+    alignment_trainable: bool = False
 
     @model_validator(mode="wrap")
     @classmethod

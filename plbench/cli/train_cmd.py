@@ -192,6 +192,9 @@ def train_command(
         "classification loss; 0: off."))] = 0.0,
     classification_weight: Annotated[float, typer.Option(min=0.0, help=(
         "Zero-shot: weight of the classification loss in the total (CLIP-Decoder: 1)."))] = 1.0,
+    alignment_trainable: Annotated[bool, typer.Option("--alignment-trainable", help=(
+        "Learn the alignment loss's projections and temperature with the model, as the CLIP-Decoder paper "
+        "describes; default: frozen at their seeded random values, as the authors' published (GPU) runs were."))] = False,
     common: dict | None = None,
 ) -> None:
     """Train a partial-label classifier into a run folder (resumes an unfinished run).
@@ -217,6 +220,7 @@ def train_command(
             zsl_split=zsl_split, class_embeddings=class_embeddings, prompt=prompt,
             missing_embeddings=MissingEmbeddings(missing_embeddings).value, clip_model=clip_model,
             init_head=None if init_head is None else str(init_head), alignment_weight=alignment_weight, classification_weight=classification_weight,
+            alignment_trainable=alignment_trainable,
         )
     dist.init_from_env(cfg.device)
     main = dist.is_main()  # asked before the process group is shut down

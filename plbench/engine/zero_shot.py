@@ -358,24 +358,26 @@ def evaluate_zero_shot(model: nn.Module, config: Any, data: Any, device: torch.d
         head.set_query_embeddings(torch.from_numpy(zs.seen_vectors))
     block = scores_block(scores, targets, zs.split)
     block.update({"split": zs.split.source, "num_seen": zs.split.num_seen, "num_unseen": zs.split.num_unseen,
-                  "unseen_classes": list(zs.split.unseen), **embedding_fields(config, zs.embeddings),
-                  "dropped_train_images": zs.dropped_train_images, "alignment_weight": config.alignment_weight,
-                  "classification_weight": config.classification_weight})
+                  "unseen_classes": list(zs.split.unseen), **run_fields(config, zs.embeddings),
+                  "dropped_train_images": zs.dropped_train_images})
     return block
 
 
-def embedding_fields(config: Any, report: dict[str, Any]) -> dict[str, Any]:
-    """What a ``zero_shot`` summary block says of the class embeddings: the run's source, prompt, CLIP
-    architecture (``clip:`` sources; else None) and ``missing_embeddings`` policy, and from ``report`` (:meth:`plbench.embeddings.ClassEmbeddings.report` of
-    the scored classes) the width, GloVe's out-of-vocabulary words and the classes without a vector
-    (``missing``: zero vectors, only under the ``zero`` policy)."""
+def run_fields(config: Any, report: dict[str, Any]) -> dict[str, Any]:
+    """What a ``zero_shot`` summary block (training's or ``plbench evaluate``'s) says of how the run embeds
+    and trains: the run's source, prompt, CLIP architecture (``clip:`` sources; else None),
+    ``missing_embeddings`` policy and CLIP-Decoder settings, and from ``report``
+    (:meth:`plbench.embeddings.ClassEmbeddings.report` of the scored classes) the width, GloVe's
+    out-of-vocabulary words and the classes without a vector (``missing``: zero vectors, only under the
+    ``zero`` policy)."""
     from plbench.embeddings import CLIP_PREFIX
 
     get = _getter(config)
     return {"embeddings": report["source"], "prompt": report["prompt"], "embedding_dim": report["dim"],
             "clip_model": get("clip_model") if report["source"].startswith(CLIP_PREFIX) else None,
             "oov_words": report["oov_words"], "missing_embeddings": get("missing_embeddings"),
-            "missing": list(report["missing"])}
+            "missing": list(report["missing"]), "alignment_weight": get("alignment_weight"),
+            "classification_weight": get("classification_weight"), "alignment_trainable": get("alignment_trainable")}
 
 
 # -- trained zero-shot runs: evaluate and predict ---------------------------------------------------------

@@ -11,10 +11,16 @@ alignment loss is :class:`plbench.losses.alignment.ImageTextAlignment` between
   distinct caption with the run's ``class_embeddings`` encoder (no prompt template: the caption is the text).
 
 Unseen names never enter a caption (the authors' captions list every label of ``data.csv``, unseen ones
-included: a leak of the protocol). The projections are random and frozen, as in the published runs (see
-:mod:`plbench.losses.alignment`), drawn from a generator seeded by the run's seed, so they are the same on
-resume and leave the global random stream alone. W = 0 and a classification weight of 1 (the defaults) add
-nothing to the step: the run is the run without this module, bit for bit.
+included: a leak of the protocol). The projections and the logit scale are drawn from a generator seeded by
+the run's seed (the same on resume; the global random stream left alone) and are frozen by default, as in the
+published runs (see :mod:`plbench.losses.alignment`: the authors' code moves them with ``.to(device)``, which
+on a GPU unregisters them, so their optimizer never saw them). ``config.alignment_trainable`` makes them
+learnable, as the paper describes: a fourth parameter group of the run's Adam (the run's learning rate and
+schedule, no weight decay), saved in the checkpoints (``extra["alignment"]``). Under torchrun each process
+computes the global batch's loss, so these parameters get the same gradient on every process and stay equal
+without DDP. The text encoder stays fixed either way (the authors' optimizer also trains their CLIP model).
+W = 0 and a classification weight of 1 (the defaults) add nothing to the step: the run is the run without this
+module, bit for bit.
 
 Under torchrun the term is the loss of the global batch (see :class:`AlignmentTerm`), not of each share.
 """
@@ -45,8 +51,12 @@ def check_config(config: Any) -> None:
 
     Raises:
         InputError: alignment or a classification weight other than 1 without a zero-shot split; alignment with
-            an embedding file (a fixed table cannot embed captions).
+            an embedding file (a fixed table cannot embed captions); ``alignment_trainable`` without alignment.
     """
+    if config.alignment_trainable and not config.alignment_weight:
+        raise InputError(None, "--alignment-trainable", "learnable alignment projections and temperature need the "
+                         "alignment loss, but --alignment-weight is 0", "add --alignment-weight W > 0, or leave out "
+                         "--alignment-trainable")
     if not is_active(config):
         return
     if config.zsl_split is None:
@@ -111,12 +121,13 @@ class AlignmentTerm:
         head: the zero-shot ML-Decoder (its ``embed`` projection is hooked).
         captions: the training images' embedded captions.
         alignment_weight, classification_weight: the loss weights.
-        seed: seeds the frozen random projections.
+        seed: seeds the random projections.
         loss_scale: the trainer's factor on the whole loss (the world size for summed losses, else 1).
+        trainable: whether the projections and the logit scale get gradients (the caller optimises them).
     """
 
     def __init__(self, head: nn.Module, captions: CaptionTable | None, alignment_weight: float,
-                 classification_weight: float, seed: int, loss_scale: float = 1.0) -> None:
+                 classification_weight: float, seed: int, loss_scale: float = 1.0, trainable: bool = False) -> None:
         self.alignment_weight, self.classification_weight = float(alignment_weight), float(classification_weight)
         self.captions = captions
         self.loss_scale = float(loss_scale)
@@ -127,7 +138,8 @@ class AlignmentTerm:
 
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                self.loss = ImageTextAlignment(head.embed_dim, captions.vectors.shape[1], ALIGNMENT_PROJ_DIM)
+                self.loss = ImageTextAlignment(head.embed_dim, captions.vectors.shape[1], ALIGNMENT_PROJ_DIM,
+                                               trainable=trainable)
             self.loss.to(captions.vectors.device)
             head.embed.register_forward_hook(self._keep_memory)
 
@@ -178,9 +190,11 @@ def attach(trainer: Any, config: Any, data: Any, model: nn.Module, device: torch
         captions = CaptionTable(image_captions(data.train_labels, list(data.class_names)), config.class_embeddings,
                                 device, embedding_cache(config), config.clip_model)
     term = AlignmentTerm(head, captions, config.alignment_weight, config.classification_weight, config.seed,
-                         trainer.loss_scale)
+                         trainer.loss_scale, trainable=config.alignment_trainable)
     classification: Callable[[Tensor, Any], Tensor] = trainer.compute_loss
     empty: Callable[[Tensor, Any], Tensor] = trainer.empty_loss
+    if config.alignment_trainable:
+        _train_with(trainer, term.loss)
 
     def compute_loss(logits: Tensor, batch: Any) -> Tensor:
         return term.combine(classification(logits, batch), batch.index)
@@ -191,6 +205,27 @@ def attach(trainer: Any, config: Any, data: Any, model: nn.Module, device: torch
     # this run's trainer only: the classification loss, then the term
     trainer.compute_loss, trainer.empty_loss = compute_loss, empty_loss
     return term
+
+
+def _train_with(trainer: Any, module: nn.Module) -> None:
+    """Optimise ``module``'s parameters with ``trainer``'s optimizer (a group at the run's learning rate, no
+    weight decay) and carry its state in the trainer's checkpoints (``extra["alignment"]``). Called before a
+    checkpoint is restored, so the optimizer's groups match the saved ones."""
+    trainer.optimizer.add_param_group({"params": list(module.parameters()), "weight_decay": 0.0, "lr_mult": 1.0})
+    extra_state, load_extra_state = trainer.extra_state, trainer.load_extra_state
+
+    def with_alignment() -> dict[str, Any]:
+        return {**extra_state(), "alignment": module.state_dict()}
+
+    def load_with_alignment(state: dict[str, Any]) -> None:
+        state = dict(state)
+        saved = state.pop("alignment", None)
+        if saved is None:
+            raise KeyError("alignment (the checkpoint has no learnable alignment projections)")
+        module.load_state_dict(saved)
+        load_extra_state(state)
+
+    trainer.extra_state, trainer.load_extra_state = with_alignment, load_with_alignment
 
 
 __all__ = ["AlignmentTerm", "CaptionTable", "attach", "check_config", "image_captions", "is_active"]
