@@ -186,6 +186,54 @@ def test_clip_architecture_of_a_run(setup, tmp_path):
         assert e.value.field == "--clip-model" and not bad.exists()
 
 
+def test_prompt_is_carried_through_a_run(setup, tmp_path):
+    """--prompt reaches config.json, the summary and the head: the run's queries are the prompted names' GloVe
+    vectors, which differ from the bare names' (the no-prompt run's)."""
+    from plbench.embeddings import class_embeddings
+    from plbench.engine.train import train
+
+    prompt = "a photo of a {}"
+    bare = train(_config(setup, tmp_path, epochs=1, run_name="bare"), progress=False)
+    prompted = train(_config(setup, tmp_path, epochs=1, run_name="prompted", prompt=prompt), progress=False)
+    assert json.loads((prompted.run_dir / "config.json").read_text())["prompt"] == prompt
+    assert prompted.summary["zero_shot"]["prompt"] == prompt and bare.summary["zero_shot"]["prompt"] is None
+    seen = prompted.summary["class_names"]
+    got = prompted.model.head.query_embeddings.numpy()
+    np.testing.assert_allclose(got, class_embeddings(seen, "glove", prompt=prompt).vectors, rtol=1e-6)
+    np.testing.assert_allclose(bare.model.head.query_embeddings.numpy(), class_embeddings(seen, "glove").vectors,
+                               rtol=1e-6)
+    assert np.abs(got - bare.model.head.query_embeddings.numpy()).max(1).min() > 0.01  # every class differs
+    assert prompted.summary["zero_shot"]["zsl"] != bare.summary["zero_shot"]["zsl"]
+
+
+def test_partial_seen_labels_with_zero_shot_evaluation(setup, tmp_path):
+    """An RPS simulation file (70% of the annotations hidden) with a zero-shot split: training reads the partial
+    labels of the seen classes (images whose seen positives were all hidden are dropped, counted against the
+    simulated matrix, not the full one), the loss mode applies to the hidden entries, and ZSL / GZSL are scored
+    against the complete validation labels."""
+    from plbench.artifacts.simulations import save_simulation
+    from plbench.datasets import load_dataset
+    from plbench.engine.train import train
+    from plbench.simulate import simulate_rps
+
+    root = setup[0]
+    full = load_dataset("synthetic", root, "train")
+    partial = simulate_rps(full.labels, 0.7, seed=4)
+    sim = save_simulation(tmp_path / "rps.parquet", partial, dataset="synthetic", fingerprint=full.fingerprint,
+                          scheme="rps", param=0.7, seed=4, extra={"split": "train", "dataset_options": {}})
+    result = train(_config(setup, tmp_path / "runs", epochs=1, simulation=str(sim), mode="ignore"), progress=False)
+    names = full.class_names
+    seen_cols = [names.index(c) for c in names if c not in UNSEEN]
+    simulated, complete = partial.to_dense()[:, seen_cols], full.labels.to_dense()[:, seen_cols]
+    kept = int((simulated == 1).any(1).sum())
+    assert kept < int((complete == 1).any(1).sum())  # the control: the hidden positives change who is kept
+    s, zs = result.summary, result.summary["zero_shot"]
+    assert s["train_images"] == kept and zs["dropped_train_images"] == len(simulated) - kept
+    rows = (simulated == 1).any(1)
+    assert s["train_annotated_fraction"] == pytest.approx(float((simulated[rows] != -1).mean()))
+    assert s["mode"] == "ignore" and zs["images"]["gzsl"] == 30 and np.isfinite(zs["zsl"]["map"])
+
+
 def test_missing_embeddings_is_a_closed_choice(setup, tmp_path):
     assert _config(setup, tmp_path).missing_embeddings == "error"  # the default
     with pytest.raises(InputError, match=r"missing_embeddings|error, zero") as e:
