@@ -165,8 +165,8 @@ def test_weight_zero_run_is_the_run_without_it_and_weight_one_trains(setup, tmp_
 def test_trainable_run_optimises_and_checkpoints_the_alignment_parameters(setup, tmp_path):
     """--alignment-trainable: the run's optimizer has a group of the alignment's 3 parameters (no weight decay);
     after the epoch's steps the checkpointed logit scale and projections differ from their seeded initial
-    values; re-opening the finished run restores that checkpoint (4 optimizer groups, the alignment state); the
-    default run checkpoints none."""
+    values; re-opening the finished run restores that checkpoint (its optimizer groups, the alignment state);
+    the default run checkpoints none."""
     from plbench.artifacts.runs import RunFolder
     from plbench.engine.train import train
     from plbench.losses.alignment import ImageTextAlignment

@@ -32,8 +32,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from plbench.choices import Head
+from plbench.choices import Head, MissingEmbeddings
 from plbench.datasets import DatasetSplit
+from plbench.embeddings import CLIP_PREFIX, DEFAULT_CLIP_MODEL, class_embeddings, is_encoder
 from plbench.errors import InputError
 from plbench.labels import POS, PartialLabels
 from plbench.zsl.splits import NUSWIDE, ZSLSplit, class_indices, read_nuswide_split, read_split_file, restrict_labels
@@ -132,8 +133,6 @@ def _getter(config: Any) -> Any:
 
 def allows_missing(config: Any) -> bool:
     """Whether the run gives classes without a vector zero vectors (``missing_embeddings = "zero"``)."""
-    from plbench.choices import MissingEmbeddings
-
     return MissingEmbeddings.parse(_getter(config)("missing_embeddings")) is MissingEmbeddings.ZERO
 
 
@@ -146,8 +145,6 @@ def embedding_cache(config: Any) -> Path | None:
     ``<out_dir>/class-embeddings``, shared by the runs of that folder (a sweep's too), one entry per class
     list, source and prompt (:mod:`plbench.embeddings.cache`). None for an embedding file, which is read
     directly. The folder belongs to no run: deleting it costs only the recomputation."""
-    from plbench.embeddings import is_encoder
-
     get = _getter(config)
     source = get("class_embeddings")
     return Path(get("out_dir")) / EMBEDDING_CACHE if source and is_encoder(source) else None
@@ -167,8 +164,6 @@ def embed_classes(config: Any, names: Sequence[str], dataset_classes: Sequence[s
         InputError: no ``class_embeddings`` source, or the source fails (missing package, bad file, classes
             without a vector unless allowed).
     """
-    from plbench.embeddings import class_embeddings
-
     get = _getter(config)
     if allow_missing is None:
         allow_missing = allows_missing(config)
@@ -190,16 +185,13 @@ def prepare(config: Any, data: Any) -> None:
         InputError: a head other than ML-Decoder, a bad split or embedding source, or no training image with
             a seen positive.
     """
-    from plbench.embeddings import DEFAULT_CLIP_MODEL
-
     if config.zsl_split is None:
         if config.class_embeddings is not None or config.prompt is not None or allows_missing(config) or \
                 config.clip_model != DEFAULT_CLIP_MODEL:
-            raise InputError(None, "--class-embeddings", "class embeddings and prompts are for zero-shot runs, but "
-                             "no --zsl-split was given", "add --zsl-split FILE|nuswide, or leave them out")
+            raise InputError(None, "--class-embeddings", "class embeddings, prompts, --missing-embeddings and "
+                             "--clip-model are for zero-shot runs, but no --zsl-split was given",
+                             "add --zsl-split FILE|nuswide, or leave them out")
         return
-    from plbench.embeddings import CLIP_PREFIX
-
     if config.clip_model != DEFAULT_CLIP_MODEL and not (config.class_embeddings or "").startswith(CLIP_PREFIX):
         raise InputError(None, "--clip-model", f"--clip-model {config.clip_model} names the architecture of a CLIP "
                          f"checkpoint, but the class embeddings are {config.class_embeddings!r}",
@@ -370,8 +362,6 @@ def run_fields(config: Any, report: dict[str, Any]) -> dict[str, Any]:
     (:meth:`plbench.embeddings.ClassEmbeddings.report` of the scored classes) the width, GloVe's
     out-of-vocabulary words and the classes without a vector (``missing``: zero vectors, only under the
     ``zero`` policy)."""
-    from plbench.embeddings import CLIP_PREFIX
-
     get = _getter(config)
     return {"embeddings": report["source"], "prompt": report["prompt"], "embedding_dim": report["dim"],
             "clip_model": get("clip_model") if report["source"].startswith(CLIP_PREFIX) else None,

@@ -15,10 +15,11 @@ included: a leak of the protocol). The projections and the logit scale are drawn
 the run's seed (the same on resume; the global random stream left alone) and are frozen by default, as in the
 published runs (see :mod:`plbench.losses.alignment`: the authors' code moves them with ``.to(device)``, which
 on a GPU unregisters them, so their optimizer never saw them). ``config.alignment_trainable`` makes them
-learnable, as the paper describes: a fourth parameter group of the run's Adam (the run's learning rate and
+learnable, as the paper describes: an extra parameter group of the run's Adam (the run's learning rate and
 schedule, no weight decay), saved in the checkpoints (``extra["alignment"]``). Under torchrun each process
-computes the global batch's loss, so these parameters get the same gradient on every process and stay equal
-without DDP. The text encoder stays fixed either way (the authors' optimizer also trains their CLIP model).
+computes the global batch's loss, so these parameters get the same gradient on every process; it is averaged
+over the processes all the same (they are outside DDP), so rounding cannot make the replicas drift apart.
+The text encoder stays fixed either way (the authors' optimizer also trains their CLIP model).
 W = 0 and a classification weight of 1 (the defaults) add nothing to the step: the run is the run without this
 module, bit for bit.
 
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from plbench.embeddings.encoders import DEFAULT_CLIP_MODEL
+from plbench.embeddings import DEFAULT_CLIP_MODEL, class_embeddings, is_encoder
 from plbench.errors import InputError
 from plbench.labels import POS, PartialLabels
 
@@ -63,8 +64,6 @@ def check_config(config: Any) -> None:
         raise InputError(None, "--alignment-weight", "the alignment loss and loss weights are for zero-shot "
                          "ML-Decoder runs, but no --zsl-split was given",
                          "add --zsl-split and --class-embeddings, or leave out --alignment-weight / --classification-weight")
-    from plbench.embeddings import is_encoder
-
     source = config.class_embeddings or ""
     if config.alignment_weight and not is_encoder(source):
         raise InputError(source, "--alignment-weight", "the alignment loss embeds each image's caption with the "
@@ -92,8 +91,6 @@ class CaptionTable:
 
     def __init__(self, captions: list[str], source: str, device: torch.device, cache_dir: Path | None = None,
                  clip_model: str = DEFAULT_CLIP_MODEL) -> None:
-        from plbench.embeddings import class_embeddings
-
         distinct = list(dict.fromkeys(captions))
         where = {c: i for i, c in enumerate(distinct)}
         # a caption of unknown GloVe words has no vector: a zero row, which the loss normalises to zero
@@ -209,10 +206,18 @@ def attach(trainer: Any, config: Any, data: Any, model: nn.Module, device: torch
 
 def _train_with(trainer: Any, module: nn.Module) -> None:
     """Optimise ``module``'s parameters with ``trainer``'s optimizer (a group at the run's learning rate, no
-    weight decay) and carry its state in the trainer's checkpoints (``extra["alignment"]``). Called before a
-    checkpoint is restored, so the optimizer's groups match the saved ones."""
+    weight decay; gradients averaged over processes under torchrun) and carry its state in the trainer's
+    checkpoints (``extra["alignment"]``). Called before a checkpoint is restored, so the optimizer's groups
+    match the saved ones."""
+    from plbench.methods.sync import average_gradients
+
     trainer.optimizer.add_param_group({"params": list(module.parameters()), "weight_decay": 0.0, "lr_mult": 1.0})
-    extra_state, load_extra_state = trainer.extra_state, trainer.load_extra_state
+    extra_state, load_extra_state, after_backward = trainer.extra_state, trainer.load_extra_state, \
+        trainer.after_backward
+
+    def averaged_after_backward() -> None:
+        average_gradients(module.parameters())  # one process: nothing to do
+        after_backward()
 
     def with_alignment() -> dict[str, Any]:
         return {**extra_state(), "alignment": module.state_dict()}
@@ -226,6 +231,7 @@ def _train_with(trainer: Any, module: nn.Module) -> None:
         load_extra_state(state)
 
     trainer.extra_state, trainer.load_extra_state = with_alignment, load_with_alignment
+    trainer.after_backward = averaged_after_backward
 
 
 __all__ = ["AlignmentTerm", "CaptionTable", "attach", "check_config", "image_captions", "is_active"]
