@@ -75,3 +75,11 @@ class Checkpoint(Choice):
 
     LAST = "last"
     BEST = "best"
+
+
+class MissingEmbeddings(Choice):
+    """What a zero-shot run does with a class its embedding source has no vector for (a name absent from an
+    embedding file, or without any word GloVe knows: NUS-WIDE's tag ``interestingness``)."""
+
+    ERROR = "error"  # refuse the run, naming the classes
+    ZERO = "zero"  # a zero vector; the classes are listed in the summary's zero_shot block (``missing``)

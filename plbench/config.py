@@ -17,7 +17,8 @@ from typing import Annotated, Any, Callable, Literal
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.dataclasses import dataclass
 
-from plbench.choices import Augment, Choice, Mode, Recipe
+from plbench.choices import Augment, Choice, MissingEmbeddings, Mode, Recipe
+from plbench.embeddings.encoders import DEFAULT_CLIP_MODEL
 from plbench.errors import InputError
 
 
@@ -45,6 +46,7 @@ ModeName = Annotated[str, AfterValidator(_member_of(Mode))]
 HeadName = Annotated[str, AfterValidator(_head_spec)]
 RecipeName = Annotated[str, AfterValidator(_member_of(Recipe))]
 AugmentName = Annotated[str, AfterValidator(_member_of(Augment))]
+MissingEmbeddingsName = Annotated[str, AfterValidator(_member_of(MissingEmbeddings))]
 
 _FIX = "correct the value in the config file"
 _HEAD_FIX = ("use a built-in head (gap, ml-decoder, boostlu), an installed plug-in, or package.module:Name "
@@ -119,6 +121,13 @@ class TrainConfig:
     # + alignment_weight * image-caption alignment; 0 and 1 leave the loss as it is
     alignment_weight: Annotated[float, Field(ge=0)] = 0.0
     classification_weight: Annotated[float, Field(ge=0)] = 1.0
+    # plbench.choices.MissingEmbeddings: a class without a vector is an error, or gets a zero vector (listed in
+    # the summary's zero_shot block)
+    missing_embeddings: MissingEmbeddingsName = "error"
+    clip_model: str = DEFAULT_CLIP_MODEL  # open_clip architecture of a clip:FILE class_embeddings checkpoint
+    # CLIP-Decoder's alignment projections and logit scale: learnt with the model (the paper) or frozen at their
+    # random initialisation (the authors' published runs: see plbench.losses.alignment)
+    alignment_trainable: bool = False
 
     @model_validator(mode="wrap")
     @classmethod

@@ -82,7 +82,8 @@ def test_defaults_and_config_json_keys_unchanged():
         "augment", "ema_decay", "image_size", "batch_size", "epochs", "lr", "weight_decay", "warmup_fraction",
         "lr_schedule", "head_lr_mult", "seed",
         "device", "amp", "compile", "workers", "preload", "cache_dir", "max_train_images", "out_dir", "run_name", "tag",
-        "zsl_split", "class_embeddings", "prompt", "alignment_weight", "classification_weight"]
+        "zsl_split", "class_embeddings", "prompt", "alignment_weight", "classification_weight", "missing_embeddings",
+        "clip_model", "alignment_trainable"]
     assert (d["mode"], d["loss"], d["head"], d["recipe"], d["augment"], d["image_size"], d["batch_size"], d["epochs"],
             d["lr"], d["weight_decay"], d["warmup_fraction"], d["ema_decay"]) == (
         "selective", "pasl", "gap", "light", "flip", 224, 64, 10, 2e-4, 1e-4, 0.2, 0.0)

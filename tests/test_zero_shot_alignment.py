@@ -51,7 +51,7 @@ def _config(setup, out, **kw):
     return TrainConfig(**cfg)
 
 
-def _term(weight, classification=1.0):
+def _term(weight, classification=1.0, trainable=False):
     from plbench.engine.zero_shot_alignment import AlignmentTerm, CaptionTable
     from plbench.heads.ml_decoder import MLDecoderHead
 
@@ -59,7 +59,7 @@ def _term(weight, classification=1.0):
     head = MLDecoderHead(8, 3, embed_dim=16, num_heads=2, ff_dim=32, dropout=0.0,
                          query_embeddings=torch.randn(3, 5))
     captions = CaptionTable(["a photo of sky", "a photo of dog and sky", "a photo of "], "random", torch.device("cpu"))
-    return head, AlignmentTerm(head, captions, weight, classification, seed=3)
+    return head, AlignmentTerm(head, captions, weight, classification, seed=3, trainable=trainable)
 
 
 def _grads(weight, classification=1.0, tokens=4):
@@ -103,6 +103,29 @@ def test_alignment_term_equals_the_loss_by_hand():
     assert torch.allclose(got, want, atol=1e-6)
 
 
+@pytest.mark.parametrize("trainable", [False, True])
+def test_learnable_temperature_gets_a_gradient_and_moves(trainable):
+    """Frozen (the default, as the authors' GPU runs): no gradient reaches the projections or the logit scale.
+    Learnable: the logit scale and both projections get finite non-zero gradients, and one optimizer step moves
+    the scale away from its initial log value 0.1."""
+    head, term = _term(1.0, trainable=trainable)
+    torch.manual_seed(1)
+    x = torch.randn(3, 4, 8)
+    with torch.enable_grad():
+        head(x)
+        term.combine(torch.tensor(0.0), torch.tensor([2, 0, 1])).backward()
+    scale = term.loss.log_logit_scale
+    assert scale.item() == pytest.approx(0.1)
+    if not trainable:
+        assert all(p.grad is None and not p.requires_grad for p in term.loss.parameters())
+        return
+    assert all(torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0 for p in term.loss.parameters())
+    before = {n: p.detach().clone() for n, p in term.loss.named_parameters()}
+    torch.optim.SGD(term.loss.parameters(), lr=0.5).step()
+    assert scale.item() == pytest.approx(0.1 - 0.5 * scale.grad.item()) and scale.item() != pytest.approx(0.1)
+    assert not torch.equal(term.loss.image_proj, before["image_proj"])
+
+
 def test_pooled_features_are_refused():
     with pytest.raises(InputError, match="spatial tokens"):
         _grads(1.0, tokens=1)
@@ -139,7 +162,36 @@ def test_weight_zero_run_is_the_run_without_it_and_weight_one_trains(setup, tmp_
     assert not np.array_equal(c.predictions()["scores"], a.predictions()["scores"])
 
 
+def test_trainable_run_optimises_and_checkpoints_the_alignment_parameters(setup, tmp_path):
+    """--alignment-trainable: the run's optimizer has a group of the alignment's 3 parameters (no weight decay);
+    after the epoch's steps the checkpointed logit scale and projections differ from their seeded initial
+    values; re-opening the finished run restores that checkpoint (its optimizer groups, the alignment state);
+    the default run checkpoints none."""
+    from plbench.artifacts.runs import RunFolder
+    from plbench.engine.train import train
+    from plbench.losses.alignment import ImageTextAlignment
+
+    result = train(_config(setup, tmp_path / "t", alignment_weight=1.0, alignment_trainable=True), progress=False)
+    state = RunFolder(result.run_dir).load_checkpoint("last")
+    groups = state["optimizer"]["param_groups"]
+    assert len(groups[-1]["params"]) == 3 and groups[-1]["weight_decay"] == 0.0
+    learnt = state["extra"]["alignment"]
+    torch.manual_seed(1)  # the run's seed draws the initial projections (engine.zero_shot_alignment)
+    initial = ImageTextAlignment(32, 50, 512).state_dict()
+    assert learnt["log_logit_scale"].item() != pytest.approx(0.1)
+    assert not torch.equal(learnt["image_proj"], initial["image_proj"])
+    assert torch.allclose(learnt["image_proj"], initial["image_proj"], atol=0.1)  # moved, from that start
+    assert result.summary["zero_shot"]["alignment_trainable"] is True
+    again = train(_config(setup, tmp_path / "t", alignment_weight=1.0, alignment_trainable=True), progress=False)
+    assert again.summary["zero_shot"] == result.summary["zero_shot"]  # restored, finished: returned as it is
+
+    frozen = train(_config(setup, tmp_path / "f", alignment_weight=1.0), progress=False)
+    assert "alignment" not in (RunFolder(frozen.run_dir).load_checkpoint("last").get("extra") or {})
+    assert frozen.summary["zero_shot"]["alignment_trainable"] is False
+
+
 @pytest.mark.parametrize("change, message", [
+    ({"alignment_trainable": True}, "--alignment-weight is 0"),
     ({"alignment_weight": 1.0, "class_embeddings": "FILE"}, "fixed embedding file"),
     ({"alignment_weight": 1.0, "zsl_split": None, "class_embeddings": None}, "no --zsl-split"),
     ({"classification_weight": 0.5, "zsl_split": None, "class_embeddings": None}, "no --zsl-split"),
@@ -154,4 +206,5 @@ def test_bad_alignment_settings_are_input_errors(setup, tmp_path, change, messag
     out = tmp_path / "runs"
     with pytest.raises(InputError, match=message) as e:
         train(_config(setup, out, **change), progress=False)
-    assert e.value.field == "--alignment-weight" and not out.exists()
+    assert e.value.field == ("--alignment-trainable" if "trainable" in str(change) else "--alignment-weight")
+    assert not out.exists()

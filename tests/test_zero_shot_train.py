@@ -117,6 +117,7 @@ def test_random_embeddings_are_a_seeded_control():
     ({"head": "gap"}, "--head"),
     ({"class_embeddings": None}, "--class-embeddings"),
     ({"zsl_split": None}, "--class-embeddings"),  # embeddings without a split
+    ({"zsl_split": None, "class_embeddings": None, "missing_embeddings": "zero"}, "--class-embeddings"),
 ])
 def test_bad_combinations_are_input_errors(setup, tmp_path, change, field):
     from plbench.engine.train import train
@@ -125,6 +126,119 @@ def test_bad_combinations_are_input_errors(setup, tmp_path, change, field):
         train(_config(setup, tmp_path, **change), progress=False)
     assert e.value.field == field
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_runs_cache_encoder_embeddings(setup, tmp_path, monkeypatch):
+    """A run caches its encoder's embeddings under <out_dir>/class-embeddings: a second run on the same class list
+    and source reads them (the encoder is not called) and gets the same vectors; another prompt is another entry."""
+    from plbench.embeddings import encoders
+    from plbench.engine.train import train
+
+    calls = []
+    encode = encoders.encode_glove
+
+    def spy(texts):
+        calls.append(list(texts))
+        return encode(texts)
+
+    monkeypatch.setattr(encoders, "encode_glove", spy)
+    first = train(_config(setup, tmp_path, epochs=1, run_name="a"), progress=False)
+    assert [len(c) for c in calls] == [12]  # the split's classes, seen then unseen
+    entries = sorted((tmp_path / "class-embeddings").glob("*.npy"))
+    assert len(entries) == 1 and json.loads(entries[0].with_suffix(".json").read_text())["source"] == "glove"
+    second = train(_config(setup, tmp_path, epochs=1, seed=2, run_name="b"), progress=False)
+    assert len(calls) == 1  # read from the cache
+    np.testing.assert_array_equal(second.model.head.query_embeddings.numpy(),
+                                  first.model.head.query_embeddings.numpy())
+    np.testing.assert_array_equal(np.load(entries[0])[:9], first.model.head.query_embeddings.numpy())
+    train(_config(setup, tmp_path, epochs=1, run_name="c", prompt="a photo of a {}"), progress=False)
+    assert len(calls) == 2 and len(list((tmp_path / "class-embeddings").glob("*.npy"))) == 2
+
+
+def test_clip_architecture_of_a_run(setup, tmp_path):
+    """--clip-model picks the open_clip architecture of a clip:FILE source (a tiny one with random weights here):
+    recorded in config.json and the summary, its width is the queries'; a checkpoint of another architecture,
+    or the option without a clip source, is refused before anything is written."""
+    pytest.importorskip("open_clip", reason="extra clip not installed (pip install 'plbench[clip]')")
+    from zero_shot_support import tiny_clip
+
+    from plbench.embeddings import class_embeddings
+    from plbench.engine.train import train
+
+    weights = tiny_clip(tmp_path, "plbench-run-clip-24", embed_dim=24, seed=3)
+    source = f"clip:{weights}"
+    out = tmp_path / "runs"
+    result = train(_config(setup, out, epochs=1, class_embeddings=source, clip_model="plbench-run-clip-24"),
+                   progress=False)
+    zs = result.summary["zero_shot"]
+    assert zs["clip_model"] == "plbench-run-clip-24" and zs["embedding_dim"] == 24 and zs["embeddings"] == source
+    assert json.loads((result.run_dir / "config.json").read_text())["clip_model"] == "plbench-run-clip-24"
+    seen = result.summary["class_names"]
+    np.testing.assert_allclose(result.model.head.query_embeddings.numpy(),
+                               class_embeddings(seen, source, clip_model="plbench-run-clip-24").vectors, atol=1e-6)
+
+    other = tiny_clip(tmp_path, "plbench-run-clip-16", embed_dim=16, seed=4)
+    for change in ({"class_embeddings": f"clip:{other}", "clip_model": "plbench-run-clip-24"},
+                   {"clip_model": "plbench-run-clip-24"}):  # the second with glove
+        bad = tmp_path / "bad"
+        with pytest.raises(InputError) as e:
+            train(_config(setup, bad, epochs=1, **change), progress=False)
+        assert e.value.field == "--clip-model" and not bad.exists()
+
+
+def test_prompt_is_carried_through_a_run(setup, tmp_path):
+    """--prompt reaches config.json, the summary and the head: the run's queries are the prompted names' GloVe
+    vectors, which differ from the bare names' (the no-prompt run's)."""
+    from plbench.embeddings import class_embeddings
+    from plbench.engine.train import train
+
+    prompt = "a photo of a {}"
+    bare = train(_config(setup, tmp_path, epochs=1, run_name="bare"), progress=False)
+    prompted = train(_config(setup, tmp_path, epochs=1, run_name="prompted", prompt=prompt), progress=False)
+    assert json.loads((prompted.run_dir / "config.json").read_text())["prompt"] == prompt
+    assert prompted.summary["zero_shot"]["prompt"] == prompt and bare.summary["zero_shot"]["prompt"] is None
+    seen = prompted.summary["class_names"]
+    got = prompted.model.head.query_embeddings.numpy()
+    np.testing.assert_allclose(got, class_embeddings(seen, "glove", prompt=prompt).vectors, rtol=1e-6)
+    np.testing.assert_allclose(bare.model.head.query_embeddings.numpy(), class_embeddings(seen, "glove").vectors,
+                               rtol=1e-6)
+    assert np.abs(got - bare.model.head.query_embeddings.numpy()).max(1).min() > 0.01  # every class differs
+    assert prompted.summary["zero_shot"]["zsl"] != bare.summary["zero_shot"]["zsl"]
+
+
+def test_partial_seen_labels_with_zero_shot_evaluation(setup, tmp_path):
+    """An RPS simulation file (70% of the annotations hidden) with a zero-shot split: training reads the partial
+    labels of the seen classes (images whose seen positives were all hidden are dropped, counted against the
+    simulated matrix, not the full one), the loss mode applies to the hidden entries, and ZSL / GZSL are scored
+    against the complete validation labels."""
+    from plbench.artifacts.simulations import save_simulation
+    from plbench.datasets import load_dataset
+    from plbench.engine.train import train
+    from plbench.simulate import simulate_rps
+
+    root = setup[0]
+    full = load_dataset("synthetic", root, "train")
+    partial = simulate_rps(full.labels, 0.7, seed=4)
+    sim = save_simulation(tmp_path / "rps.parquet", partial, dataset="synthetic", fingerprint=full.fingerprint,
+                          scheme="rps", param=0.7, seed=4, extra={"split": "train", "dataset_options": {}})
+    result = train(_config(setup, tmp_path / "runs", epochs=1, simulation=str(sim), mode="ignore"), progress=False)
+    names = full.class_names
+    seen_cols = [names.index(c) for c in names if c not in UNSEEN]
+    simulated, complete = partial.to_dense()[:, seen_cols], full.labels.to_dense()[:, seen_cols]
+    kept = int((simulated == 1).any(1).sum())
+    assert kept < int((complete == 1).any(1).sum())  # the control: the hidden positives change who is kept
+    s, zs = result.summary, result.summary["zero_shot"]
+    assert s["train_images"] == kept and zs["dropped_train_images"] == len(simulated) - kept
+    rows = (simulated == 1).any(1)
+    assert s["train_annotated_fraction"] == pytest.approx(float((simulated[rows] != -1).mean()))
+    assert s["mode"] == "ignore" and zs["images"]["gzsl"] == 30 and np.isfinite(zs["zsl"]["map"])
+
+
+def test_missing_embeddings_is_a_closed_choice(setup, tmp_path):
+    assert _config(setup, tmp_path).missing_embeddings == "error"  # the default
+    with pytest.raises(InputError, match=r"missing_embeddings|error, zero") as e:
+        _config(setup, tmp_path, missing_embeddings="skip")
+    assert e.value.field == "missing_embeddings" and "error, zero" in e.value.problem
 
 
 def test_row_subset_maps_rows_and_renumbers_items():

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
+from plbench.datasets import list_datasets
+from plbench.datasets.nuswide import NusWideLabels
 from plbench.datasets.openimages import OpenImagesLabels
 from plbench.errors import InputError
 
@@ -21,7 +23,9 @@ class ZslClasses(str, Enum):
     unseen = "unseen"
     all = "all"
 
-DatasetName = Annotated[str, typer.Option("--dataset", help="Dataset loader: coco, lvis, openimages, fiftyone, synthetic.")]
+#: the ``--dataset`` help: every registered loader
+DATASET_HELP = f"Dataset loader: {', '.join(list_datasets())}."
+DatasetName = Annotated[str, typer.Option("--dataset", help=DATASET_HELP)]
 DataRoot = Annotated[Path, typer.Option(help="Dataset root folder, as its publisher ships it.")]
 FoDataset = Annotated[Optional[str], typer.Option(help="FiftyOne dataset name (--dataset fiftyone).")]
 FoField = Annotated[Optional[str], typer.Option(help="FiftyOne Classifications field of positive labels.")]
@@ -30,6 +34,9 @@ ClassList = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
                                                    help="OpenImages: file of MIDs fixing the classes.")]
 OpenImagesLabelsKind = Annotated[Optional[OpenImagesLabels], typer.Option(
     help="OpenImages: read the full human-verified labels or the boxable subset (required when both are present).")]
+NusWideLabelsKind = Annotated[Optional[NusWideLabels], typer.Option(
+    help="NUS-WIDE (official layout): the 81 human-annotated concepts (default), the 1,000 noisy user tags, or zsl: "
+    "the 925 seen tags then the 81 unseen concepts (the default with --zsl-split nuswide).")]
 Strict = Annotated[bool, typer.Option(help="Missing or undecodable images are errors instead of being counted.")]
 Force = Annotated[bool, typer.Option("--force", help="Replace an existing output (refused otherwise).")]
 
@@ -90,9 +97,11 @@ def dataset_options(
     class_list: ClassList = None,
     strict: Strict = False,
     openimages_labels: OpenImagesLabelsKind = None,
+    nuswide_labels: NusWideLabelsKind = None,
 ) -> dict[str, Any]:
     """Loader keyword options from the common CLI options (``None`` values left out, paths and enums as str)."""
     opts = {"fo_dataset": fo_dataset, "fo_field": fo_field, "fo_negatives": fo_negatives,
             "class_list": None if class_list is None else str(class_list), "strict": strict,
-            "openimages_labels": None if openimages_labels is None else OpenImagesLabels(openimages_labels).value}
+            "openimages_labels": None if openimages_labels is None else OpenImagesLabels(openimages_labels).value,
+            "nuswide_labels": None if nuswide_labels is None else NusWideLabels(nuswide_labels).value}
     return {k: v for k, v in opts.items() if v is not None}

@@ -10,7 +10,7 @@ import numpy as np
 import typer
 
 from plbench.cli.app import app, command
-from plbench.cli.options import Force, dataset_options, option_group, refuse_existing
+from plbench.cli.options import DATASET_HELP, Force, dataset_options, option_group, refuse_existing
 from plbench.errors import InputError
 from plbench.labels import PartialLabels
 from plbench.simulate import Scheme
@@ -46,7 +46,7 @@ def summarise(before: PartialLabels, after: PartialLabels, out: Path, seconds: f
 @command(app, "simulate")
 @option_group(dataset_options, into="options")
 def simulate_command(
-    dataset: Annotated[str, typer.Option(help="Dataset loader: coco, lvis, openimages, fiftyone, synthetic.")],
+    dataset: Annotated[str, typer.Option(help=DATASET_HELP)],
     data_root: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Dataset root folder.")],
     scheme: Annotated[Scheme, typer.Option(help="fpc: n positives and n negatives per class; rps: hide each "
                                                 "annotation with probability p; spl: one positive per image.")],

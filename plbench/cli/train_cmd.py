@@ -10,14 +10,15 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from plbench.choices import Checkpoint, Head, Mode, Recipe
+from plbench.choices import Checkpoint, Head, MissingEmbeddings, Mode, Recipe
 from plbench.cli.app import app, command, fail
-from plbench.cli.options import DataRoot, Force, dataset_options, option_group, refuse_existing
+from plbench.cli.options import DATASET_HELP, DataRoot, Force, dataset_options, option_group, refuse_existing
 from plbench.config import TrainConfig
+from plbench.embeddings.encoders import DEFAULT_CLIP_MODEL
 from plbench.errors import InputError
 
 
-Dataset = Annotated[str, typer.Option(help="Dataset loader: coco, lvis, openimages, fiftyone, synthetic.")]
+Dataset = Annotated[str, typer.Option(help=DATASET_HELP)]
 Simulation = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
                                                     help="Parquet file from `plbench simulate`; default: the dataset's own labels.")]
 Backbone = Annotated[Optional[str], typer.Option(help="Any timm model name (default resnet10t; with --features, the "
@@ -183,12 +184,22 @@ def train_command(
         "(wordvec_array.pth, GloVe pickle, .npy/.pt/.csv).")] = None,
     prompt: Annotated[Optional[str], typer.Option(
         help='Zero-shot prompt template with one {} for the class name, e.g. "a photo of a {}" (encoders only).')] = None,
+    clip_model: Annotated[str, typer.Option(
+        help="Zero-shot: the open_clip architecture of the --class-embeddings clip:CHECKPOINT (e.g. ViT-B-16, RN50; "
+        "open_clip.list_models() lists them).")] = DEFAULT_CLIP_MODEL,
+    missing_embeddings: Annotated[MissingEmbeddings, typer.Option(
+        help="Zero-shot: a class the --class-embeddings source has no vector for (a name absent from the file, or "
+        "without any word GloVe knows) is an error, or gets a zero vector (listed in summary.json zero_shot.missing)."
+    )] = MissingEmbeddings.ERROR,
     alignment_weight: Annotated[float, typer.Option(min=0.0, help=(
         "Zero-shot ML-Decoder: weight of CLIP-Decoder's image-caption alignment loss (captions 'a photo of a, b "
         "and c' of each image's positive seen labels, embedded with the --class-embeddings encoder) added to the "
         "classification loss; 0: off."))] = 0.0,
     classification_weight: Annotated[float, typer.Option(min=0.0, help=(
         "Zero-shot: weight of the classification loss in the total (CLIP-Decoder: 1)."))] = 1.0,
+    alignment_trainable: Annotated[bool, typer.Option("--alignment-trainable", help=(
+        "Learn the alignment loss's projections and temperature with the model, as the CLIP-Decoder paper "
+        "describes; default: frozen at their seeded random values, as the authors' published (GPU) runs were."))] = False,
     common: dict | None = None,
 ) -> None:
     """Train a partial-label classifier into a run folder (resumes an unfinished run).
@@ -202,12 +213,19 @@ def train_command(
     if config is not None:
         cfg = TrainConfig.load(config)
     else:
+        from plbench.engine.zero_shot import default_dataset_options
+
+        common = dict(common or {})
+        common["dataset_options"] = default_dataset_options(common["dataset"], common["data_root"], zsl_split,
+                                                            common["dataset_options"])
         cfg = TrainConfig(
-            **(common or {}), mode=default_mode(loss, mode) if method is None else method_mode(method, mode),
+            **common, mode=default_mode(loss, mode) if method is None else method_mode(method, mode),
             prior=None if prior is None else str(prior), loss=loss, method=method, select_split=select_split,
             loss_options=parse_key_values(loss_option or [], "--loss-option"), out_dir=str(out), run_name=run_name,
             zsl_split=zsl_split, class_embeddings=class_embeddings, prompt=prompt,
+            missing_embeddings=MissingEmbeddings(missing_embeddings).value, clip_model=clip_model,
             init_head=None if init_head is None else str(init_head), alignment_weight=alignment_weight, classification_weight=classification_weight,
+            alignment_trainable=alignment_trainable,
         )
     dist.init_from_env(cfg.device)
     main = dist.is_main()  # asked before the process group is shut down

@@ -408,6 +408,12 @@ def nuswide_splits(root: Path) -> list[SplitSource]:
     return out
 
 
+def is_official_layout(root: str | Path) -> bool:
+    """Whether ``root`` holds the official release (``ImageList/``), where ``nuswide_labels`` applies; else
+    ML-Decoder's ``data.csv`` layout is read."""
+    return (Path(root) / "ImageList").is_dir()
+
+
 def _canonical_split(split: str) -> str:
     name = SPLIT_ALIASES.get(split)
     if name is None:
@@ -441,7 +447,7 @@ def load_nuswide(root: Path, split: str, *, nuswide_labels: str | NusWideLabels 
     kind = parse_nuswide_labels(nuswide_labels)
     notes: dict[str, int | str] = {}
     groups: dict[str, np.ndarray] = {}
-    if (root / "ImageList").is_dir():
+    if is_official_layout(root):
         kind = kind or NusWideLabels.CONCEPTS
         paths, ids, names, matrix, groups, sources = _load_official(root, split, kind)
         notes.update(nuswide_layout="official", nuswide_labels=kind.value)

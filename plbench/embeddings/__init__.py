@@ -4,7 +4,8 @@ Sources (the ``source`` string, CLI ``--class-embeddings``):
 
 * ``glove``: GloVe 6B 50-d mean word vectors (extra ``glove``);
 * ``minilm``: all-MiniLM-L6-v2 sentence embeddings, 384-d (extra ``minilm``);
-* ``clip:<checkpoint file>``: an open_clip text tower (extra ``clip``; architecture ``clip_model``);
+* ``clip:<checkpoint file>``: an open_clip text tower (extra ``clip``; architecture ``clip_model``, CLI
+  ``--clip-model``, default :data:`~plbench.embeddings.encoders.DEFAULT_CLIP_MODEL`);
 * ``random``: a control: N(0, 1) 50-d vectors seeded by each name's text (no meaning shared between names);
 * a file path: ML-Decoder's ``wordvec_array.pth``, the LESA / BiAM GloVe pickle, ``.npy``, ``.pt``,
   ``.csv`` (see :mod:`plbench.embeddings.files`).
@@ -24,6 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from plbench.embeddings.cache import cache_key, read_cached, write_cached
+from plbench.embeddings.encoders import DEFAULT_CLIP_MODEL
 from plbench.embeddings.files import EmbeddingTable, read_embedding_file
 from plbench.errors import InputError
 
@@ -63,6 +65,11 @@ class ClassEmbeddings:
         return {"source": self.source, "prompt": self.prompt, "num_classes": len(self.class_names),
                 "dim": self.dim, "missing": list(self.missing),
                 "oov_words": {k: list(v) for k, v in self.oov_words.items()}}
+
+
+def is_encoder(source: str) -> bool:
+    """Whether ``source`` names an encoder (which embeds any text) rather than an embedding file."""
+    return source in NAMED_ENCODERS or source.startswith(CLIP_PREFIX)
 
 
 def prompt_texts(class_names: Sequence[str], prompt: str | None) -> list[str]:
@@ -114,7 +121,7 @@ def _compute(class_names: list[str], source: str, prompt: str | None, file_class
 
 
 def class_embeddings(class_names: Sequence[str], source: str, *, prompt: str | None = None,
-                     file_classes: Sequence[str] | None = None, clip_model: str = "ViT-B-32",
+                     file_classes: Sequence[str] | None = None, clip_model: str = DEFAULT_CLIP_MODEL,
                      cache_dir: str | Path | None = None, allow_missing: bool = False,
                      device: str = "cpu") -> ClassEmbeddings:
     """Embed ``class_names`` from ``source`` (see the module docstring), in the given order.
@@ -126,7 +133,8 @@ def class_embeddings(class_names: Sequence[str], source: str, *, prompt: str | N
         file_classes: the class of each row of a file without names (see :mod:`plbench.embeddings.files`).
         clip_model: open_clip architecture of a ``clip:`` checkpoint.
         cache_dir: folder of cached entries; ``None`` computes without caching.
-        allow_missing: return zero rows for classes without a vector instead of raising.
+        allow_missing: return zero rows for classes without a vector instead of raising (a run's
+            ``missing_embeddings = "zero"``, :class:`plbench.choices.MissingEmbeddings`).
         device: torch device for the MiniLM and CLIP encoders.
     Returns:
         :class:`ClassEmbeddings` with float32 (C, D) vectors.
@@ -137,8 +145,8 @@ def class_embeddings(class_names: Sequence[str], source: str, *, prompt: str | N
     names = [str(n) for n in class_names]
     if len(set(names)) != len(names):
         raise ValueError("expected unique class names")
-    is_encoder = source in NAMED_ENCODERS or source.startswith(CLIP_PREFIX)
-    if not is_encoder and not Path(source).is_file():
+    encoder = is_encoder(source)
+    if not encoder and not Path(source).is_file():
         raise InputError(Path(source), "--class-embeddings", f"expected an encoder ({', '.join(ENCODERS)}; clip as "
                          f"clip:FILE) or an embedding file, but got {source!r}, which is neither",
                          "name an encoder or an existing file")
@@ -154,16 +162,17 @@ def class_embeddings(class_names: Sequence[str], source: str, *, prompt: str | N
     else:
         vectors, missing, oov = _compute(names, source, prompt, file_classes, clip_model, device)
         path = None
-        if folder is not None:
-            path = write_cached(folder, key, vectors, {"classes": names, "source": source, "prompt": prompt,
-                                                       "missing": missing, "oov_words": {k: list(v) for k, v in oov.items()}})
-    if missing and not allow_missing:
-        raise InputError(Path(source) if not is_encoder else None, "--class-embeddings",
+    if missing and not allow_missing:  # before any write: a refused call leaves no cache entry
+        raise InputError(Path(source) if not encoder else None, "--class-embeddings",
                          f"expected a vector for every class, but {len(missing)} of {len(names)} have none "
                          f"(first: {', '.join(missing[:5])})",
-                         "use a source covering these classes, fix the class names, or allow missing classes")
+                         "use a source covering these classes, fix the class names, or give them zero vectors "
+                         "(CLI --missing-embeddings zero; config missing_embeddings = \"zero\"; API allow_missing=True)")
+    if hit is None and folder is not None:
+        path = write_cached(folder, key, vectors, {"classes": names, "source": source, "prompt": prompt,
+                                                   "missing": missing, "oov_words": {k: list(v) for k, v in oov.items()}})
     return ClassEmbeddings(np.ascontiguousarray(vectors, dtype=np.float32), tuple(names), source, prompt,
                            tuple(missing), oov, path)
 
 
-__all__ = ["ClassEmbeddings", "EmbeddingTable", "class_embeddings", "prompt_texts", "read_embedding_file"]
+__all__ = ["DEFAULT_CLIP_MODEL", "ClassEmbeddings", "EmbeddingTable", "class_embeddings", "is_encoder", "prompt_texts", "read_embedding_file"]

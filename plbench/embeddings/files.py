@@ -5,8 +5,10 @@ Formats (each read to an :class:`EmbeddingTable`, names in file order):
 * ML-Decoder's ``wordvec_array.pth`` (``train_zsl_nus.py``): a float tensor (D, C) = [300, 1006] whose
   columns follow the *sorted* class names (ML-Decoder indexes it with the class ids of a scikit-learn
   ``MultiLabelBinarizer``, whose classes are sorted). Any ``.pth``/``.pt`` holding a 2-D tensor of
-  shape (D, C), with C = len(file_classes) != D, is read this way.
-* ``.pt``/``.pth`` with a (C, D) tensor (rows in ``file_classes`` order) or a dict {name: (D,) tensor}.
+  shape (D, C), with C = len(file_classes) != D, is read this way: columns in sorted name order.
+* ``.pt``/``.pth`` with a (C, D) tensor: rows in ``file_classes`` order (as given: a run passes its
+  dataset's class order), like ``.npy``; or a dict {name: (D,) tensor}. A square tensor (C = D) is
+  refused: its orientation, and so its order, cannot be told.
 * the LESA / BiAM GloVe pickle (``NUS_WIDE_pretrained_w2v_glove-wiki-gigaword-300``): a list of two
   arrays, (1000, 300) in ``TagList1k.txt`` order and (81, 300) in ``Concepts81.txt`` order; give
   ``file_classes`` = tags + concepts (:func:`plbench.datasets.nuswide.nuswide_class_lists`). A
@@ -85,7 +87,8 @@ def _check_matrix(path: Path, m: np.ndarray) -> np.ndarray:
 
 
 def read_torch_file(path: Path, file_classes: Sequence[str] | None) -> EmbeddingTable:
-    """``.pth``/``.pt``: ML-Decoder's (D, C) ``wordvec_array`` (sorted columns), a (C, D) tensor or a dict."""
+    """``.pth``/``.pt``: ML-Decoder's (D, C) ``wordvec_array`` (columns: sorted ``file_classes``), a (C, D)
+    tensor (rows: ``file_classes`` as given) or a dict."""
     import torch
 
     try:
@@ -98,6 +101,10 @@ def read_torch_file(path: Path, file_classes: Sequence[str] | None) -> Embedding
         return EmbeddingTable.from_rows(names, _check_matrix(path, np.stack([np.asarray(v).reshape(-1)
                                                                              for v in obj.values()])))
     m = _check_matrix(path, np.asarray(obj.float() if hasattr(obj, "float") else obj))
+    if file_classes is not None and m.shape[0] == m.shape[1] == len(file_classes):
+        raise InputError(path, "shape", f"expected a (classes, dim) tensor or ML-Decoder's (dim, classes) one, but "
+                         f"got a square {tuple(m.shape)} tensor, whose rows and columns cannot be told apart",
+                         "save the (classes, dim) vectors as .npy, or a {class name: vector} dict with torch.save")
     if file_classes is not None and m.shape[1] == len(file_classes) and m.shape[0] != len(file_classes):
         return EmbeddingTable.from_rows(sorted(str(n) for n in file_classes), m.T)  # ML-Decoder: (D, C), sorted
     return EmbeddingTable.from_rows(_need_classes(path, file_classes, m.shape[0], "rows"), m)

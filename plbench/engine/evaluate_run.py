@@ -229,9 +229,6 @@ def evaluate_run(
         summary["zero_shot"] = {
             **block, "classes": list(tasks), "split": zsplit.source, "num_seen": zsplit.num_seen,
             "num_unseen": zsplit.num_unseen, "unseen_classes": list(zsplit.unseen),
-            "embeddings": embeddings["source"], "prompt": embeddings["prompt"], "embedding_dim": embeddings["dim"],
-            "oov_words": embeddings["oov_words"], "alignment_weight": config.get("alignment_weight", 0.0),
-            "classification_weight": config.get("classification_weight", 1.0),
-            "dropped_train_images": trained.get("dropped_train_images")}
+            **zero_shot.run_fields(config, embeddings), "dropped_train_images": trained.get("dropped_train_images")}
     ev_dir.write_summary(summary)  # strict JSON: an undefined group mAP (NaN) is written as null
     return EvaluationResult(folder, json_safe(summary))  # what the file holds

@@ -32,8 +32,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from plbench.choices import Head
+from plbench.choices import Head, MissingEmbeddings
 from plbench.datasets import DatasetSplit
+from plbench.embeddings import CLIP_PREFIX, DEFAULT_CLIP_MODEL, class_embeddings, is_encoder
 from plbench.errors import InputError
 from plbench.labels import POS, PartialLabels
 from plbench.zsl.splits import NUSWIDE, ZSLSplit, class_indices, read_nuswide_split, read_split_file, restrict_labels
@@ -84,22 +85,35 @@ def resolve_split(source: str, data_root: str | Path, class_names: Sequence[str]
     missing = [c for c in split.classes if c not in set(class_names)]
     if missing:
         raise InputError(data_root, "--zsl-split", f"the NUS-WIDE split names {len(missing)} classes the loaded "
-                         f"labels lack (first: {missing[:3]})",
-                         "load NUS-WIDE with --dataset-option nuswide_labels=zsl (925 tags + 81 concepts)")
+                         f"labels lack (first: {missing[:3]})", "load NUS-WIDE's official layout with "
+                         "--nuswide-labels zsl (config: dataset_options nuswide_labels = \"zsl\"; 925 tags + 81 "
+                         "concepts), or ML-Decoder's data.csv layout, whose classes are these 1,006")
     return split
 
 
+def default_dataset_options(dataset: str, data_root: str | Path, zsl_split: str | None,
+                            options: dict[str, Any]) -> dict[str, Any]:
+    """A run's loader options with the label set its split needs filled in: ``--zsl-split nuswide`` on
+    NUS-WIDE's official layout reads ``nuswide_labels = "zsl"`` (925 seen tags, then the 81 unseen concepts)
+    unless the options name a label set. Other runs get ``options`` as they are."""
+    from plbench.datasets.nuswide import is_official_layout
+
+    if dataset == NUSWIDE and zsl_split == NUSWIDE and "nuswide_labels" not in options and \
+            is_official_layout(data_root):
+        return {**options, "nuswide_labels": "zsl"}
+    return dict(options)
+
+
 def file_classes(source: str, data_root: str | Path, dataset_classes: Sequence[str]) -> list[str] | None:
-    """The class of each row of an embedding file that holds no names: ML-Decoder's ``.pth`` / ``.pt``
-    columns follow the sorted class names; the LESA / BiAM pickle holds NUS-WIDE's tags then concepts (read
-    from the class files under ``data_root``); ``.npy`` rows follow the dataset's class order. None for
+    """The classes of an embedding file that holds no names: the dataset's, in its class order, for ``.npy``
+    and ``.pt`` / ``.pth`` (the reader takes a (C, D) array's rows in this order, and an ML-Decoder-style
+    (D, C) tensor's columns in *sorted* order: :func:`plbench.embeddings.files.read_torch_file`); NUS-WIDE's
+    tags then concepts for the LESA / BiAM pickle (read from the class files under ``data_root``). None for
     encoders and named files (CSV)."""
     suffix = Path(source).suffix.lower()
     if not Path(source).is_file() or suffix == ".csv":
         return None
-    if suffix in (".pth", ".pt"):
-        return sorted(dataset_classes)
-    if suffix == ".npy":
+    if suffix in (".pth", ".pt", ".npy"):
         return list(dataset_classes)
     from plbench.datasets.nuswide import nuswide_class_lists
 
@@ -107,28 +121,59 @@ def file_classes(source: str, data_root: str | Path, dataset_classes: Sequence[s
     return list(tags) + list(concepts)
 
 
+def _getter(config: Any) -> Any:
+    """``key -> value`` of a :class:`plbench.config.TrainConfig` or a run's ``config.json`` dict (a key an older
+    ``config.json`` lacks reads as the field's default)."""
+    if isinstance(config, dict):
+        from plbench.config import DEFAULTS
+
+        return lambda key: config.get(key, DEFAULTS[key])
+    return lambda key: getattr(config, key)
+
+
+def allows_missing(config: Any) -> bool:
+    """Whether the run gives classes without a vector zero vectors (``missing_embeddings = "zero"``)."""
+    return MissingEmbeddings.parse(_getter(config)("missing_embeddings")) is MissingEmbeddings.ZERO
+
+
+#: the folder of cached encoder embeddings under a training run's ``out_dir`` (the folder of run folders)
+EMBEDDING_CACHE = "class-embeddings"
+
+
+def embedding_cache(config: Any) -> Path | None:
+    """Where a training run caches what its encoder computes (class names, alignment captions):
+    ``<out_dir>/class-embeddings``, shared by the runs of that folder (a sweep's too), one entry per class
+    list, source and prompt (:mod:`plbench.embeddings.cache`). None for an embedding file, which is read
+    directly. The folder belongs to no run: deleting it costs only the recomputation."""
+    get = _getter(config)
+    source = get("class_embeddings")
+    return Path(get("out_dir")) / EMBEDDING_CACHE if source and is_encoder(source) else None
+
+
 def embed_classes(config: Any, names: Sequence[str], dataset_classes: Sequence[str] | None = None, *,
-                  allow_missing: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+                  allow_missing: bool | None = None, cache: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """float32 (C, Q) embeddings of ``names`` from the run's recorded source and prompt, and their report.
 
     ``config``: a :class:`plbench.config.TrainConfig`, or a run's ``config.json`` dict.
     ``dataset_classes``: the dataset's classes (default ``names``), for files whose rows are unnamed
     (:func:`file_classes`). ``allow_missing``: zero rows for names without a vector, listed in the
-    report's ``missing``, instead of an error.
+    report's ``missing``, instead of an error; ``None``: the run's ``missing_embeddings`` policy.
+    ``cache``: read and write the run's cache of encoder results (:func:`embedding_cache`; training only).
 
     Raises:
         InputError: no ``class_embeddings`` source, or the source fails (missing package, bad file, classes
-            without a vector).
+            without a vector unless allowed).
     """
-    from plbench.embeddings import class_embeddings
-
-    get = config.get if isinstance(config, dict) else lambda key: getattr(config, key)
+    get = _getter(config)
+    if allow_missing is None:
+        allow_missing = allows_missing(config)
     source = get("class_embeddings")
     if not source:
         raise InputError(None, "--class-embeddings", "a zero-shot run needs class embeddings, but none were given",
                          "pass --class-embeddings glove (or minilm, random, clip:FILE, an embedding file)")
     rows = file_classes(source, get("data_root"), list(dataset_classes or names))
-    emb = class_embeddings(list(names), source, prompt=get("prompt"), file_classes=rows, allow_missing=allow_missing)
+    emb = class_embeddings(list(names), source, prompt=get("prompt"), file_classes=rows, allow_missing=allow_missing,
+                           clip_model=get("clip_model"), cache_dir=embedding_cache(config) if cache else None)
     return emb.vectors, emb.report()
 
 
@@ -141,16 +186,25 @@ def prepare(config: Any, data: Any) -> None:
             a seen positive.
     """
     if config.zsl_split is None:
-        if config.class_embeddings is not None or config.prompt is not None:
-            raise InputError(None, "--class-embeddings", "class embeddings and prompts are for zero-shot runs, but "
-                             "no --zsl-split was given", "add --zsl-split FILE|nuswide, or leave them out")
+        if config.class_embeddings is not None or config.prompt is not None or allows_missing(config) or \
+                config.clip_model != DEFAULT_CLIP_MODEL:
+            raise InputError(None, "--class-embeddings", "class embeddings, prompts, --missing-embeddings and "
+                             "--clip-model are for zero-shot runs, but no --zsl-split was given",
+                             "add --zsl-split FILE|nuswide, or leave them out")
         return
+    if config.clip_model != DEFAULT_CLIP_MODEL and not (config.class_embeddings or "").startswith(CLIP_PREFIX):
+        raise InputError(None, "--clip-model", f"--clip-model {config.clip_model} names the architecture of a CLIP "
+                         f"checkpoint, but the class embeddings are {config.class_embeddings!r}",
+                         "pass --class-embeddings clip:CHECKPOINT, or leave out --clip-model")
     if config.head != Head.ML_DECODER.value:
         raise InputError(None, "--head", f"a zero-shot run needs the ml-decoder head (queries from class "
                          f"embeddings), but got {config.head!r}", "pass --head ml-decoder")
     all_names = list(data.class_names)
     split = resolve_split(config.zsl_split, config.data_root, all_names)
-    vectors, report = embed_classes(config, split.classes, all_names)
+    vectors, report = embed_classes(config, split.classes, all_names, cache=True)
+    if report["missing"]:  # only under missing_embeddings = "zero"; else embed_classes raised
+        log.warning("zero-shot: %d classes have no vector in %s and get zero vectors (first: %s)",
+                    len(report["missing"]), config.class_embeddings, ", ".join(report["missing"][:5]))
     labels, rows, dropped = restrict_labels(data.train_labels, split.seen, drop_empty=True)
     if labels.num_images == 0:
         raise InputError(config.zsl_split, "seen classes", "no training image has a positive among the seen classes",
@@ -296,11 +350,24 @@ def evaluate_zero_shot(model: nn.Module, config: Any, data: Any, device: torch.d
         head.set_query_embeddings(torch.from_numpy(zs.seen_vectors))
     block = scores_block(scores, targets, zs.split)
     block.update({"split": zs.split.source, "num_seen": zs.split.num_seen, "num_unseen": zs.split.num_unseen,
-                  "unseen_classes": list(zs.split.unseen), "embeddings": zs.embeddings["source"],
-                  "prompt": zs.embeddings["prompt"], "embedding_dim": zs.embeddings["dim"],
-                  "oov_words": zs.embeddings["oov_words"], "dropped_train_images": zs.dropped_train_images,
-                  "alignment_weight": config.alignment_weight, "classification_weight": config.classification_weight})
+                  "unseen_classes": list(zs.split.unseen), **run_fields(config, zs.embeddings),
+                  "dropped_train_images": zs.dropped_train_images})
     return block
+
+
+def run_fields(config: Any, report: dict[str, Any]) -> dict[str, Any]:
+    """What a ``zero_shot`` summary block (training's or ``plbench evaluate``'s) says of how the run embeds
+    and trains: the run's source, prompt, CLIP architecture (``clip:`` sources; else None),
+    ``missing_embeddings`` policy and CLIP-Decoder settings, and from ``report``
+    (:meth:`plbench.embeddings.ClassEmbeddings.report` of the scored classes) the width, GloVe's
+    out-of-vocabulary words and the classes without a vector (``missing``: zero vectors, only under the
+    ``zero`` policy)."""
+    get = _getter(config)
+    return {"embeddings": report["source"], "prompt": report["prompt"], "embedding_dim": report["dim"],
+            "clip_model": get("clip_model") if report["source"].startswith(CLIP_PREFIX) else None,
+            "oov_words": report["oov_words"], "missing_embeddings": get("missing_embeddings"),
+            "missing": list(report["missing"]), "alignment_weight": get("alignment_weight"),
+            "classification_weight": get("classification_weight"), "alignment_trainable": get("alignment_trainable")}
 
 
 # -- trained zero-shot runs: evaluate and predict ---------------------------------------------------------
@@ -351,7 +418,7 @@ def set_split_classes(model: nn.Module, config: dict[str, Any], data_root: str |
     """
     split = run_split(config, data_root, dataset_classes, model_classes)
     names = list(scored_classes(split, tasks))
-    report = set_run_classes(model, config, names, dataset_classes)
+    report = set_run_classes(model, config, names, dataset_classes, split_classes=True)
     return split, names, report
 
 
@@ -389,23 +456,26 @@ def parse_class_names(value: str) -> list[str]:
 
 
 def set_run_classes(model: nn.Module, config: dict[str, Any], names: Sequence[str],
-                    dataset_classes: Sequence[str] | None = None) -> dict[str, Any]:
+                    dataset_classes: Sequence[str] | None = None, *, split_classes: bool = False) -> dict[str, Any]:
     """Make a loaded zero-shot run's model score ``names``: embed them with the run's recorded source and
     prompt (:func:`embed_classes`) and give them to its ML-Decoder as queries. Returns the embedding report.
 
     ``dataset_classes``: the run's dataset classes, needed only for embedding files whose rows hold no names
-    (read from the dataset when not given).
+    (read from the dataset when not given). ``split_classes``: ``names`` are classes of the run's split, so
+    the run's ``missing_embeddings`` policy applies as in training; names a user gives (``--class-names``)
+    must all have a vector.
 
     Raises:
         InputError: the source cannot embed some names (a fixed embedding file lacking them, or GloVe knowing
-            none of their words): all such names are listed.
+            none of their words) and they are not split classes of a ``missing_embeddings = "zero"`` run: all
+            such names are listed.
     """
     source = Path(config["class_embeddings"])
     if dataset_classes is None and source.is_file() and source.suffix.lower() in (".pth", ".pt", ".npy"):
         dataset_classes = dataset_class_names(config)  # rows named by the dataset's class order
     vectors, report = embed_classes(config, names, dataset_classes, allow_missing=True)
     missing = report["missing"]
-    if missing:
+    if missing and not (split_classes and allows_missing(config)):
         shown = ", ".join(map(repr, missing[:20])) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
         raise InputError(config["class_embeddings"], "--class-names", f"the run's class embeddings "
                          f"({config['class_embeddings']}) have no vector for {len(missing)} of the {len(names)} "

@@ -15,7 +15,8 @@ Where the paper's description and the code behind its numbers part (we follow th
   .to(device)``; on a GPU that ``.to`` returns a plain tensor, so ``CLIPLoss.parameters()`` is empty, the
   optimizer never sees them, and the published runs trained with the random projections and the scale
   they were initialised with. Hence ``trainable=False`` by default; ``trainable=True`` is what the paper
-  (and the code on CPU) describes.
+  (and the code on CPU) describes (``plbench train --alignment-trainable``). The same optimizer does train
+  the authors' CLIP model (``clip_model.parameters()`` are added to it); plbench's text encoders stay fixed.
 * "Temperature": the code multiplies the cosine logits by ``exp(t)`` with ``t = 0.1``
   (``--clip-loss-temp``), a logit scale of 1.105, not a division by 0.1 (a scale of 10).
 * Projections are bias-free (D, P) matrices drawn from N(0, 1) (``torch.randn``), P = 512.
