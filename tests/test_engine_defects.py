@@ -127,13 +127,18 @@ def test_targets_are_checked_once_at_load_not_in_every_step(synthetic, tmp_path,
         check_targets(bad, "sim.parquet")
 
 
-def test_rank_shard_keeps_feature_reads_batched(features, synthetic):
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_rank_shard_keeps_feature_reads_batched(features, synthetic, monkeypatch, in_memory):
+    """A store too large for memory: one positioned-read pass per batch; a small one: one read of all rows."""
     from plbench.artifacts.features import FeatureStore, store_folder
     from plbench.datasets import load_dataset
     from plbench.datasets.images import collate_skip_none
+    from plbench.engine import features as engine_features
     from plbench.engine.distributed import RankShard
     from plbench.engine.features import FeatureDataset
 
+    if not in_memory:
+        monkeypatch.setattr(engine_features, "IN_MEMORY_BYTES", 0)
     store = FeatureStore.open(store_folder(features, "val"))
     dataset = FeatureDataset(store, load_dataset("synthetic", synthetic, "val").labels)
     reads = []
@@ -142,7 +147,8 @@ def test_rank_shard_keeps_feature_reads_batched(features, synthetic):
     shard = RankShard(dataset, 1, 2)  # rank 1 of 2: items 1, 3, 5, 7
     loader = torch.utils.data.DataLoader(shard, batch_size=3, collate_fn=collate_skip_none)
     batches = list(loader)
-    assert reads == [[1, 3, 5], [7]]  # one positioned-read pass per batch (a read per item before)
+    # one positioned-read pass per batch (a read per item before), or every row once
+    assert reads == ([list(range(len(dataset)))] if in_memory else [[1, 3, 5], [7]])
     assert [b[2].tolist() for b in batches] == [[1, 3, 5], [7]]
     np.testing.assert_array_equal(batches[0][0][:, 0].numpy(), store.pooled[[1, 3, 5]].astype(np.float32))
 

@@ -126,9 +126,15 @@ def test_check_names_the_field(tmp_path):
         store.check(image_ids=list("abcde"))
 
 
-def test_feature_dataset_items_and_batches(tmp_path):
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_feature_dataset_items_and_batches(tmp_path, monkeypatch, in_memory):
+    """The same items whether the rows are held in memory (small stores) or read per batch (large ones)."""
     from plbench.datasets.images import collate_skip_none
+    from plbench.engine import features
     from plbench.engine.features import FeatureDataset
+
+    if not in_memory:
+        monkeypatch.setattr(features, "IN_MEMORY_BYTES", 0)
 
     rng = np.random.default_rng(1)
     pooled = rng.normal(size=(6, 4)).astype(np.float32)
@@ -137,7 +143,7 @@ def test_feature_dataset_items_and_batches(tmp_path):
     dense = rng.integers(-1, 2, size=(5, 2)).astype(np.int8)  # first 5 rows only: a prefix
     labels = PartialLabels.from_dense(dense, np.arange(100, 105), ["p", "q"])
     ds = FeatureDataset(store, labels)
-    assert len(ds) == 5
+    assert ds._in_memory is in_memory and len(ds) == 5
     x, y, i = ds[2]
     assert x.dtype == torch.float32 and x.shape == (1, 4) and y.dtype == torch.int8 and i == 2
     np.testing.assert_array_equal(x.numpy()[0], pooled[2].astype(np.float16).astype(np.float32))

@@ -21,6 +21,7 @@ worse ones on timm's PyTorch-padded ``efficientnet_lite*``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import logging
 import os
@@ -268,13 +269,24 @@ def resolve_normalization(backbone: str | nn.Module) -> tuple[tuple[float, float
     Returns:
         (mean, std), three floats each: e.g. 0.5/0.5 for ``tf_`` models, the ImageNet constants for resnets.
     """
+    if isinstance(backbone, str):
+        return _named_normalization(backbone)
+    return _model_normalization(backbone)
+
+
+@functools.lru_cache(maxsize=None)
+def _named_normalization(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """Cached per name: building the module tree costs 0.25 s (tf_efficientnet_lite0), once per run of a sweep."""
     import timm
+
+    # the meta device builds the module tree without allocating or initialising weights
+    with torch.device("meta"):
+        return _model_normalization(timm.create_model(name, pretrained=False))
+
+
+def _model_normalization(backbone: nn.Module) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     from timm.data import resolve_model_data_config
 
-    if isinstance(backbone, str):
-        # the meta device builds the module tree without allocating or initialising weights
-        with torch.device("meta"):
-            backbone = timm.create_model(backbone, pretrained=False)
     inner = getattr(backbone, "backbone", None)
     if isinstance(inner, nn.Module) and hasattr(inner, "pretrained_cfg"):
         backbone = inner
