@@ -10,29 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import timm
 import torch
 
 from plbench.config import TrainConfig
 from plbench.errors import InputError
+from features_support import random_backbone_stores
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from plbench.datasets.synthetic import write_synthetic_coco
-    from plbench.engine.features import extract_split
-
-    base = tmp_path_factory.mktemp("linear")
-    root = base / "synthetic"
-    write_synthetic_coco(root, train=40, val=24, num_classes=5, image_size=32, seed=4)
-    torch.manual_seed(123)
-    net = timm.create_model("resnet10t", pretrained=False, num_classes=0, global_pool="")
-    weights = base / "resnet10t.pt"
-    torch.save(net.state_dict(), weights)
-    for split in ("train", "val"):
-        extract_split("synthetic", root, split, base / "features", backbone="resnet10t", image_size=32,
-                      checkpoint=weights, batch_size=16, device="cpu")
-    return root, base / "features", weights
+    return random_backbone_stores(tmp_path_factory.mktemp("linear"), train=40, val=24, num_classes=5, data_seed=4,
+                                  torch_seed=123)
 
 
 def _config(root, features, weights, out, **kw):

@@ -17,17 +17,10 @@ from plbench.report.render import table_markdown
 from plbench.sweep import StageKind
 from plbench.sweep.plan import expand, plugin_code
 from plbench.sweep.spec import parse_spec
-from sweep_support import stages_of
+from sweep_support import changed, stages_of
+from test_sweep_methods import BASE as METHODS_BASE
 
-BASE = {
-    "sweep": {"name": "v"},
-    "datasets": [{"name": "synthetic", "data_root": "{out}/data",
-                  "synthetic": {"train": 32, "val": 16, "num_classes": 4, "image_size": 32, "seed": 0}}],
-    "labels": [{"scheme": "spl"}],
-    "methods": [{"loss": "an"}],
-    "protocols": ["linear"],
-    "training": {"recipe": "light", "epochs": 2, "image_size": 32, "batch_size": 16, "device": "cpu"},
-}
+BASE = changed(METHODS_BASE, sweep={"name": "v"})  # a tiny single-positive grid on frozen features
 
 PLUGIN = '''
 import torch.nn.functional as F

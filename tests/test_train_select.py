@@ -14,7 +14,6 @@ import shutil
 
 import numpy as np
 import pytest
-import timm
 import torch
 from sklearn.metrics import average_precision_score
 from typer.testing import CliRunner
@@ -28,6 +27,7 @@ from plbench.datasets.holdout import spml_holdout
 from plbench.engine.summary import selected_record, selection_key
 from plbench.engine.train import train
 from plbench.errors import InputError
+from features_support import random_backbone_stores
 
 runner = CliRunner()
 TRAIN, SELECT = "train-spml-train", "train-spml-val"  # 80 / 20 % of the synthetic train split (datasets.holdout)
@@ -37,19 +37,8 @@ TIMING = ("train_seconds", "train_images_per_s")
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from plbench.datasets.synthetic import write_synthetic_coco
-    from plbench.engine.features import extract_split
-
-    base = tmp_path_factory.mktemp("select")
-    root = base / "synthetic"
-    write_synthetic_coco(root, train=40, val=16, num_classes=4, image_size=32, seed=6)
-    torch.manual_seed(7)
-    weights = base / "resnet10t.pt"
-    torch.save(timm.create_model("resnet10t", pretrained=False, num_classes=0, global_pool="").state_dict(), weights)
-    for split in (TRAIN, "val", SELECT):
-        extract_split("synthetic", root, split, base / "features", backbone="resnet10t", image_size=32,
-                      checkpoint=weights, batch_size=16, device="cpu")
-    return root, base / "features", weights
+    return random_backbone_stores(tmp_path_factory.mktemp("select"), train=40, val=16, num_classes=4, data_seed=6,
+                                  torch_seed=7, splits=(TRAIN, "val", SELECT))
 
 
 def _config(setup, out, **kw):
@@ -170,7 +159,7 @@ def test_feature_store_without_the_selection_split_exits_2(setup, tmp_path):
     assert result.exit_code == 2, result.output
     message = " ".join(result.output.split())
     assert f"no features of split '{SELECT}'" in message
-    assert f"plbench features extract --dataset synthetic" in message and f"--split {SELECT}" in message
+    assert "plbench features extract --dataset synthetic" in message and f"--split {SELECT}" in message
     assert not (tmp_path / "runs").exists()  # nothing written
 
 

@@ -15,28 +15,18 @@ import torch.nn.functional as F
 from plbench.errors import InputError
 from plbench.labels import PartialLabels
 from test_zero_shot_train import UNSEEN
+from features_support import random_backbone_stores
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A token store at 64 px (2 x 2 tokens per image: resnet10t's stride is 32), as test_zero_shot_train's."""
-    import timm
-
-    from plbench.datasets.synthetic import write_synthetic_coco
-    from plbench.engine.features import extract_split
-
     base = tmp_path_factory.mktemp("align")
-    root = base / "synthetic"
-    write_synthetic_coco(root, train=48, val=16, num_classes=12, image_size=32, seed=5)
-    torch.manual_seed(7)
-    weights = base / "resnet10t.pt"
-    torch.save(timm.create_model("resnet10t", pretrained=False, num_classes=0, global_pool="").state_dict(), weights)
-    for split in ("train", "val"):
-        extract_split("synthetic", root, split, base / "features", backbone="resnet10t", image_size=64,
-                      checkpoint=weights, batch_size=16, device="cpu", tokens=True)
+    root, features, weights = random_backbone_stores(base, train=48, val=16, num_classes=12, data_seed=5,
+                                                     torch_seed=7, image_size=64, tokens=True)
     split_file = base / "unseen.txt"
     split_file.write_text("\n".join(UNSEEN) + "\n")
-    return root, base / "features", weights, split_file
+    return root, features, weights, split_file
 
 
 def _config(setup, out, **kw):

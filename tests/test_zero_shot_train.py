@@ -9,34 +9,24 @@ import json
 
 import numpy as np
 import pytest
-import timm
 import torch
 from sklearn.metrics import average_precision_score
 
 from plbench.config import TrainConfig
 from plbench.errors import InputError
+from features_support import random_backbone_stores
 
 UNSEEN = ("red_checkered_star", "cyan_dotted_bar", "blue_striped_square")  # classes of the 12-class design
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from plbench.datasets.synthetic import write_synthetic_coco
-    from plbench.engine.features import extract_split
-
     base = tmp_path_factory.mktemp("zsl")
-    root = base / "synthetic"
-    write_synthetic_coco(root, train=60, val=30, num_classes=12, image_size=32, seed=5)
-    torch.manual_seed(7)
-    net = timm.create_model("resnet10t", pretrained=False, num_classes=0, global_pool="")
-    weights = base / "resnet10t.pt"
-    torch.save(net.state_dict(), weights)
-    for split in ("train", "val"):
-        extract_split("synthetic", root, split, base / "features", backbone="resnet10t", image_size=32,
-                      checkpoint=weights, batch_size=16, device="cpu", tokens=True)
+    root, features, weights = random_backbone_stores(base, train=60, val=30, num_classes=12, data_seed=5,
+                                                     torch_seed=7, tokens=True)
     split_file = base / "unseen.txt"
     split_file.write_text("# held out\n" + "\n".join(UNSEEN) + "\n")
-    return root, base / "features", weights, split_file
+    return root, features, weights, split_file
 
 
 def _config(setup, out, **kw):
