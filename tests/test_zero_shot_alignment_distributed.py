@@ -85,13 +85,15 @@ def test_two_processes_train_with_the_global_batch_loss(tmp_path, sizes):
     assert one["grads"]["embed.weight"].abs().sum() > 0  # the term reaches the decoder's memory
 
 
-def test_torchrun_alignment_run_equals_one_process(setup, tmp_path):
+@pytest.mark.parametrize("trainable", [False, True])
+def test_torchrun_alignment_run_equals_one_process(setup, tmp_path, trainable):
     """A zero-shot ML-Decoder on a token store (summed P-ASL: loss_scale 2 under two processes), alignment
     weight 30 (large enough to move the decoder next to the summed P-ASL), dropout 0: two processes give one
-    process's scores."""
+    process's scores; with --alignment-trainable the learnt projections and temperature (averaged over the
+    processes) also equal one process's."""
     results = {}
     for name, launcher in (("one", PLBENCH), ("two", TORCHRUN)):
-        cfg = _config(setup, tmp_path / name, alignment_weight=30.0, lr=1e-2,
+        cfg = _config(setup, tmp_path / name, alignment_weight=30.0, lr=1e-2, alignment_trainable=trainable,
                       epochs=2, batch_size=12, run_name="r",
                       head_options={"embed_dim": 32, "num_heads": 2, "ff_dim": 64, "dropout": 0.0})
         path = tmp_path / f"{name}.json"
@@ -104,3 +106,11 @@ def test_torchrun_alignment_run_equals_one_process(setup, tmp_path):
     assert b.summary()["zero_shot"]["alignment_weight"] == 30.0
     np.testing.assert_allclose(a.predictions()["scores"], b.predictions()["scores"], atol=1e-4)
     assert a.summary()["zero_shot"]["zsl"]["map"] == pytest.approx(b.summary()["zero_shot"]["zsl"]["map"], abs=0.01)
+    extra_a = a.load_checkpoint("last", "cpu").get("extra", {})
+    extra_b = b.load_checkpoint("last", "cpu").get("extra", {})
+    assert ("alignment" in extra_a) is trainable and ("alignment" in extra_b) is trainable
+    if trainable:
+        learnt_a, learnt_b = extra_a["alignment"], extra_b["alignment"]
+        assert set(learnt_a) == set(learnt_b) and learnt_a
+        for key in learnt_a:
+            torch.testing.assert_close(learnt_b[key], learnt_a[key], rtol=1e-4, atol=1e-5, msg=key)
