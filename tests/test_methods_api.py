@@ -450,6 +450,7 @@ SYNC_WORKER = textwrap.dedent('''
     except RuntimeError as e:
         res["diverged"] = str(e)
     torch.save(res, out)
+    dist.barrier()  # both processes done with every collective before the group goes
     dist.destroy_process_group()
 ''')
 

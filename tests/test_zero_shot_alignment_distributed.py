@@ -50,6 +50,7 @@ WORKER = textwrap.dedent('''
     grads = {n: (p.grad if p.grad is not None else torch.zeros_like(p)) for n, p in head.named_parameters()}
     torch.save({"loss": loss.detach(), "grads": grads}, out)
     if world > 1:
+        dist.barrier()  # both processes past the backward's collectives before the group goes (gloo aborted once)
         dist.destroy_process_group()
 ''')
 
