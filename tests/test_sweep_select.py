@@ -56,7 +56,7 @@ def test_select_split_reaches_the_runs_caches_and_features(tmp_path):
 
 def test_select_split_belongs_to_the_dataset_not_to_training():
     assert_refused(changed(BASE, training={**BASE["training"], "select_split": "x"}), "training.select_split",
-                   ["unknown key 'select_split'"])
+                   ["unknown key 'select_split'", "put select_split in that [[datasets]] entry"])
 
 
 def test_spml_coco_validates_on_val2014_and_selects_on_the_held_out_split():

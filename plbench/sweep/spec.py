@@ -489,6 +489,8 @@ def _schema_error(error: ValidationError, source: str | Path | None) -> InputErr
         if len(loc) > 1 and key in TOP_KEYS:
             hint = (f" ({key} is a top-level key: in TOML it must come before the first [table] or [[array]] "
                     "header, else it belongs to that table)")
+        elif loc[0] == "training" and key == "select_split":
+            hint = " (a split belongs to its dataset: put select_split in that [[datasets]] entry)"
         return InputError(source, where, f"unknown key {key!r}{hint}", f"use only: {allowed}")
     if kind == "missing":
         return InputError(source, where, "required, but missing", f"add {loc[-1]} = ...")
