@@ -489,8 +489,6 @@ def _schema_error(error: ValidationError, source: str | Path | None) -> InputErr
         if len(loc) > 1 and key in TOP_KEYS:
             hint = (f" ({key} is a top-level key: in TOML it must come before the first [table] or [[array]] "
                     "header, else it belongs to that table)")
-        elif loc[0] == "training" and key == "select_split":
-            hint = " (a split belongs to its dataset: put select_split in that [[datasets]] entry)"
         return InputError(source, where, f"unknown key {key!r}{hint}", f"use only: {allowed}")
     if kind == "missing":
         return InputError(source, where, "required, but missing", f"add {loc[-1]} = ...")
@@ -681,6 +679,9 @@ def _backbones(tables: list[_Backbone], check: _Checker) -> tuple[BackboneSpec, 
 def _training(raw: dict[str, Any], check: _Checker) -> tuple[dict[str, Any], int]:
     t = dict(raw)
     allowed = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in GRID_FIELDS]
+    if "select_split" in t:  # a TrainConfig key, but a split is its dataset's
+        check.fail("training.select_split", "unknown key 'select_split' (a split belongs to its dataset)",
+                   "put select_split in that [[datasets]] entry")
     check.keys(t, [*allowed, *SWEEP_TRAINING_KEYS], "training")
     nproc = t.pop("torchrun_nproc", 1)
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
