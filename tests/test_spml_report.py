@@ -15,6 +15,7 @@ from test_report import write_run
 def _record(**summary):
     return SimpleNamespace(name="run", labels="spl", loss="an", mode=None, seed=0, val_map=64.123, best_val_map=66.5,
                            val_map_plain=64.123, val_map_ema=None, authors_map=66.5, summary={"cf1": 50.0, **summary},
+                           selected_map=summary.get("selected_map"),  # as load_record reads it from the summary
                            evaluation_protocol="final epoch, plain model (fixed before training)")
 
 

@@ -138,8 +138,7 @@ def epoch_selection(r: RunRecord) -> tuple[float | None, str]:
     labelled as chosen on held-out data."""
     split = r.summary.get("selection_split")
     if split:
-        value = r.summary.get("selected_map")
-        return (float(value) if isinstance(value, (int, float)) else None), f"test mAP at the epoch chosen on {split}"
+        return r.selected_map, f"test mAP at the epoch chosen on {split}"
     return r.best_val_map, EVALUATION_SELECTION
 
 
@@ -331,7 +330,7 @@ def results_csv(records: Sequence[RunRecord]) -> str:
              _num(r.val_map), _num(r.val_map_plain), _num(r.val_map_ema), _num(r.best_val_map), _num(r.authors_map),
              _num(r.summary.get("train_annotated_fraction")), r.evaluation_protocol,
              cell(r.summary.get("selection_split")), cell(r.summary.get("selected_epoch")),
-             _num(r.summary.get("selected_map"))] for r in records]
+             _num(r.selected_map)] for r in records]
     return _csv(RESULTS_CSV_HEADER, rows)
 
 
